@@ -1,0 +1,123 @@
+"""Class-per-folder datasets, decoded once into a cached uint8 tensor so training never waits on JPEG.
+
+A dataset root holds one subfolder per class (sorted names give class indices 0..K-1);
+images anywhere below a class folder belong to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .images import ImageReadError, load_rgb, looks_like_image
+from .preprocess import Preprocessing, plan_geometry, _RESAMPLE
+
+
+@dataclass
+class FolderDataset:
+    """Image paths, integer labels and the class folder names of a class-per-folder root."""
+
+    root: Path
+    paths: list[Path]
+    labels: list[int]
+    classes: list[str]
+
+
+def scan_class_folders(root: str | os.PathLike[str]) -> FolderDataset:
+    """List ``root/<class>/**/image`` in a stable order; ValueError if there is nothing to learn from."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{root}: no class subfolders (expected {root}/<class>/<image>)")
+    paths, labels = [], []
+    for idx, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(root / name):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                p = Path(dirpath) / fn
+                if not fn.startswith(".") and looks_like_image(p):
+                    paths.append(p)
+                    labels.append(idx)
+    if not paths:
+        raise ValueError(f"{root}: no images found in the class subfolders")
+    return FolderDataset(root, paths, labels, classes)
+
+
+def read_label_names(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Folder name -> readable name from a TSV/CSV: ``[index] <folder> <name>`` per line.
+
+    For WordNet-style names ("tench, Tinca tinca") the first lemma is kept.
+    """
+    names: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        parts = [p.strip() for p in (line.split("\t") if "\t" in line else line.split(",", 1))]
+        parts = [p for p in parts if p]
+        if len(parts) >= 3 and parts[0].isdigit():
+            parts = parts[1:]
+        if len(parts) >= 2:
+            names[parts[0]] = parts[1].split(",")[0].strip()
+    return names
+
+
+def _decode_train(args: tuple[str, int]) -> np.ndarray:
+    """Shorter side to ``size`` (bicubic), centre square crop; uint8 HWC. Bad files become zeros."""
+    path, size = args
+    try:
+        im = load_rgb(path)
+    except ImageReadError:
+        return np.zeros((size, size, 3), np.uint8)
+    pre = Preprocessing(input_size=size, crop_pct=1.0)
+    geo = plan_geometry(im.width, im.height, pre)
+    im = im.resize((geo.resized_width, geo.resized_height), _RESAMPLE["bicubic"])
+    return np.asarray(im.crop((geo.left, geo.top, geo.left + size, geo.top + size)), np.uint8)
+
+
+def _decode_eval(args: tuple[str, Preprocessing]) -> np.ndarray:
+    """The exact eval transform (resize + centre crop), before normalization; uint8 HWC."""
+    path, pre = args
+    try:
+        im = load_rgb(path)
+    except ImageReadError:
+        return np.zeros((pre.input_size, pre.input_size, 3), np.uint8)
+    geo = plan_geometry(im.width, im.height, pre)
+    im = im.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
+    return np.asarray(im.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size)), np.uint8)
+
+
+def decode_all(ds: FolderDataset, cache_dir: Path, *, train_size: int | None = None,
+               eval_pre: Preprocessing | None = None, workers: int | None = None) -> Tensor:
+    """Decode every image of ``ds`` into a (N, 3, S, S) uint8 tensor, cached on disk by content key.
+
+    ``train_size`` stores squares for random-crop augmentation; ``eval_pre`` stores the exact
+    eval crops. The cache key covers paths, sizes, mtimes and the transform.
+    """
+    assert (train_size is None) != (eval_pre is None)
+    key = hashlib.sha256()
+    key.update(repr(train_size if train_size else eval_pre).encode())
+    for p in ds.paths:
+        st = p.stat()
+        key.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    cache = Path(cache_dir) / f"decoded-{key.hexdigest()[:20]}.pt"
+    if cache.exists():
+        return torch.load(cache, weights_only=True)
+    jobs = [(str(p), train_size) if train_size else (str(p), eval_pre) for p in ds.paths]
+    fn = _decode_train if train_size else _decode_eval
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers) as pool:
+        arrays = list(pool.map(fn, jobs, chunksize=64))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save(x, tmp)
+    os.replace(tmp, cache)
+    return x
+

@@ -1,0 +1,102 @@
+"""Read any image Pillow can open as 8-bit RGB, with one readable error for any bad file.
+
+EXIF orientation is applied; grayscale, palette, RGBA/LA (composited on white), CMYK,
+16-bit and float images are converted. Pillow's decompression-bomb guard stays on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".avif", ".heic", ".qoi",
+})
+
+
+class ImageReadError(Exception):
+    """An input file that could not be read as an image; ``str(e)`` is one line naming the file."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Open ``path`` fully decoded as an RGB image, or raise :class:`ImageReadError`."""
+    p = Path(path)
+    if p.is_dir():
+        raise ImageReadError(p, "is a directory, not an image")
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ImageReadError(p, "no such file") from None
+    except OSError as e:
+        raise ImageReadError(p, f"cannot access: {e.strerror or e}") from None
+    if size == 0:
+        raise ImageReadError(p, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.seek(0)  # first frame of animations
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return to_rgb(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(p, f"refused as a possible decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(p, "not an image Pillow can read") from None
+    except PermissionError:
+        raise ImageReadError(p, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower() or isinstance(e, EOFError):
+            msg = f"truncated or corrupt image data ({msg})"
+        else:
+            msg = f"corrupt image data ({msg})"
+        raise ImageReadError(p, " ".join(msg.split())) from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16"):
+            a = a / 65535.0
+        elif im.mode == "I":
+            a = a / (65535.0 if a.max(initial=0) > 255 else 255.0)
+        elif a.size and (a.max() > 1.0 or a.min() < 0.0):  # float images: scale to their range
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+        a = np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def looks_like_image(path: str | os.PathLike[str]) -> bool:
+    """True when the extension is an image one, or (no/unknown extension) the leading bytes are."""
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    signatures = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+    return head.startswith(signatures) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")

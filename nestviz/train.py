@@ -1,0 +1,223 @@
+"""Train a NesT on a class-per-folder dataset: the recipe behind ``nestviz train``.
+
+AdamW (no decay on norms, biases, position embeddings), linear warmup then cosine decay,
+label smoothing, random-resized crop + flip + colour jitter, optional mixup/CutMix,
+stochastic depth, bf16 autocast. Images are decoded once into a cached uint8 tensor.
+Each epoch ends with an atomic checkpoint; every epoch draws its randomness from
+``seed`` and the epoch number, so ``resume`` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .augment import color_jitter, mix_batch, random_resized_crop_flip
+from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
+from .model import Nest, NestConfig, param_groups
+from .preprocess import Preprocessing
+from .weights import atomic_write_bytes, save_nestviz
+
+
+@dataclass
+class TrainOptions:
+    """The recipe's knobs; defaults are what trained the embedded model."""
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 3.0
+    label_smoothing: float = 0.1
+    drop_path: float = 0.1
+    mix_prob: float = 0.3
+    jitter: float = 0.3
+    crop_scale_min: float = 0.25
+    seed: int = 0
+    precision: str = "bf16"  # bf16 autocast, or fp32
+    eval_every: int = 5
+    crop_pct: float = 0.875
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    train_acc: float
+    images_per_s: float
+    seconds: float
+    lr: float
+    val_top1: float | None = None
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    history: list[EpochStats] = field(default_factory=list)
+    val_top1: float | None = None
+    seconds: float = 0.0
+
+
+def lr_at(step: int, total: int, warmup: int, opts: TrainOptions) -> float:
+    """Linear warmup to ``opts.lr``, then cosine decay to ``opts.min_lr``."""
+    if step < warmup:
+        return opts.lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return opts.min_lr + 0.5 * (opts.lr - opts.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where the per-epoch training checkpoint of ``out`` lives."""
+    return out.with_name(out.name + ".ckpt")
+
+
+@torch.no_grad()
+def accuracy_on(model: Nest, x_uint8: Tensor, labels: Tensor, pre: Preprocessing, device: torch.device,
+                batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on pre-cropped uint8 images (float32, eval mode)."""
+    was_training = model.training
+    model.eval()
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    correct = 0
+    for i in range(0, len(x_uint8), batch_size):
+        xb = ((x_uint8[i:i + batch_size].float() / 255.0 - mean) / std).to(device)
+        correct += int((model(xb).argmax(1).cpu() == labels[i:i + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(x_uint8)
+
+
+def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: NestConfig,
+          opts: TrainOptions, *, val_dir: str | os.PathLike[str] | None = None,
+          labels_file: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
+          cache_dir: str | os.PathLike[str] | None = None, device: torch.device | None = None,
+          command: str = "", on_epoch: Callable[[EpochStats], None] | None = None,
+          on_step: Callable[[int, int, float, float], None] | None = None,
+          max_steps: int | None = None) -> TrainResult:
+    """Train and write a nestviz weights file to ``out``; returns the per-epoch history.
+
+    ``on_step(step_in_epoch, steps_per_epoch, loss, images_per_s)`` and ``on_epoch`` report progress.
+    ``max_steps`` stops early (for tests); the weights are still written.
+    """
+    out = Path(out)
+    device = device or torch.device("cpu")
+    cache_dir = Path(cache_dir or Path.home() / ".cache" / "nestviz")
+    ds = scan_class_folders(train_dir)
+    names = read_label_names(labels_file) if labels_file else {}
+    class_names = [names.get(c, c) for c in ds.classes]
+    cfg = cfg.with_(num_classes=len(ds.classes))
+    pre = Preprocessing(input_size=cfg.img_size, crop_pct=opts.crop_pct)
+
+    store = int(round(cfg.img_size * 1.15))
+    x_train = decode_all(ds, cache_dir, train_size=store)
+    y_train = torch.tensor(ds.labels)
+    val: tuple[Tensor, Tensor] | None = None
+    val_ds: FolderDataset | None = None
+    if val_dir is not None:
+        val_ds = scan_class_folders(val_dir)
+        if val_ds.classes != ds.classes:
+            raise ValueError(f"{val_dir}: class folders differ from {train_dir}")
+        val = (decode_all(val_ds, cache_dir, eval_pre=pre), torch.tensor(val_ds.labels))
+
+    torch.manual_seed(opts.seed)
+    model = Nest(cfg, drop_path_rate=opts.drop_path).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999))
+    history: list[EpochStats] = []
+    start_epoch, elapsed = 0, 0.0
+    if resume is not None:
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        if state["config"] != cfg.to_dict() or state["classes"] != ds.classes:
+            raise ValueError(f"{resume}: checkpoint is for another architecture or class list")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["seconds"])
+        history = [EpochStats(**h) for h in state["history"]]
+
+    n = len(x_train)
+    steps_per_epoch = max(1, n // opts.batch_size)  # drop the last partial batch
+    total_steps = steps_per_epoch * opts.epochs
+    warmup = int(opts.warmup_epochs * steps_per_epoch)
+    use_bf16 = opts.precision == "bf16"
+    done_steps = 0
+    for epoch in range(start_epoch, opts.epochs):
+        torch.manual_seed(opts.seed * 100_003 + epoch)  # drop-path masks
+        gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for s in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + s
+            lr = lr_at(step, total_steps, warmup, opts)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[s * opts.batch_size:(s + 1) * opts.batch_size]
+            xb = random_resized_crop_flip(x_train[idx], cfg.img_size, gen, scale=(opts.crop_scale_min, 1.0))
+            if opts.jitter > 0:
+                xb = color_jitter(xb, gen, opts.jitter)
+            xb = (xb - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
+            yb = y_train[idx]
+            soft = F.one_hot(yb, cfg.num_classes).float()
+            soft = mix_batch(xb, soft, gen, opts.mix_prob)
+            soft = soft * (1 - opts.label_smoothing) + opts.label_smoothing / cfg.num_classes
+            xb, soft = xb.to(device), soft.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(xb)
+            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1).cpu() == yb).sum())
+            seen += len(idx)
+            done_steps += 1
+            if on_step:
+                on_step(s + 1, steps_per_epoch, loss_sum / seen, seen / (time.perf_counter() - t0))
+            if max_steps is not None and done_steps >= max_steps:
+                break
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        stats = EpochStats(epoch + 1, loss_sum / seen, correct / seen, seen / seconds, seconds, lr)
+        last = epoch + 1 == opts.epochs or (max_steps is not None and done_steps >= max_steps)
+        if val is not None and (last or (epoch + 1) % opts.eval_every == 0):
+            stats.val_top1 = accuracy_on(model, val[0], val[1], pre, device)
+        history.append(stats)
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                    "seconds": elapsed, "history": [asdict(h) for h in history], "config": cfg.to_dict(),
+                    "classes": ds.classes, "options": asdict(opts)}, buf)
+        atomic_write_bytes(checkpoint_path(out), buf.getvalue())
+        if on_epoch:
+            on_epoch(stats)
+        if last:
+            break
+
+    val_top1 = history[-1].val_top1 if history else None
+    provenance: dict[str, Any] = {
+        "trained_with": "nestviz train",
+        "command": command,
+        "train_data": str(train_dir),
+        "train_images": n,
+        "val_data": str(val_dir) if val_dir else None,
+        "val_images": len(val_ds.paths) if val_ds else None,
+        "class_folders": ds.classes,
+        "epochs": len(history),
+        "val_top1": val_top1,
+        "train_seconds": round(elapsed, 1),
+        "hardware": f"{platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} threads, {device}".strip(),
+        "torch": torch.__version__,
+        "options": asdict(opts),
+    }
+    save_nestviz(out, model.eval(), class_names, pre, provenance)
+    return TrainResult(out, history, val_top1, elapsed)
