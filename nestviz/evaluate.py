@@ -1,0 +1,92 @@
+"""Accuracy of a model on a class-per-folder dataset: top-1, top-5, per class, and what gets confused."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .api import Nestviz
+from .data import scan_class_folders
+
+
+@dataclass
+class EvalReport:
+    images: int
+    top1: float
+    top5: float
+    per_class: dict[str, dict[str, float | int]]  # label -> {"images", "top1"}
+    confusions: list[dict[str, Any]] = field(default_factory=list)  # most frequent (true, predicted) pairs
+    failed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"images": self.images, "top1": self.top1, "top5": self.top5, "per_class": self.per_class,
+                "confusions": self.confusions, "failed": self.failed}
+
+
+def folder_to_class(folders: list[str], nv: Nestviz) -> list[int]:
+    """Model class index for each dataset folder: by the folders the model was trained on, by label,
+    by ImageNet WordNet id for 1000-class models, or by sorted order when the counts agree."""
+    b = nv.bundle
+    trained = b.provenance.get("class_folders")
+    if trained and set(folders) <= set(trained):
+        return [trained.index(f) for f in folders]
+    lower = [n.lower() for n in b.class_names]
+    if all(f.lower() in lower for f in folders):
+        return [lower.index(f.lower()) for f in folders]
+    if b.config.num_classes == 1000:
+        from .weights import imagenet_wnids
+
+        wnids = imagenet_wnids()
+        if all(f in wnids for f in folders):
+            return [wnids.index(f) for f in folders]
+    if len(folders) == b.config.num_classes:
+        return list(range(len(folders)))
+    raise ValueError(f"cannot match the dataset's {len(folders)} class folders to the model's "
+                     f"{b.config.num_classes} classes (name the folders after the class labels)")
+
+
+def evaluate_folder(nv: Nestviz, data_dir: str | os.PathLike[str], batch_size: int = 32,
+                    progress: Callable[[int, int], None] | None = None) -> EvalReport:
+    """Evaluate ``nv`` on ``data_dir/<class>/*``; unreadable images are listed, not counted."""
+    ds = scan_class_folders(data_dir)
+    target_of = folder_to_class(ds.classes, nv)
+    label_of = dict(zip(map(str, ds.paths), ds.labels))
+    K = nv.bundle.config.num_classes
+    hits1 = torch.zeros(len(ds.classes), dtype=torch.long)
+    count = torch.zeros(len(ds.classes), dtype=torch.long)
+    hits5 = 0
+    confusion = torch.zeros(len(ds.classes), K, dtype=torch.long)
+    failed, seen = [], 0
+    for batch in nv.prepared_batches(map(str, ds.paths), batch_size):
+        ok = [p for p in batch if p.error is None]
+        failed += [p.error for p in batch if p.error is not None]
+        if ok:
+            with torch.inference_mode():
+                logits = nv.model(torch.stack([p.tensor for p in ok]).to(nv.device)).float().cpu()
+            top = logits.topk(min(5, K), dim=1).indices
+            for p, t in zip(ok, top):
+                folder = label_of[p.name]
+                target = target_of[folder]
+                count[folder] += 1
+                hits1[folder] += int(t[0] == target)
+                hits5 += int(target in t.tolist())
+                confusion[folder, t[0]] += 1
+        seen += len(batch)
+        if progress:
+            progress(seen, len(ds.paths))
+    n = int(count.sum())
+    if n == 0:
+        raise ValueError(f"{data_dir}: no readable images")
+    per_class = {nv.bundle.label(target_of[i]): {"images": int(count[i]), "top1": float(hits1[i]) / max(1, int(count[i]))}
+                 for i in range(len(ds.classes))}
+    pairs = []
+    for i in range(len(ds.classes)):
+        for j in range(K):
+            if j != target_of[i] and confusion[i, j] > 0:
+                pairs.append({"true": nv.bundle.label(target_of[i]), "predicted": nv.bundle.label(j),
+                              "images": int(confusion[i, j])})
+    pairs.sort(key=lambda d: (-d["images"], d["true"], d["predicted"]))
+    return EvalReport(n, float(hits1.sum()) / n, hits5 / n, per_class, pairs[:10], failed)
