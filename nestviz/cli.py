@@ -243,7 +243,7 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
              batch_size: int, overwrite: bool, shard: Optional[str], quiet: bool, threshold: float = 0.2,
              save_maps: bool = False) -> None:
     """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
-    from .discover import parse_shard, shard as take_shard
+    from .discover import has_multiple_roots, parse_shard, shard as take_shard
     from .runner import RunOptions, check_writable, run_folder
 
     fmt = fmt.lower().lstrip(".")
@@ -261,6 +261,7 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
     except OSError as e:
         fail(f"{out}: output folder is not writable ({e.strerror or e})")
     items, problems = find_inputs(inputs, exclude=[out])
+    multi_root = has_multiple_roots(items)  # before sharding, so every shard names outputs alike
     if part is not None:
         items = take_shard(items, *part)
 
@@ -287,7 +288,7 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
         load_model = lambda: loaded[0]  # noqa: E731 - reuse the model already loaded
     opts = RunOptions(mode=mode, out_dir=out, top_k=top_k, classes=class_ids, threshold=threshold, fmt=fmt,
                       render=not no_render, save_maps=save_maps, overwrite=overwrite, batch_size=batch_size,
-                      shard=part)
+                      shard=part, multi_root=multi_root)
     summary = run_with_progress(items, opts, load_model, weights_id, json_out, quiet)
     summary.failed += len(problems)
     if summary.interrupted:
@@ -304,7 +305,7 @@ def run_with_progress(items, opts, load_model, weights_id, json_out, quiet):  # 
     from .runner import run_folder
 
     console = Console(stderr=True)
-    on_record = (lambda r: emit({k: v for k, v in r.items() if k not in ("key", "status")})) if json_out else None
+    on_record = (lambda r: emit({k: v for k, v in r.items() if k not in ("key", "status", "time")})) if json_out else None
     if quiet:
         summary = run_folder(items, opts, load_model, weights_id, on_record=on_record)
     else:

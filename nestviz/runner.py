@@ -25,7 +25,7 @@ import numpy as np
 
 from .discover import InputItem, output_stem
 from .gallery import write_gallery
-from .manifest import ManifestWriter, load_done, merge_records, options_key
+from .manifest import ManifestWriter, is_done, load_done, merge_records, options_key
 from .results import ImageResult, error_json
 from .weights import atomic_write_bytes
 
@@ -48,6 +48,7 @@ class RunOptions:
     batch_size: int = 16
     render_workers: int = 1
     shard: tuple[int, int] | None = None
+    multi_root: bool = False  # inputs came from several roots: prefix outputs with the root's name
 
     def key_fields(self, weights_id: str) -> dict[str, Any]:
         """Everything that changes an image's outputs: a change means the image is redone."""
@@ -82,9 +83,9 @@ def check_writable(out_dir: Path) -> None:
     probe.unlink()
 
 
-def planned_outputs(item: InputItem, opts: RunOptions, multi_root: bool) -> dict[str, Path]:
+def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
     """Figure and map files one image produces: {"gradcat": path, "cam": path, "maps": path}."""
-    stem = output_stem(item, opts.out_dir, multi_root)
+    stem = output_stem(item, opts.out_dir, opts.multi_root)
     files: dict[str, Path] = {}
     if opts.render:
         for kind in FIGURES[opts.mode]:
@@ -127,14 +128,12 @@ def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[]
     """
     t0 = time.perf_counter()
     summary = RunSummary()
-    multi_root = len({i.root for i in items}) > 1
     key = options_key(opts.key_fields(weights_id))
     done_before = {} if opts.overwrite else load_done(opts.out_dir)
     todo: list[InputItem] = []
     for item in items:
         rec = done_before.get(str(item.path))
-        if rec and rec.get("status") == "ok" and rec.get("key") == key and all(
-                Path(opts.out_dir, o).exists() for o in rec.get("outputs", [])):
+        if rec is not None and is_done(rec, key, opts.out_dir):
             summary.skipped += 1
             if on_record:
                 on_record({**_public(rec), "status": "skipped"})
@@ -187,7 +186,7 @@ def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[]
                         finish({**error_json(r.name, r.error or "unreadable"), "status": "error", "key": key})
                         continue
                     item = by_name[r.image]
-                    files = planned_outputs(item, opts, multi_root)
+                    files = planned_outputs(item, opts)
                     r.outputs = [str(p.relative_to(opts.out_dir)) for p in files.values()]
                     if "maps" in files:
                         save_maps(r, files["maps"])
@@ -232,7 +231,7 @@ def threading_main() -> bool:
 
 
 def _public(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if k not in ("key",)}
+    return {k: v for k, v in rec.items() if k not in ("key", "time")}
 
 
 def dumps(record: dict[str, Any]) -> str:

@@ -84,7 +84,7 @@ def checkpoint_path(out: Path) -> Path:
 
 @torch.no_grad()
 def accuracy_on(model: Nest, x_uint8: Tensor, labels: Tensor, pre: Preprocessing, device: torch.device,
-                batch_size: int = 256) -> float:
+                batch_size: int = 64) -> float:
     """Top-1 accuracy of ``model`` on pre-cropped uint8 images (float32, eval mode)."""
     was_training = model.training
     model.eval()

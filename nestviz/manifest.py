@@ -1,0 +1,129 @@
+"""OUT/manifest.jsonl: one JSON line per finished image, appended as it finishes, read back to resume.
+
+A record is the ``--json`` object of an image (``image``, ``width``, ``height``, ``predictions``,
+``outputs``; ``outputs`` relative to OUT) plus ``status`` ("ok" | "error" | "skipped"),
+``error`` for failures, ``key`` (``options_key`` of the weights and output options) and ``time``
+(added by the writer, seconds since the epoch). Shard I of N writes
+``manifest.part-I-of-N.jsonl``. Each line is flushed and fsynced, so a killed process leaves at
+most one torn last line, which readers skip and the next writer closes with a newline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.jsonl"
+PART = re.compile(r"manifest\.part-(\d+)-of-(\d+)\.jsonl")
+
+
+def manifest_path(out_dir: Path, shard: tuple[int, int] | None = None) -> Path:
+    """The manifest file of a run, or of shard ``(I, N)`` of one."""
+    return out_dir / (MANIFEST if shard is None else f"manifest.part-{shard[0]}-of-{shard[1]}.jsonl")
+
+
+def options_key(fields: dict[str, Any]) -> str:
+    """A stable digest of everything that changes an image's outputs (weights identity, options)."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ManifestWriter:
+    """Appends records to a run's manifest, one durable line each."""
+
+    def __init__(self, out_dir: Path, shard: tuple[int, int] | None = None, fsync: bool = True):
+        self.path = manifest_path(Path(out_dir), shard)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the run, closed by close()
+        if self._file.tell() > 0 and not _ends_with_newline(self.path):
+            self._file.write(b"\n")  # end a line torn by a crash, so it does not swallow the next record
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (plus the current ``time``) as one line and push it to disk."""
+        line = json.dumps({**record, "time": round(time.time(), 3)}, ensure_ascii=False) + "\n"
+        self._file.write(line.encode())
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def manifest_parts(out_dir: Path) -> list[Path]:
+    """The manifest files in ``out_dir``: the unsharded one first, then parts by N and I."""
+    parts = []
+    for p in Path(out_dir).glob("manifest*.jsonl"):
+        m = PART.fullmatch(p.name)
+        if p.name == MANIFEST:
+            parts.append(((0, 0), p))
+        elif m:
+            parts.append(((int(m[2]), int(m[1])), p))
+    return [p for _, p in sorted(parts)]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The valid records of one manifest file in order; torn or foreign lines are skipped."""
+    records = []
+    for line in Path(path).read_bytes().split(b"\n"):
+        try:
+            rec = json.loads(line)
+        except ValueError:  # includes bad UTF-8 and the empty string
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("image"), str):
+            records.append(rec)
+    return records
+
+
+def load_done(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The latest record of each image across all manifest parts in ``out_dir`` (for resume).
+
+    Latest means the largest ``time``, then the later part and line. "skipped" records are
+    ignored: they only say that an earlier record still stands. Use :func:`is_done` to decide.
+    """
+    latest: dict[str, tuple[tuple[float, int, int], dict[str, Any]]] = {}
+    for part_no, part in enumerate(manifest_parts(out_dir)):
+        for line_no, rec in enumerate(read_records(part)):
+            if rec.get("status") == "skipped":
+                continue
+            t = rec.get("time")
+            order = (float(t) if isinstance(t, (int, float)) else float("-inf"), part_no, line_no)
+            old = latest.get(rec["image"])
+            if old is None or order >= old[0]:
+                latest[rec["image"]] = (order, rec)
+    return {image: rec for image, (_, rec) in latest.items()}
+
+
+def is_done(record: dict[str, Any] | None, key: str, out_dir: Path) -> bool:
+    """An image needs no work when its latest record is ok, has ``key``, and all its outputs exist."""
+    if not record or record.get("status") != "ok" or record.get("key") != key:
+        return False
+    outputs = record.get("outputs")
+    return isinstance(outputs, list) and all(isinstance(o, str) and (Path(out_dir) / o).is_file() for o in outputs)
+
+
+def merge_records(out_dir: Path) -> list[dict[str, Any]]:
+    """The latest record of each image across all parts, sorted by image path (for the gallery)."""
+    return [rec for _, rec in sorted(load_done(out_dir).items())]
+
+
+__all__ = ["ManifestWriter", "options_key", "manifest_path", "manifest_parts", "read_records", "load_done",
+           "is_done", "merge_records"]

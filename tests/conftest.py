@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny NesT saved as nestviz weights, and small images made on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nestviz.model import Nest, NestConfig
+from nestviz.preprocess import Preprocessing
+from nestviz.weights import save_nestviz
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+torch.set_num_threads(1)
+
+TINY = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
+                  depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)
+TINY_CLASSES = ["red thing", "green thing", "blue thing"]
+
+
+def tiny_model(seed: int = 0, cfg: NestConfig = TINY) -> Nest:
+    torch.manual_seed(seed)
+    model = Nest(cfg).eval()
+    with torch.no_grad():  # larger random weights than the init, so outputs differ clearly between inputs
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-level, 3-class NesT at 32 px saved in nestviz's format."""
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_nestviz(path, tiny_model(), TINY_CLASSES, Preprocessing(input_size=32, crop_pct=0.875),
+                 {"trained_with": "conftest"})
+    return path
+
+
+def write_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, fmt: str | None = None) -> Path:
+    """A small random-colour image (deterministic per seed)."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """Three small valid images of different sizes."""
+    return [write_image(tmp_path / "in" / f"img{i}.png", (40 + 8 * i, 32 + 4 * i), seed=i) for i in range(3)]

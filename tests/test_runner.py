@@ -1,0 +1,149 @@
+"""Folder mode end to end: mirrored outputs, exact manifest, resume without model work, shards,
+interruption by SIGINT, and a gallery that only links files that exist."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nestviz.cli import app
+from nestviz.model import Nest
+
+from .conftest import write_image
+
+runner = CliRunner()
+
+
+def build_tree(root: Path) -> dict[str, str]:
+    """A messy input tree; returns {relative path: expected status}."""
+    expected = {}
+    for rel, seed in (("a/cat.jpg", 1), ("b/cat.jpg", 2), ("b/deep/er/dog.png", 3), ("top.webp", 4)):
+        write_image(root / rel, (40 + seed * 4, 36), seed=seed)
+        expected[rel] = "ok"
+    (root / "a" / "corrupt.jpg").write_bytes((root / "a" / "cat.jpg").read_bytes()[:150])
+    (root / "a" / "empty.png").write_bytes(b"")
+    (root / "b" / "notes.jpg").write_text("this is text, not a JPEG")
+    expected.update({"a/corrupt.jpg": "error", "a/empty.png": "error", "b/notes.jpg": "error"})
+    (root / "b" / "readme.txt").write_text("ignored: not an image")
+    (root / ".hidden.jpg").write_bytes((root / "a" / "cat.jpg").read_bytes())
+    os.symlink(root, root / "b" / "loop")  # a symlink loop back to the root
+    return expected
+
+
+def manifest(out: Path) -> list[dict]:
+    lines = []
+    for part in sorted(out.glob("manifest*.jsonl")):
+        lines += [json.loads(line) for line in part.read_text().splitlines() if line.strip()]
+    return lines
+
+
+def invoke(*args: object):  # noqa: ANN201
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_folder_end_to_end_and_resume(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    expected = build_tree(src)
+    result = invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "2", "-q")
+    assert result.exit_code == 3, result.output
+
+    records = manifest(out)
+    by_rel = {str(Path(r["image"]).relative_to(src)): r for r in records}
+    assert set(by_rel) == set(expected)  # each input exactly once; hidden file, txt and loop skipped
+    assert len(records) == len(expected)
+    for rel, status in expected.items():
+        assert by_rel[rel]["status"] == status
+    for rel in ("a/corrupt.jpg", "a/empty.png", "b/notes.jpg"):
+        assert by_rel[rel]["error"].startswith(str(src / rel) + ": ")
+    # mirrored tree: the two cat.jpg do not collide
+    assert (out / "a" / "cat.gradcat.png").exists() and (out / "b" / "cat.gradcat.png").exists()
+    assert (out / "b" / "deep" / "er" / "dog.cam.png").exists()
+    for rel, rec in by_rel.items():
+        if rec["status"] == "ok":
+            assert len(rec["outputs"]) == 2 and all((out / o).exists() for o in rec["outputs"])
+            assert [p["rank"] for p in rec["predictions"]] == [1, 2]
+    assert not list(out.rglob("*.tmp"))
+
+    # resume: nothing left to do, so no forward pass at all
+    calls = []
+    original = Nest.forward_levels
+    monkeypatch.setattr(Nest, "forward_levels", lambda self, x: calls.append(1) or original(self, x))
+    again = invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "2", "-q")
+    assert again.exit_code == 3  # the bad files are retried and fail again
+    assert calls == []  # ... but they fail before any model work
+    ok_records = [r for r in manifest(out) if r["status"] == "ok"]
+    assert len(ok_records) == 4  # finished images were not redone
+
+    # changing an option that affects outputs redoes the images
+    calls.clear()
+    redo = invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "1", "-q")
+    assert redo.exit_code == 3 and calls
+
+    # a deleted figure is redone on the next run
+    (out / "a" / "cat.cam.png").unlink()
+    calls.clear()
+    invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "1", "-q")
+    assert (out / "a" / "cat.cam.png").exists() and len(calls) == 1
+
+
+def test_gallery_links_only_existing_files(tiny_weights: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    build_tree(src)
+    invoke("explain", src, "--weights", tiny_weights, "--out", out, "-q")
+    html = (out / "index.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert links, "the gallery shows the figures"
+    for link in links:
+        assert not link.startswith(("http:", "https:", "//")), link
+        assert (out / link).exists(), link
+    assert "notes.jpg" in html  # failures listed
+
+
+def test_shards_partition_the_inputs(tiny_weights: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    expected = build_tree(src)
+    seen: list[str] = []
+    for i in range(3):
+        result = invoke("explain", src, "--weights", tiny_weights, "--out", out, "--no-render", "-q", "--shard", f"{i}/3")
+        assert result.exit_code in (0, 3)
+    parts = sorted(out.glob("manifest*.jsonl"))
+    assert len(parts) == 3
+    for part in parts:
+        seen += [json.loads(line)["image"] for line in part.read_text().splitlines() if line.strip()]
+    assert sorted(seen) == sorted(str(src / rel) for rel in expected)  # every input once, in exactly one shard
+
+
+def test_sigint_leaves_no_partial_files_and_rerun_completes(tiny_weights: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    n = 40
+    for i in range(n):
+        write_image(src / f"d{i % 4}" / f"im{i:03d}.png", (64, 48), seed=i)
+    cmd = [sys.executable, "-m", "nestviz", "explain", str(src), "--weights", str(tiny_weights), "--out", str(out),
+           "-q", "--batch-size", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(out.rglob("*.gradcat.png")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
+    records = manifest(out)  # every line parses
+    done = {r["image"] for r in records if r["status"] == "ok"}
+    assert 0 < len(done) < n
+    for r in records:
+        assert all((out / o).exists() for o in r["outputs"])
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    final = {r["image"] for r in manifest(out) if r["status"] == "ok"}
+    assert len(final) == n
+    assert len([r for r in manifest(out) if r["status"] == "ok"]) == n  # nothing done twice
