@@ -89,10 +89,10 @@ def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa:
     from .discover import discover
 
     items, problems = discover(inputs, exclude=exclude or [])
+    if not items:
+        fail("no input images found" + (f" ({'; '.join(problems)})" if problems else ""))
     for p in problems:
         typer.echo(f"nestviz: error: {p}", err=True)
-    if not items:
-        fail("no input images found" + (f" ({len(problems)} input(s) not found)" if problems else ""))
     return items, problems
 
 
@@ -275,7 +275,7 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
     from .weights import load_weights_identity
 
     try:
-        weights_id = load_weights_identity(weights)
+        weights_id = load_weights_identity(weights, arch=arch)
     except Exception as e:  # noqa: BLE001 - reported as a setup error
         fail(str(e))
     class_ids = None
