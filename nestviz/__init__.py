@@ -2,9 +2,10 @@
 
     import nestviz
     [r] = nestviz.explain("cat.jpg", top_k=4)     # GradCAT paths, original-image pixels
-    [r] = nestviz.cam("cat.jpg")                  # CAM maps, boxes and peaks
+    [r] = nestviz.class_maps("cat.jpg")           # CAM maps, boxes and peaks
     nv = nestviz.load("nest_tiny_jx.safetensors")  # or keep a loaded model and call nv.explain(...)
 
+The pure computation lives in the modules ``nestviz.gradcat`` and ``nestviz.cam``.
 Importing the package is cheap: torch and the model code load on first use, so
 ``nestviz --help`` stays fast.
 """
@@ -16,7 +17,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "api", "Nestviz": "api", "predict": "api", "explain": "api", "cam": "api",
+    "load": "api", "Nestviz": "api", "predict": "api", "explain": "api", "class_maps": "api",
     "Nest": "model", "NestConfig": "model", "named_config": "model",
     "load_weights": "weights", "save_nestviz": "weights",
     "ImageResult": "results", "ClassExplanation": "results", "PathNode": "results", "CamResult": "results",

@@ -218,8 +218,8 @@ def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLi
     return _cached(weights, arch, device).explain(_as_list(images), top_k=top_k, classes=classes)
 
 
-def cam(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
+def class_maps(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
         arch: str | None = None, device: str = "auto", top_k: int = 1,
         classes: Sequence[int | str] | None = None, threshold: float = 0.2) -> list[ImageResult]:
-    """One-call CAM: ``nestviz.cam("cat.jpg")[0].predictions[0].cam.box``."""
+    """One-call CAM: ``nestviz.class_maps("cat.jpg")[0].predictions[0].cam.box``."""
     return _cached(weights, arch, device).cam(_as_list(images), top_k=top_k, classes=classes, threshold=threshold)

@@ -318,9 +318,13 @@ class Nest(nn.Module):
         """Final LayerNorm over channels of the top map: (B, C, H, W) -> (B, H, W, C)."""
         return self.norm(top.permute(0, 2, 3, 1))
 
+    def classify(self, features: Tensor) -> Tensor:
+        """Normalized top map (B, H, W, C) -> logits: mean over all tokens, then the linear head."""
+        return self.head(self.head_drop(features.mean(dim=(1, 2))))
+
     def forward_head(self, top: Tensor) -> Tensor:
         """Top-level map -> logits: final norm, mean over all tokens, linear."""
-        return self.head(self.head_drop(self.top_features(top).mean(dim=(1, 2))))
+        return self.classify(self.top_features(top))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_levels(x)[-1])

@@ -164,11 +164,12 @@ def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[]
 
     def drain(limit: int) -> None:
         while len(inflight) > limit:
-            fut, record = inflight.popleft()
+            fut, record = inflight[0]  # popped only once finished: an interrupt here keeps it for the handler
             try:
                 fut.result()
             except Exception as e:  # a figure that failed to render is that image's error
                 record = {**error_json(record["image"], f"rendering failed: {e}"), "status": "error", "key": key}
+            inflight.popleft()
             finish(record)
 
     try:

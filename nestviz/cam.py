@@ -1,0 +1,106 @@
+"""Class activation maps (CAM) of a NesT, and the box and peak they localize.
+
+NesT's head is linear on the mean of the normalized top map f, so the logit of class c splits
+exactly over top-level positions: CAM_c(x, y) = w_c . f(x, y) + b_c, whose mean is the logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .gradcat import explaining, select_classes
+from .model import Nest
+from .results import Box
+
+
+@dataclass
+class CamOutput:
+    """CAMs of a batch: ``maps[i, r]`` is image i's map for class ``classes[i, r]``."""
+
+    logits: Tensor  # (B, K)
+    classes: Tensor  # (B, k)
+    maps: Tensor  # (B, k, H, W) raw CAM in logit units
+
+
+def cam_maps(model: Nest, top: Tensor, classes: Tensor) -> Tensor:
+    """(B, k, H, W) maps of ``classes`` (B, k) from the top map (B, C, H, W); each map's mean is its logit."""
+    feats = model.top_features(top)  # (B, H, W, C)
+    maps = torch.einsum("bhwc,bkc->bkhw", feats, model.head.weight[classes])
+    if model.head.bias is not None:
+        maps = maps + model.head.bias[classes][..., None, None]
+    return maps
+
+
+def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | None = None) -> CamOutput:
+    """CAMs of ``classes`` (default: each image's ``top_k`` most probable) from one inference forward."""
+    with explaining(model), torch.inference_mode():
+        top = model.forward_levels(x)[-1]
+        logits = model.forward_head(top)
+        chosen = select_classes(logits, top_k, classes)
+        return CamOutput(logits.float(), chosen, cam_maps(model, top, chosen).float())
+
+
+def localize(raw: Tensor | np.ndarray, size: int, threshold: float = 0.2) -> tuple[Box, tuple[float, float]]:
+    """Box and peak of a map, in pixels of the ``size`` x ``size`` model input.
+
+    The map is upsampled bilinearly and scaled to [0, 1]; the box [x0, y0, x1, y1] (exclusive
+    x1, y1) bounds the largest 8-connected region at >= ``threshold``, the peak is the centre of
+    the maximum's pixel. A constant map gives the whole image and its centre.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    m = torch.as_tensor(raw).detach().to("cpu", torch.float32)
+    if m.ndim != 2:
+        raise ValueError(f"a CAM is a 2-D map, got shape {tuple(m.shape)}")
+    up = F.interpolate(m[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+    lo, hi = float(up.min()), float(up.max())
+    if not hi > lo:
+        return (0.0, 0.0, float(size), float(size)), (size / 2, size / 2)
+    y, x = np.unravel_index(int(np.argmax(up)), up.shape)
+    y0, x0, y1, x1 = largest_region((up - lo) / (hi - lo) >= threshold)
+    return (float(x0), float(y0), float(x1), float(y1)), (float(x) + 0.5, float(y) + 0.5)
+
+
+def largest_region(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (y0, x0, y1, x1), exclusive ends, of the largest 8-connected True region of a 2-D mask.
+
+    Works on horizontal runs: runs in adjacent rows that overlap or touch diagonally are joined
+    with a union-find. Ties go to the region met first in raster order.
+    """
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    ys, x0s = np.nonzero(edges == 1)  # run starts, raster order
+    _, x1s = np.nonzero(edges == -1)  # run ends (exclusive), same order
+    if ys.size == 0:
+        raise ValueError("the mask is empty")
+    # Run c touches run a of the row above iff a.x0 <= c.x1 and c.x0 <= a.x1 (8-connectivity);
+    # with row-major keys those runs a form one contiguous index range [lo, hi).
+    stride = w + 2
+    lo = np.searchsorted(ys * stride + x1s, (ys - 1) * stride + x0s, side="left")
+    hi = np.searchsorted(ys * stride + x0s, (ys - 1) * stride + x1s, side="right")
+    parent = list(range(ys.size))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for c in np.nonzero(hi > lo)[0].tolist():
+        for a in range(int(lo[c]), int(hi[c])):
+            ra, rc = find(a), find(c)
+            if ra != rc:
+                parent[max(ra, rc)] = min(ra, rc)
+    roots = np.array([find(i) for i in range(ys.size)])
+    best = int(np.argmax(np.bincount(roots, weights=x1s - x0s)))
+    sel = roots == best
+    return int(ys[sel].min()), int(x0s[sel].min()), int(ys[sel].max()) + 1, int(x1s[sel].max())
+
+
+__all__ = ["CamOutput", "cam_maps", "cam", "localize", "largest_region"]

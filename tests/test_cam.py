@@ -1,0 +1,142 @@
+"""CAM: exact maps, their localization (box, peak) on hand-made maps, and the one-forward ``cam``."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from nestviz.cam import cam, cam_maps, largest_region, localize
+from nestviz.model import Nest, NestConfig
+
+torch.set_num_threads(1)
+
+CFG = NestConfig(img_size=32, patch_size=2, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
+                 depths=(1, 1, 1), num_classes=5, mlp_ratio=2.0)
+
+
+def random_model(seed: int = 0) -> Nest:
+    torch.manual_seed(seed)
+    model = Nest(CFG).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def test_cam_is_the_head_applied_per_position() -> None:
+    model = random_model()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    classes = torch.tensor([[3, 0], [1, 4]])
+    with torch.no_grad():
+        top = model.forward_levels(x)[-1]
+        maps = cam_maps(model, top, classes)
+        logits = model(x)
+    # Independent: LayerNorm over channels by hand, then w_c . f + b_c at every position.
+    t = top.double()
+    mu, var = t.mean(1, keepdim=True), t.var(1, unbiased=False, keepdim=True)
+    f = (t - mu) / torch.sqrt(var + model.norm.eps) * model.norm.weight.double()[:, None, None] \
+        + model.norm.bias.double()[:, None, None]
+    w, b = model.head.weight.double(), model.head.bias.double()
+    assert maps.shape == (2, 2, 4, 4)
+    for i in range(2):
+        for r in range(2):
+            c = int(classes[i, r])
+            expected = (w[c][:, None, None] * f[i]).sum(0) + b[c]
+            torch.testing.assert_close(maps[i, r].double(), expected, rtol=1e-5, atol=1e-5)
+            assert maps[i, r].mean().item() == pytest.approx(logits[i, c].item(), abs=1e-5)
+
+
+def test_cam_uses_one_forward_and_matches_the_model() -> None:
+    model = random_model(1).train()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = cam(model, x, top_k=2)
+    assert model.training  # restored
+    with torch.no_grad():
+        logits = model.eval()(x)
+    torch.testing.assert_close(out.logits, logits)
+    assert torch.equal(out.classes, logits.topk(2, dim=1).indices)
+    torch.testing.assert_close(out.maps.mean((-2, -1)), logits.gather(1, out.classes), rtol=1e-5, atol=1e-5)
+    fixed = cam(model, x, classes=[4, 2, 0])
+    assert fixed.classes.tolist() == [[4, 2, 0]] * 3 and fixed.maps.shape == (3, 3, 4, 4)
+    with pytest.raises(ValueError, match="^class index 5 is out of range for a model with 5 classes$"):
+        cam(model, x, classes=[5])
+
+
+def test_single_peak() -> None:
+    raw = np.zeros((6, 6), np.float32)
+    raw[1, 4] = 3.0  # one hot cell: x in [128, 160), y in [32, 64) at 192 px (32 px per cell)
+    box, peak = localize(raw, 192, threshold=0.5)
+    # Bilinear upsampling peaks at the cell centre (160 - 16 = 144), between pixels 143 and 144:
+    # the first of the two equal maxima wins.
+    assert peak == (143.5, 47.5)
+    assert box == (128.0, 32.0, 160.0, 64.0)  # the tent falls to half height at the cell edges
+
+
+def test_threshold_changes_the_box() -> None:
+    raw = torch.zeros(6, 6)
+    raw[1, 4] = 1.0
+    boxes = [localize(raw, 192, threshold=t)[0] for t in (0.0, 0.25, 0.5, 0.9)]
+    assert boxes[0] == (0.0, 0.0, 192.0, 192.0)
+    for wide, narrow in zip(boxes, boxes[1:]):  # strictly nested as the threshold rises
+        assert wide != narrow
+        assert wide[0] <= narrow[0] and wide[1] <= narrow[1] and wide[2] >= narrow[2] and wide[3] >= narrow[3]
+    with pytest.raises(ValueError, match="^threshold must be between 0 and 1, got 1.5$"):
+        localize(raw, 192, threshold=1.5)
+
+
+def test_largest_blob_wins_over_the_highest_peak() -> None:
+    raw = np.zeros((8, 8), np.float32)
+    raw[0:3, 0:3] = 1.0  # large blob, top-left
+    raw[6, 6] = 2.0  # small, higher blob
+    box, peak = localize(raw, 64, threshold=0.25)  # 8 px per cell
+    assert 48 <= peak[0] < 56 and 48 <= peak[1] < 56  # the maximum is in the small blob
+    x0, y0, x1, y1 = box
+    assert (x0, y0) == (0.0, 0.0)
+    assert 23 <= x1 <= 25 and 23 <= y1 <= 25  # the big blob: 3 cells of 8 px, give or take a pixel of falloff
+
+
+def test_constant_map() -> None:
+    assert localize(torch.full((4, 4), 7.0), 100) == ((0.0, 0.0, 100.0, 100.0), (50.0, 50.0))
+
+
+def flood_fill_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Reference: BFS over 8 neighbours, largest component first met in raster order."""
+    h, w = mask.shape
+    seen = np.zeros_like(mask)
+    best = (0, None)
+    for y, x in zip(*np.nonzero(mask)):
+        if seen[y, x]:
+            continue
+        seen[y, x] = True
+        queue, pts = deque([(y, x)]), []
+        while queue:
+            cy, cx = queue.popleft()
+            pts.append((cy, cx))
+            for ny in range(max(cy - 1, 0), min(cy + 2, h)):
+                for nx in range(max(cx - 1, 0), min(cx + 2, w)):
+                    if mask[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        queue.append((ny, nx))
+        if len(pts) > best[0]:
+            p = np.array(pts)
+            best = (len(pts), (p[:, 0].min(), p[:, 1].min(), p[:, 0].max() + 1, p[:, 1].max() + 1))
+    return tuple(int(v) for v in best[1])
+
+
+def test_largest_region_matches_a_flood_fill() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 25)), int(rng.integers(1, 25)))) < rng.random()
+        if mask.any():
+            assert largest_region(mask) == flood_fill_box(mask)
+
+
+def test_largest_region_connects_diagonals_only_8_way() -> None:
+    mask = np.eye(5, dtype=bool)  # one diagonal line: a single 8-connected region
+    mask[0, 4] = True
+    assert largest_region(mask) == (0, 0, 5, 5)
+    with pytest.raises(ValueError, match="^the mask is empty$"):
+        largest_region(np.zeros((3, 3), bool))

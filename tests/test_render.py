@@ -1,0 +1,248 @@
+"""Figures: valid files in every format, written atomically and deterministically, with what was asked drawn where."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from nestviz.preprocess import Preprocessing, plan_geometry
+from nestviz.render import FORMATS, MAX_ASPECT, cam_figure, gradcat_figure, save_figure
+from nestviz.results import CamResult, ClassExplanation, ImageResult, PathNode
+
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "svg": b"<?xml", "pdf": b"%PDF-"}
+LABELS = ["French horn", "tabby cat", "espresso", "space shuttle", "golden retriever", "church",
+          "parachute", "a very long label that cannot possibly fit above a panel of this size at all"]
+
+
+def make_result(width: int = 64, height: int = 48, k: int = 2, levels: int = 3, size: int = 32) -> ImageResult:
+    """A plausible result: per class, a root-to-leaf path of nested quadrants and a CAM, all in original pixels."""
+    geo = plan_geometry(width, height, Preprocessing(input_size=size))
+    region = geo.box_to_original((0.0, 0.0, float(size), float(size)))
+    preds = []
+    for r in range(k):
+        box, path = (0.0, 0.0, float(size), float(size)), []
+        for level in range(levels, 0, -1):
+            chosen = (r + level) % 4 if level > 1 else None
+            scores = [(1 if q == chosen else -1) * (0.1 * level + 0.01 * q + 0.001 * r) for q in range(4)]
+            path.append(PathNode(level, 0, geo.box_to_original(box), 0.5, scores if level > 1 else None, chosen))
+            if chosen is not None:
+                x0, y0, x1, y1 = box
+                mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+                box = [(x0, y0, mx, my), (mx, y0, x1, my), (x0, my, mx, y1), (mx, my, x1, y1)][chosen]
+        raw = np.arange(16, dtype=np.float32).reshape(4, 4) * (r + 1) - 3.0
+        cam = CamResult(raw, region, geo.box_to_original((16, 16, 32, 32)), geo.point_to_original(28, 28), 0.2)
+        preds.append(ClassExplanation(r + 1, r, LABELS[r % len(LABELS)], 0.5 / (r + 1), path, cam))
+    return ImageResult("img.jpg", width, height, geo, preds, [2 ** (levels - 1 - i) for i in range(levels)])
+
+
+def image(width: int = 64, height: int = 48) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def by_gid(fig: Figure, gid: str) -> list[Artist]:
+    return [a for ax in fig.axes for a in ax.get_children() if a.get_gid() == gid]
+
+
+# -- files ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_writes_a_valid_file_and_no_temp(tmp_path, fmt):
+    path = tmp_path / f"fig.{fmt}"
+    save_figure(gradcat_figure(image(), make_result()), path)  # format from the suffix
+    assert path.read_bytes().startswith(MAGIC[fmt])
+    other = tmp_path / "no-suffix"
+    save_figure(cam_figure(image(), make_result()), other, fmt)
+    assert other.read_bytes().startswith(MAGIC[fmt])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, other.name])
+
+
+def test_png_and_jpg_have_the_figure_pixel_size(tmp_path):
+    fig = gradcat_figure(image(), make_result(k=3))
+    w, h = FigureCanvasAgg(fig).get_width_height()
+    save_figure(fig, tmp_path / "a.png")
+    assert Image.open(tmp_path / "a.png").size == (w, h)
+    assert Image.open(tmp_path / "a.png").mode == "RGB"
+
+
+class Boom(Artist):
+    def draw(self, renderer):  # noqa: ARG002
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_failing_save_leaves_no_file_and_no_temp(tmp_path, fmt):
+    fig = gradcat_figure(image(), make_result())
+    fig.axes[0].add_artist(Boom())
+    with pytest.raises(RuntimeError, match="boom"):
+        save_figure(fig, tmp_path / f"fig.{fmt}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "fig.svg"
+    path.write_bytes(b"old")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(gradcat_figure(image(), make_result()), path)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.svg"]
+
+
+def test_unknown_format_is_one_line_naming_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"fig\.bmp: unknown figure format 'bmp'; known: png, jpg, svg, pdf"):
+        save_figure(gradcat_figure(image(), make_result()), tmp_path / "fig.bmp")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
+@pytest.mark.parametrize("figure", [gradcat_figure, cam_figure])
+def test_rendering_twice_gives_identical_bytes(tmp_path, fmt, figure):
+    for name in ("a", "b"):
+        save_figure(figure(image(), make_result(k=2)), tmp_path / f"{name}.{fmt}")
+    assert (tmp_path / f"a.{fmt}").read_bytes() == (tmp_path / f"b.{fmt}").read_bytes()
+
+
+# -- layout --------------------------------------------------------------------------------------------
+def panel_sizes(fig: Figure, axes) -> set[tuple[int, int]]:
+    fig.canvas.draw()
+    return {(round(ax.bbox.width), round(ax.bbox.height)) for ax in axes}
+
+
+@pytest.mark.parametrize("k, rows", [(1, 1), (4, 1), (5, 2), (8, 2)])
+def test_one_axes_per_panel_up_to_four_a_row(k, rows):
+    fig = gradcat_figure(image(), make_result(k=k))
+    assert len(fig.axes) == k
+    assert len({round(ax.get_position().y0, 4) for ax in fig.axes}) == rows
+    assert len(panel_sizes(fig, fig.axes)) == 1
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_cam_has_one_axes_and_one_colour_bar_per_panel(k):
+    fig = cam_figure(image(), make_result(k=k))
+    assert len(fig.axes) == 2 * k
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "class score (logit)"]
+    assert len(bars) == k
+    for bar, pred in zip(bars, make_result(k=k).predictions):  # raw logit values, min to max
+        assert bar.get_ylim() == pytest.approx((float(pred.cam.raw.min()), float(pred.cam.raw.max())))
+
+
+@pytest.mark.parametrize("size", [(200, 110), (90, 160), (33, 20), (7, 9)])
+def test_panels_follow_the_image_aspect_and_show_original_pixels(size):
+    w, h = size
+    fig = gradcat_figure(image(w, h), make_result(w, h, k=2))
+    (pw, ph), = panel_sizes(fig, fig.axes)
+    assert pw / ph == pytest.approx(w / h, rel=0.02)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0, w) and ax.get_ylim() == (h, 0)
+
+
+def test_very_wide_images_show_the_model_region_with_some_context():
+    w, h = 1000, 50
+    result = make_result(w, h)
+    fig = gradcat_figure(image(w, h), result)
+    x0, x1 = fig.axes[0].get_xlim()
+    rx0, _, rx1, _ = result.predictions[0].path[0].box
+    assert x1 - x0 == pytest.approx(MAX_ASPECT * h)
+    assert x0 <= rx0 and rx1 <= x1
+    assert fig.axes[0].get_ylim() == (h, 0)
+
+
+def test_large_images_are_drawn_at_panel_resolution_with_the_unseen_part_dimmed():
+    w, h = 3000, 1000
+    grey = Image.new("RGB", (w, h), (200, 200, 200))
+    fig = gradcat_figure(grey, make_result(w, h, k=1))
+    picture = fig.images[0].get_array()
+    (pw, ph), = panel_sizes(fig, fig.axes)
+    assert picture.shape[:2] == (ph, pw)
+    assert tuple(picture[ph // 2, pw // 2, :3]) == (200, 200, 200)  # centre: seen by the model
+    assert tuple(picture[ph // 2, 0, :3]) == (110, 110, 110)  # left edge: cropped away, dimmed
+
+
+# -- content -------------------------------------------------------------------------------------------
+def test_titles_give_rank_label_and_percentage():
+    fig = gradcat_figure(image(), make_result(k=2))
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["1. French horn 50.0%", "2. tabby cat 25.0%"]
+    fig = cam_figure(image(), make_result(k=1))
+    assert fig.axes[0].get_title(loc="left") == "1. French horn 50.0%"
+
+
+def test_long_labels_are_cut_with_an_ellipsis():
+    title = gradcat_figure(image(), make_result(k=8)).axes[7].get_title(loc="left")
+    assert title.startswith("8. a very long label") and title.endswith("\u2026 6.2%")
+    assert len(title) < len(LABELS[7])
+
+
+def test_path_dots_are_the_node_centres_root_to_leaf_and_the_leaf_is_outlined():
+    result = make_result(80, 60, k=3)
+    fig = gradcat_figure(image(80, 60), result)
+    paths, leaves = by_gid(fig, "gradcat-path"), by_gid(fig, "gradcat-leaf")
+    assert len(paths) == len(leaves) == 3
+    for line, leaf, pred in zip(paths, leaves, result.predictions):
+        nodes = sorted(pred.path, key=lambda n: -n.level)
+        np.testing.assert_allclose(line.get_xydata(), [centre(n.box) for n in nodes])
+        x0, y0, x1, y1 = nodes[-1].box
+        np.testing.assert_allclose(leaf.get_xydata(), [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
+
+
+def test_child_scores_are_written_in_their_quadrants_and_the_chosen_one_highlighted():
+    result = make_result(k=1)
+    fig = gradcat_figure(image(), result)
+    chosen, others = by_gid(fig, "gradcat-score-chosen"), by_gid(fig, "gradcat-score")
+    inner = [n for n in sorted(result.predictions[0].path, key=lambda n: -n.level) if n.child_scores]
+    assert [t.get_text() for t in chosen] == [f"{n.child_scores[n.chosen_child]:.3g}" for n in inner]
+    assert len(others) == 3 * len(inner)
+    root = inner[0]
+    x0, y0, x1, y1 = root.box
+    anchors = [t.get_position() for t in chosen + others if t.get_text() in {f"{s:.3g}" for s in root.child_scores}]
+    quadrant_centres = {(x0 + (x1 - x0) * fx, y0 + (y1 - y0) * fy) for fx in (0.25, 0.75) for fy in (0.25, 0.75)}
+    assert {(round(x, 6), round(y, 6)) for x, y in anchors} == {(round(x, 6), round(y, 6)) for x, y in quadrant_centres}
+    assert chosen[0].get_bbox_patch().get_facecolor() != others[0].get_bbox_patch().get_facecolor()
+
+
+def test_each_class_has_its_own_colour():
+    fig = gradcat_figure(image(), make_result(k=8))
+    assert len({line.get_color() for line in by_gid(fig, "gradcat-path")}) == 8
+
+
+def test_cam_map_box_and_peak_are_placed_in_original_pixels():
+    result = make_result(90, 60, k=1)
+    cam = result.predictions[0].cam
+    fig = cam_figure(image(90, 60), result)
+    heat = fig.axes[0].get_images()[0]
+    x0, y0, x1, y1 = cam.region
+    assert heat.get_extent() == pytest.approx([x0, x1, y1, y0])
+    np.testing.assert_array_equal(heat.get_array(), cam.raw)
+    bx0, by0, bx1, by1 = cam.box
+    box, = by_gid(fig, "cam-box")
+    np.testing.assert_allclose(box.get_xydata(), [(bx0, by0), (bx1, by0), (bx1, by1), (bx0, by1), (bx0, by0)])
+    peak, = by_gid(fig, "cam-peak")
+    np.testing.assert_allclose(peak.get_xydata(), [cam.peak])
+
+
+def test_agg_canvas_and_no_pyplot_figures(tmp_path):
+    plt.close("all")
+    for figure in (gradcat_figure, cam_figure):
+        fig = figure(image(), make_result(k=4))
+        assert isinstance(fig.canvas, FigureCanvasAgg)
+        save_figure(fig, tmp_path / "f.png")
+    assert plt.get_fignums() == []
+
+
+def test_nothing_to_draw_is_a_clear_error():
+    result = make_result(k=1)
+    result.predictions[0].path = None
+    with pytest.raises(ValueError, match="no explained class"):
+        gradcat_figure(image(), result)
