@@ -1,4 +1,4 @@
-"""Batched training augmentation on uint8 tensors: random-resized crop, flip, colour jitter, mixup/CutMix.
+"""Batched training augmentation on uint8 tensors: random-resized crop, flip, colour jitter, mixup/CutMix, mosaic.
 
 Everything runs as a few batched tensor ops (one ``grid_sample`` for all crops), so
 augmentation costs little next to the model on a 2-core CPU. All randomness comes from
@@ -75,6 +75,34 @@ def mix_batch(x: Tensor, y: Tensor, gen: torch.Generator, prob: float, mixup_alp
     else:
         x.mul_(lam).add_(flipped, alpha=1 - lam)
     return y * lam + y.flip(0) * (1 - lam)
+
+
+def mosaic_batch(x: Tensor, y: Tensor, gen: torch.Generator, prob: float) -> Tensor:
+    """With probability ``prob`` per image, replace it by a 2x2 mosaic of itself and three others.
+
+    The split point is random (middle half of each side); each tile is the whole source image
+    resized to its cell, and the soft target is the area-weighted mix of the four labels.
+    Objects appear smaller and beside other classes, which teaches the spatial evidence that
+    CAM and GradCAT read. ``x`` is modified in place; returns the new soft targets.
+    """
+    B, _, S, _ = x.shape
+    pick = torch.rand(B, generator=gen) < prob
+    if not pick.any():
+        return y
+    src, y_src = x.clone(), y.clone()
+    y = y.clone()
+    for i in torch.nonzero(pick).flatten().tolist():
+        cx = int(S * (0.25 + 0.5 * float(torch.rand(1, generator=gen))))
+        cy = int(S * (0.25 + 0.5 * float(torch.rand(1, generator=gen))))
+        others = torch.randint(B, (3,), generator=gen).tolist()
+        cells = ((0, 0, cy, cx), (0, cx, cy, S), (cy, 0, S, cx), (cy, cx, S, S))
+        y[i] = 0
+        for j, (y0, x0, y1, x1) in zip([i] + others, cells):
+            tile = F.interpolate(src[j:j + 1], size=(y1 - y0, x1 - x0), mode="bilinear", antialias=True,
+                                 align_corners=False)
+            x[i, :, y0:y1, x0:x1] = tile[0]
+            y[i] += y_src[j] * ((y1 - y0) * (x1 - x0) / (S * S))
+    return y
 
 
 def _beta(alpha: float, gen: torch.Generator) -> float:

@@ -425,6 +425,9 @@ def train(
     labels: Optional[Path] = typer.Option(None, "--labels", help="TSV mapping folder names to readable class names."),
     precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast) or fp32."),
     mix_prob: float = typer.Option(0.3, "--mix-prob", help="Probability of mixup/CutMix per batch."),
+    mosaic_prob: float = typer.Option(0.0, "--mosaic-prob", help="Probability per image of a 2x2 mosaic with three others."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
+    warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where decoded images are cached."),
 ) -> None:
@@ -448,7 +451,8 @@ def train(
         dev = resolve_device(device)
     except ValueError as e:
         fail(str(e))
-    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob)
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
+                        mosaic_prob=mosaic_prob, warmup_epochs=warmup_epochs)
     command = "nestviz " + shlex.join(sys.argv[1:])
 
     def on_epoch(s) -> None:  # noqa: ANN001
@@ -457,7 +461,7 @@ def train(
                       f"{s.images_per_s:.0f} img/s  {s.seconds:.0f}s  lr {s.lr:.2e}{val_txt}")
 
     try:
-        result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume,
+        result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume, init=init,
                               cache_dir=cache_dir, device=dev, command=command, on_epoch=on_epoch)
     except ValueError as e:
         fail(str(e))

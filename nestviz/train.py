@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .augment import color_jitter, mix_batch, random_resized_crop_flip
+from .augment import color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip
 from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
 from .model import Nest, NestConfig, param_groups
 from .preprocess import Preprocessing
@@ -42,6 +42,7 @@ class TrainOptions:
     label_smoothing: float = 0.1
     drop_path: float = 0.1
     mix_prob: float = 0.3
+    mosaic_prob: float = 0.0
     jitter: float = 0.3
     crop_scale_min: float = 0.25
     seed: int = 0
@@ -101,6 +102,7 @@ def accuracy_on(model: Nest, x_uint8: Tensor, labels: Tensor, pre: Preprocessing
 def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: NestConfig,
           opts: TrainOptions, *, val_dir: str | os.PathLike[str] | None = None,
           labels_file: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
+          init: str | os.PathLike[str] | None = None,
           cache_dir: str | os.PathLike[str] | None = None, device: torch.device | None = None,
           command: str = "", on_epoch: Callable[[EpochStats], None] | None = None,
           on_step: Callable[[int, int, float, float], None] | None = None,
@@ -133,6 +135,13 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
     torch.manual_seed(opts.seed)
     model = Nest(cfg, drop_path_rate=opts.drop_path).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999))
+    if init is not None:  # fine-tune: start from another weights file of the same architecture
+        from .weights import load_weights
+
+        start = load_weights(init)
+        if start.config != cfg:
+            raise ValueError(f"{init}: --init weights are for another architecture or class count")
+        model.load_state_dict(start.model.state_dict())
     history: list[EpochStats] = []
     start_epoch, elapsed = 0, 0.0
     if resume is not None:
@@ -170,6 +179,8 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
             yb = y_train[idx]
             soft = F.one_hot(yb, cfg.num_classes).float()
             soft = mix_batch(xb, soft, gen, opts.mix_prob)
+            if opts.mosaic_prob > 0:
+                soft = mosaic_batch(xb, soft, gen, opts.mosaic_prob)
             soft = soft * (1 - opts.label_smoothing) + opts.label_smoothing / cfg.num_classes
             xb, soft = xb.to(device), soft.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -207,6 +218,7 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
     provenance: dict[str, Any] = {
         "trained_with": "nestviz train",
         "command": command,
+        "init": str(init) if init else None,
         "train_data": str(train_dir),
         "train_images": n,
         "val_data": str(val_dir) if val_dir else None,
