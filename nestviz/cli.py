@@ -71,6 +71,8 @@ NO_RENDER = typer.Option(False, "--no-render", help="Compute and record results,
 OVERWRITE = typer.Option(False, "--overwrite", help="Redo images already finished by an earlier run.")
 SHARD = typer.Option(None, "--shard", help="Process only part I of N of the inputs (I/N, 0-based), e.g. 0/4.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
+THRESHOLD = typer.Option(0.2, "--threshold", help="CAM box threshold, as a fraction of the map's range.")
+SAVE_MAPS = typer.Option(False, "--save-maps", help="Also write the raw CAMs as .npy (k, h, w).")
 
 
 def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # noqa: ANN201
@@ -267,10 +269,10 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
 
     loaded: list = []
 
-    def load_model():  # noqa: ANN202
-        nv = load_or_fail(weights, arch, device)
-        loaded.append(nv)
-        return nv
+    def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
+        if not loaded:
+            loaded.append(load_or_fail(weights, arch, device))
+        return loaded[0]
 
     from .weights import load_weights_identity
 
@@ -280,12 +282,10 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
         fail(str(e))
     class_ids = None
     if classes:
-        nv = load_model()
         try:
-            class_ids = nv.resolve_classes(classes)
+            class_ids = load_model().resolve_classes(classes)
         except ValueError as e:
             fail(str(e))
-        load_model = lambda: loaded[0]  # noqa: E731 - reuse the model already loaded
     opts = RunOptions(mode=mode, out_dir=out, top_k=top_k, classes=class_ids, threshold=threshold, fmt=fmt,
                       render=not no_render, save_maps=save_maps, overwrite=overwrite, batch_size=batch_size,
                       shard=part, multi_root=multi_root)
@@ -368,12 +368,12 @@ def cam(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Map the k most probable classes."),
     classes: Optional[list[str]] = CLASSES,
-    threshold: float = typer.Option(0.2, "--threshold", help="Box threshold, as a fraction of the map's range."),
+    threshold: float = THRESHOLD,
     out: Path = OUT,
     fmt: str = FORMAT,
     json_out: bool = JSON,
     no_render: bool = NO_RENDER,
-    save_maps: bool = typer.Option(False, "--save-maps", help="Also write the raw maps as .npy (k, h, w)."),
+    save_maps: bool = SAVE_MAPS,
     weights: Optional[Path] = WEIGHTS,
     arch: Optional[str] = ARCH,
     device: str = DEVICE,
@@ -392,12 +392,12 @@ def annotate(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(4, "--top-k", "-k", min=1),
     classes: Optional[list[str]] = CLASSES,
-    threshold: float = typer.Option(0.2, "--threshold"),
+    threshold: float = THRESHOLD,
     out: Path = OUT,
     fmt: str = FORMAT,
     json_out: bool = JSON,
     no_render: bool = NO_RENDER,
-    save_maps: bool = typer.Option(False, "--save-maps"),
+    save_maps: bool = SAVE_MAPS,
     weights: Optional[Path] = WEIGHTS,
     arch: Optional[str] = ARCH,
     device: str = DEVICE,

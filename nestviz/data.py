@@ -68,21 +68,8 @@ def read_label_names(path: str | os.PathLike[str]) -> dict[str, str]:
     return names
 
 
-def _decode_train(args: tuple[str, int]) -> np.ndarray:
-    """Shorter side to ``size`` (bicubic), centre square crop; uint8 HWC. Bad files become zeros."""
-    path, size = args
-    try:
-        im = load_rgb(path)
-    except ImageReadError:
-        return np.zeros((size, size, 3), np.uint8)
-    pre = Preprocessing(input_size=size, crop_pct=1.0)
-    geo = plan_geometry(im.width, im.height, pre)
-    im = im.resize((geo.resized_width, geo.resized_height), _RESAMPLE["bicubic"])
-    return np.asarray(im.crop((geo.left, geo.top, geo.left + size, geo.top + size)), np.uint8)
-
-
-def _decode_eval(args: tuple[str, Preprocessing]) -> np.ndarray:
-    """The exact eval transform (resize + centre crop), before normalization; uint8 HWC."""
+def _decode(args: tuple[str, Preprocessing]) -> np.ndarray:
+    """Resize + centre crop as ``pre`` says (no normalization): uint8 HWC. Bad files become zeros."""
     path, pre = args
     try:
         im = load_rgb(path)
@@ -101,19 +88,19 @@ def decode_all(ds: FolderDataset, cache_dir: Path, *, train_size: int | None = N
     eval crops. The cache key covers paths, sizes, mtimes and the transform.
     """
     assert (train_size is None) != (eval_pre is None)
+    # training keeps the whole square (shorter side to train_size); eval uses the exact eval crop
+    pre = Preprocessing(input_size=train_size, crop_pct=1.0) if train_size else eval_pre
     key = hashlib.sha256()
-    key.update(repr(train_size if train_size else eval_pre).encode())
+    key.update(repr(pre).encode())
     for p in ds.paths:
         st = p.stat()
         key.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     cache = Path(cache_dir) / f"decoded-{key.hexdigest()[:20]}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=True)
-    jobs = [(str(p), train_size) if train_size else (str(p), eval_pre) for p in ds.paths]
-    fn = _decode_train if train_size else _decode_eval
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers) as pool:
-        arrays = list(pool.map(fn, jobs, chunksize=64))
+        arrays = list(pool.map(_decode, [(str(p), pre) for p in ds.paths], chunksize=64))
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")

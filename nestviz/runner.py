@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -226,8 +227,7 @@ def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[]
 
 
 def threading_main() -> bool:
-    import threading
-
+    """Signal handlers can only be installed from the main thread."""
     return threading.current_thread() is threading.main_thread()
 
 

@@ -158,6 +158,7 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
     total_steps = steps_per_epoch * opts.epochs
     warmup = int(opts.warmup_epochs * steps_per_epoch)
     use_bf16 = opts.precision == "bf16"
+    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
     done_steps = 0
     for epoch in range(start_epoch, opts.epochs):
         torch.manual_seed(opts.seed * 100_003 + epoch)  # drop-path masks
@@ -175,7 +176,7 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
             xb = random_resized_crop_flip(x_train[idx], cfg.img_size, gen, scale=(opts.crop_scale_min, 1.0))
             if opts.jitter > 0:
                 xb = color_jitter(xb, gen, opts.jitter)
-            xb = (xb - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
+            xb = (xb - mean) / std
             yb = y_train[idx]
             soft = F.one_hot(yb, cfg.num_classes).float()
             soft = mix_batch(xb, soft, gen, opts.mix_prob)
