@@ -1,4 +1,5 @@
-"""Batched training augmentation on uint8 tensors: random-resized crop, flip, colour jitter, mixup/CutMix, mosaic.
+"""Batched training augmentation on uint8 tensors: random-resized crop, flip, colour jitter, mixup/CutMix, mosaic
+(with the tile layout that the region loss needs).
 
 Everything runs as a few batched tensor ops (one ``grid_sample`` for all crops), so
 augmentation costs little next to the model on a 2-core CPU. All randomness comes from
@@ -8,6 +9,7 @@ the ``torch.Generator`` passed in, so a resumed epoch repeats exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -77,32 +79,70 @@ def mix_batch(x: Tensor, y: Tensor, gen: torch.Generator, prob: float, mixup_alp
     return y * lam + y.flip(0) * (1 - lam)
 
 
-def mosaic_batch(x: Tensor, y: Tensor, gen: torch.Generator, prob: float) -> Tensor:
+@dataclass
+class MosaicTiles:
+    """Where the tiles of the mosaic images in a batch are: the targets of the region loss.
+
+    ``image[m]`` is the batch index of mosaic ``m``; ``boxes[m, t]`` is tile ``t``'s
+    (y0, x0, y1, x1) in input pixels and ``labels[m, t]`` its soft label.
+    """
+
+    image: Tensor  # (M,) long
+    boxes: Tensor  # (M, 4, 4) long
+    labels: Tensor  # (M, 4, K) float
+
+
+def mosaic_batch(x: Tensor, y: Tensor, gen: torch.Generator, prob: float) -> tuple[Tensor, MosaicTiles | None]:
     """With probability ``prob`` per image, replace it by a 2x2 mosaic of itself and three others.
 
     The split point is random (middle half of each side); each tile is the whole source image
     resized to its cell, and the soft target is the area-weighted mix of the four labels.
     Objects appear smaller and beside other classes, which teaches the spatial evidence that
-    CAM and GradCAT read. ``x`` is modified in place; returns the new soft targets.
+    CAM and GradCAT read. ``x`` is modified in place; returns the new soft targets and the
+    tile layout (None when no image was picked).
     """
     B, _, S, _ = x.shape
     pick = torch.rand(B, generator=gen) < prob
     if not pick.any():
-        return y
+        return y, None
     src, y_src = x.clone(), y.clone()
     y = y.clone()
-    for i in torch.nonzero(pick).flatten().tolist():
+    chosen = torch.nonzero(pick).flatten()
+    boxes = torch.zeros(len(chosen), 4, 4, dtype=torch.long)
+    labels = torch.zeros(len(chosen), 4, y.shape[1])
+    for m, i in enumerate(chosen.tolist()):
         cx = int(S * (0.25 + 0.5 * float(torch.rand(1, generator=gen))))
         cy = int(S * (0.25 + 0.5 * float(torch.rand(1, generator=gen))))
         others = torch.randint(B, (3,), generator=gen).tolist()
         cells = ((0, 0, cy, cx), (0, cx, cy, S), (cy, 0, S, cx), (cy, cx, S, S))
         y[i] = 0
-        for j, (y0, x0, y1, x1) in zip([i] + others, cells):
+        for t, (j, (y0, x0, y1, x1)) in enumerate(zip([i] + others, cells)):
             tile = F.interpolate(src[j:j + 1], size=(y1 - y0, x1 - x0), mode="bilinear", antialias=True,
                                  align_corners=False)
             x[i, :, y0:y1, x0:x1] = tile[0]
             y[i] += y_src[j] * ((y1 - y0) * (x1 - x0) / (S * S))
-    return y
+            boxes[m, t] = torch.tensor([y0, x0, y1, x1])
+            labels[m, t] = y_src[j]
+    return y, MosaicTiles(chosen, boxes, labels)
+
+
+def region_weights(boxes: Tensor, image_size: int, grid: int) -> Tensor:
+    """Pixel boxes (..., 4) as (y0, x0, y1, x1) -> (..., grid, grid) weights over a top map's cells.
+
+    A cell's weight is the share of its area inside the box; weights are normalized to sum
+    to one, so weights . features is the mean feature of the box, as the head sees a whole image.
+    """
+    edges = torch.linspace(0, image_size, grid + 1, dtype=torch.float32)
+    lo, hi = edges[:-1], edges[1:]
+    b = boxes.float()
+
+    def overlap(a0: Tensor, a1: Tensor) -> Tensor:  # (..., 1) box sides -> (..., grid) overlap lengths
+        return (torch.minimum(hi, a1) - torch.maximum(lo, a0)).clamp(min=0)
+
+    wy = overlap(b[..., 0:1], b[..., 2:3])
+    wx = overlap(b[..., 1:2], b[..., 3:4])
+    w = wy[..., :, None] * wx[..., None, :]
+    return w / w.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
 
 
 def _beta(alpha: float, gen: torch.Generator) -> float:

@@ -246,7 +246,7 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
              save_maps: bool = False) -> None:
     """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
     from .discover import has_multiple_roots, parse_shard, shard as take_shard
-    from .runner import RunOptions, check_writable, run_folder
+    from .runner import RunOptions, check_writable
 
     fmt = fmt.lower().lstrip(".")
     if fmt not in ("png", "jpg", "jpeg", "svg", "pdf"):
@@ -426,6 +426,8 @@ def train(
     precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast) or fp32."),
     mix_prob: float = typer.Option(0.3, "--mix-prob", help="Probability of mixup/CutMix per batch."),
     mosaic_prob: float = typer.Option(0.0, "--mosaic-prob", help="Probability per image of a 2x2 mosaic with three others."),
+    region_loss: float = typer.Option(0.0, "--region-loss", min=0.0,
+                                      help="Weight of the per-tile loss on mosaic images (teaches CAM where each class is)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
     warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -452,7 +454,8 @@ def train(
     except ValueError as e:
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
-                        mosaic_prob=mosaic_prob, warmup_epochs=warmup_epochs)
+                        mosaic_prob=mosaic_prob, region_loss=region_loss,
+                        warmup_epochs=warmup_epochs)
     command = "nestviz " + shlex.join(sys.argv[1:])
 
     def on_epoch(s) -> None:  # noqa: ANN001

@@ -98,15 +98,13 @@ def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
 
 def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], fmt: str) -> None:
     """Draw and save one image's figures (runs in a worker process)."""
+    from .figures import KINDS, write_figure
     from .images import load_rgb
-    from .render import cam_figure, gradcat_figure, save_figure
 
     image = load_rgb(image_path)
     for kind, path in files.items():
-        if kind == "gradcat":
-            save_figure(gradcat_figure(image, result), path, fmt)
-        elif kind == "cam":
-            save_figure(cam_figure(image, result), path, fmt)
+        if kind in KINDS:
+            write_figure(kind, image, result, path, fmt)
 
 
 def save_maps(result: ImageResult, path: Path) -> None:

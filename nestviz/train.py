@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .augment import color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip
+from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip, region_weights
 from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
 from .model import Nest, NestConfig, param_groups
 from .preprocess import Preprocessing
@@ -43,6 +43,7 @@ class TrainOptions:
     drop_path: float = 0.1
     mix_prob: float = 0.3
     mosaic_prob: float = 0.0
+    region_loss: float = 0.0  # weight of the per-tile loss on mosaic images (see region_logits)
     jitter: float = 0.3
     crop_scale_min: float = 0.25
     seed: int = 0
@@ -78,9 +79,47 @@ def lr_at(step: int, total: int, warmup: int, opts: TrainOptions) -> float:
     return opts.min_lr + 0.5 * (opts.lr - opts.min_lr) * (1 + math.cos(math.pi * t))
 
 
+def region_logits(model: Nest, features: Tensor, tiles: MosaicTiles, image_size: int) -> Tensor:
+    """Logits of each mosaic tile from the top-map tokens under it: (M, 4, K).
+
+    The head applied to the tile's mean normalized feature is the mean of the class
+    activation map over the tile, so training these logits on the tiles' labels teaches
+    the map itself where each class is (image-level labels only: the mosaic made the layout).
+    """
+    grid = features.shape[1]
+    w = region_weights(tiles.boxes, image_size, grid).to(features.device, features.dtype)  # (M, 4, g, g)
+    pooled = torch.einsum("mtij,mijc->mtc", w, features[tiles.image.to(features.device)])
+    return model.head(pooled)
+
+
+def region_loss(tile_logits: Tensor, tile_labels: Tensor, eps: float) -> Tensor:
+    """Two cross-entropies on the tiles' logits (M, 4, K) against their soft labels (M, 4, K).
+
+    What is in each tile (softmax over classes, as for whole images), and where each class of
+    the mosaic is (softmax over the four tiles of that class's logits, the target being how the
+    class's label mass spreads over the tiles): the second is what CAM and GradCAT are asked.
+    """
+    what = soft_cross_entropy(tile_logits, smooth(tile_labels, eps))
+    mass = tile_labels.sum(dim=1)  # (M, K): how much of each class the mosaic holds
+    where_target = tile_labels / mass[:, None, :].clamp(min=1e-12)
+    where_each = torch.sum(-where_target * F.log_softmax(tile_logits.float(), dim=1), dim=1)  # (M, K)
+    where = (where_each * mass).sum() / mass.sum().clamp(min=1e-12)
+    return what + where
+
+
 def checkpoint_path(out: Path) -> Path:
     """Where the per-epoch training checkpoint of ``out`` lives."""
     return out.with_name(out.name + ".ckpt")
+
+
+def smooth(soft: Tensor, eps: float) -> Tensor:
+    """Label smoothing of soft targets over their last dimension."""
+    return soft * (1 - eps) + eps / soft.shape[-1]
+
+
+def soft_cross_entropy(logits: Tensor, soft: Tensor) -> Tensor:
+    """Mean cross-entropy against soft targets, computed in float32."""
+    return torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
 
 @torch.no_grad()
@@ -180,13 +219,19 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
             yb = y_train[idx]
             soft = F.one_hot(yb, cfg.num_classes).float()
             soft = mix_batch(xb, soft, gen, opts.mix_prob)
+            tiles = None
             if opts.mosaic_prob > 0:
-                soft = mosaic_batch(xb, soft, gen, opts.mosaic_prob)
-            soft = soft * (1 - opts.label_smoothing) + opts.label_smoothing / cfg.num_classes
+                soft, tiles = mosaic_batch(xb, soft, gen, opts.mosaic_prob)
+            soft = smooth(soft, opts.label_smoothing)
             xb, soft = xb.to(device), soft.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(xb)
-            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+                features = model.top_features(model.forward_levels(xb)[-1])
+                logits = model.classify(features)
+                tile_logits = (region_logits(model, features, tiles, cfg.img_size)
+                               if tiles is not None and opts.region_loss > 0 else None)
+            loss = soft_cross_entropy(logits, soft)
+            if tile_logits is not None:
+                loss = loss + opts.region_loss * region_loss(tile_logits, tiles.labels.to(device), opts.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.render import FORMATS, MAX_ASPECT, cam_figure, gradcat_figure, save_figure
+from nestviz.layout import MAX_ASPECT
+from nestviz.render import FORMATS, cam_figure, gradcat_figure, save_figure
 from nestviz.results import CamResult, ClassExplanation, ImageResult, PathNode
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "svg": b"<?xml", "pdf": b"%PDF-"}

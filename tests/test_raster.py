@@ -1,0 +1,153 @@
+"""The Pillow renderer (png, jpg): same layout as the matplotlib figures, marks at the right pixels, exact PNG files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nestviz.figures import figure_bytes, write_figure
+from nestviz.layout import PALETTE, centre, figure_layout, nice_ticks, panel_picture, rgb, title_text, view
+from nestviz.raster import HEAT_ALPHA, _colormap, cam_image, gradcat_image, png_bytes
+from nestviz.render import cam_figure, gradcat_figure
+from tests.test_render import LABELS, make_result
+
+GREY = (128, 128, 128)
+
+
+def grey(width: int = 64, height: int = 48) -> Image.Image:
+    return Image.new("RGB", (width, height), GREY)
+
+
+def to_px(result, panel, x: float, y: float) -> tuple[int, int]:
+    vx0, vy0, vx1, vy1 = view(result)
+    return (int(panel.left + (x - vx0) * panel.width / (vx1 - vx0)),
+            int(panel.top + (y - vy0) * panel.height / (vy1 - vy0)))
+
+
+# -- PNG -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (120, 331)])
+def test_png_round_trips_exactly_and_says_100_dpi(shape):
+    pixels = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    im = Image.open(io.BytesIO(png_bytes(pixels)))
+    assert im.mode == "RGB" and im.size == (shape[1], shape[0])
+    np.testing.assert_array_equal(np.asarray(im), pixels)
+    assert im.info["dpi"] == pytest.approx((100, 100), abs=0.01)
+
+
+# -- layout --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 4, 5, 8])
+@pytest.mark.parametrize("size", [(64, 48), (200, 110), (1000, 50), (7, 9)])
+def test_raster_and_vector_figures_have_the_same_pixel_size(k, size):
+    result = make_result(*size, k=k)
+    for raster, vector in ((gradcat_image, gradcat_figure), (cam_image, cam_figure)):
+        fig = vector(grey(*size), result)
+        assert raster(grey(*size), result).size == tuple(round(v) for v in fig.get_size_inches() * fig.dpi)
+
+
+def test_titles_fit_their_panel_with_an_ellipsis():
+    pred = make_result(k=8).predictions[7]
+    assert pred.label == LABELS[7]
+    title = title_text(pred, 350)
+    assert title.startswith("8. a very long label") and title.endswith("\u2026 6.2%") and len(title) < 60
+    assert title_text(make_result(k=1).predictions[0], 350) == "1. French horn 50.0%"
+
+
+@pytest.mark.parametrize("lo, hi, ticks", [(0.0, 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]), (-3.0, 12.0, [0.0, 5.0, 10.0]),
+                                          (-0.013, 0.021, [-0.01, 0.0, 0.01, 0.02]), (2.0, 2.0, [2.0])])
+def test_colour_bar_ticks_are_round_numbers_inside_the_range(lo, hi, ticks):
+    assert nice_ticks(lo, hi) == pytest.approx(ticks)
+
+
+def test_the_part_the_model_did_not_see_is_dimmed():
+    w, h = 3000, 1000
+    result = make_result(w, h, k=1)
+    picture = np.asarray(panel_picture(Image.new("RGB", (w, h), (200, 200, 200)), result, (500, 250)))
+    assert picture.shape == (250, 500, 3)
+    assert tuple(picture[125, 250]) == (200, 200, 200)
+    assert tuple(picture[125, 0]) == (110, 110, 110)
+
+
+# -- marks ---------------------------------------------------------------------------------------------
+def test_path_dots_leaf_outline_and_frame_are_in_the_class_colour_at_their_pixels():
+    result = make_result(80, 60, k=3)
+    canvas = np.asarray(gradcat_image(grey(80, 60), result))
+    lay = figure_layout(result, 3, colorbars=False)
+    for i, (panel, pred) in enumerate(zip(lay.panels, result.predictions)):
+        colour = rgb(PALETTE[i])
+        nodes = sorted(pred.path, key=lambda n: -n.level)
+        x, y = to_px(result, panel, *centre(nodes[-1].box))  # the leaf dot (drawn last, never covered)
+        assert tuple(canvas[y, x]) == pytest.approx(colour, abs=2)
+        x0, y0, x1, y1 = nodes[-1].box
+        ex, ey = to_px(result, panel, x0 + (x1 - x0) * 0.25, y1)  # the leaf outline's bottom edge
+        assert any(tuple(canvas[ey + d, ex]) == colour for d in (-1, 0, 1))
+        assert tuple(canvas[panel.top + panel.height // 2, panel.left - 2]) == colour  # the frame
+
+
+def test_cam_heat_follows_the_map_and_marks_the_peak_and_box():
+    result = make_result(90, 60, k=1)
+    cam = result.predictions[0].cam
+    cam.raw = np.zeros((4, 4), np.float32)
+    cam.raw[1, 2] = 5.0  # the hottest cell; the map's minimum is 0
+    canvas = np.asarray(cam_image(grey(90, 60), result))
+    panel = figure_layout(result, 1, colorbars=True).panels[0]
+    x0, y0, x1, y1 = cam.region
+    cx, cy = to_px(result, panel, x0 + (x1 - x0) * 2.5 / 4, y0 + (y1 - y0) * 1.5 / 4)
+    lut = _colormap()
+
+    def blended(c) -> np.ndarray:
+        return np.asarray(GREY) * (1 - HEAT_ALPHA) + c * HEAT_ALPHA
+
+    np.testing.assert_allclose(canvas[cy, cx], blended(lut[255]), atol=3)
+    fx, fy = to_px(result, panel, x0 + (x1 - x0) * 0.5 / 4, y0 + (y1 - y0) * 3.5 / 4)
+    np.testing.assert_allclose(canvas[fy, fx], blended(lut[0]), atol=3)
+    px, py = to_px(result, panel, *cam.peak)
+    assert tuple(canvas[py, px]) == rgb(PALETTE[0])
+    bx, by = to_px(result, panel, (cam.box[0] + cam.box[2]) / 2, cam.box[1])
+    assert any(tuple(canvas[by + d, bx]) == (255, 255, 255) for d in (-1, 0, 1))
+    left, top, width, height = panel.colorbar
+    assert tuple(canvas[top, left + width // 2]) == tuple(lut[255])
+    assert tuple(canvas[top + height - 1, left + width // 2]) == tuple(lut[0])
+
+
+def test_each_class_has_its_own_frame_colour():
+    result = make_result(k=8)
+    canvas = np.asarray(gradcat_image(grey(), result))
+    lay = figure_layout(result, 8, colorbars=False)
+    frames = {tuple(canvas[p.top + p.height // 2, p.left - 2]) for p in lay.panels}
+    assert frames == {rgb(c) for c in PALETTE}
+
+
+# -- files ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["gradcat", "cam"])
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_raster_files_are_deterministic_and_decode_to_the_figure(kind, fmt):
+    image = Image.effect_noise((64, 48), 60).convert("RGB")
+    a, b = (figure_bytes(kind, image, make_result(k=2), fmt) for _ in range(2))
+    assert a == b
+    drawn = (gradcat_image if kind == "gradcat" else cam_image)(image, make_result(k=2))
+    decoded = Image.open(io.BytesIO(a))
+    assert decoded.size == drawn.size and decoded.format == {"png": "PNG", "jpg": "JPEG"}[fmt]
+    if fmt == "png":
+        np.testing.assert_array_equal(np.asarray(decoded), np.asarray(drawn))
+
+
+def test_unknown_kind_or_format_is_one_line():
+    with pytest.raises(ValueError, match=r"^unknown figure format 'bmp'; known: png, jpg, svg, pdf$"):
+        figure_bytes("gradcat", grey(), make_result(), "bmp")
+    with pytest.raises(ValueError, match=r"^unknown figure kind 'x'; known: gradcat, cam$"):
+        figure_bytes("x", grey(), make_result(), "png")
+
+
+def test_a_failed_figure_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "cat.gradcat.png"
+    path.write_bytes(b"old")
+    result = make_result(k=1)
+    result.predictions[0].path = None
+    with pytest.raises(ValueError, match="no explained class"):
+        write_figure("gradcat", grey(), result, path, "png")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cat.gradcat.png"]
+    write_figure("gradcat", grey(), make_result(k=1), path, "png")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
