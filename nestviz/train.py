@@ -79,32 +79,38 @@ def lr_at(step: int, total: int, warmup: int, opts: TrainOptions) -> float:
     return opts.min_lr + 0.5 * (opts.lr - opts.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def region_logits(model: Nest, features: Tensor, tiles: MosaicTiles, image_size: int) -> Tensor:
-    """Logits of each mosaic tile from the top-map tokens under it: (M, 4, K).
+def region_logits(model: Nest, features: Tensor, tiles: MosaicTiles, image_size: int) -> tuple[Tensor, Tensor]:
+    """Logits of each mosaic tile from the class activation map under it: mean and peak pooled, each (M, 4, K).
 
-    The head applied to the tile's mean normalized feature is the mean of the class
-    activation map over the tile, so training these logits on the tiles' labels teaches
-    the map itself where each class is (image-level labels only: the mosaic made the layout).
+    The mean over the tile is what the head computes for a whole image (and what GradCAT's root
+    scores compare); the peak (a log-sum-exp over the tile's cells, close to their maximum) is
+    what CAM's peak compares. Training both on the tiles' labels teaches the map where each class
+    is, from image-level labels only: the mosaic made the layout.
     """
     grid = features.shape[1]
     w = region_weights(tiles.boxes, image_size, grid).to(features.device, features.dtype)  # (M, 4, g, g)
-    pooled = torch.einsum("mtij,mijc->mtc", w, features[tiles.image.to(features.device)])
-    return model.head(pooled)
+    cam = model.head(features[tiles.image.to(features.device)]).float()  # (M, g, g, K)
+    mean = torch.einsum("mtij,mijk->mtk", w.float(), cam)
+    log_w = torch.log(w.float().clamp(min=1e-12))[..., None]  # (M, 4, g, g, 1)
+    peak = torch.logsumexp(cam[:, None] + log_w, dim=(2, 3))
+    return mean, peak
 
 
-def region_loss(tile_logits: Tensor, tile_labels: Tensor, eps: float) -> Tensor:
-    """Two cross-entropies on the tiles' logits (M, 4, K) against their soft labels (M, 4, K).
+def region_loss(tile_logits: tuple[Tensor, Tensor], tile_labels: Tensor, eps: float) -> Tensor:
+    """Cross-entropies on the tiles' mean and peak logits (M, 4, K) against their soft labels (M, 4, K).
 
     What is in each tile (softmax over classes, as for whole images), and where each class of
     the mosaic is (softmax over the four tiles of that class's logits, the target being how the
     class's label mass spreads over the tiles): the second is what CAM and GradCAT are asked.
     """
-    what = soft_cross_entropy(tile_logits, smooth(tile_labels, eps))
     mass = tile_labels.sum(dim=1)  # (M, K): how much of each class the mosaic holds
     where_target = tile_labels / mass[:, None, :].clamp(min=1e-12)
-    where_each = torch.sum(-where_target * F.log_softmax(tile_logits.float(), dim=1), dim=1)  # (M, K)
-    where = (where_each * mass).sum() / mass.sum().clamp(min=1e-12)
-    return what + where
+    total = tile_labels.new_zeros(())
+    for logits in tile_logits:
+        what = soft_cross_entropy(logits, smooth(tile_labels, eps))
+        where_each = torch.sum(-where_target * F.log_softmax(logits.float(), dim=1), dim=1)  # (M, K)
+        total = total + what + (where_each * mass).sum() / mass.sum().clamp(min=1e-12)
+    return total / len(tile_logits)
 
 
 def checkpoint_path(out: Path) -> Path:

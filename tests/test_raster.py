@@ -151,3 +151,13 @@ def test_a_failed_figure_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cat.gradcat.png"]
     write_figure("gradcat", grey(), make_result(k=1), path, "png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_png_is_the_same_image_with_plain_zlib(monkeypatch):
+    import zlib
+
+    import nestviz.raster as raster
+
+    pixels = np.random.default_rng(2).integers(0, 256, (31, 17, 3), dtype=np.uint8)
+    monkeypatch.setattr(raster, "deflate", zlib.compress)  # the fallback where no isal wheel exists
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(pixels)))), pixels)

@@ -1,0 +1,52 @@
+"""Cost of one figure, drawn and encoded, per renderer: Pillow (png, jpg) against matplotlib (png, svg).
+
+    python benchmarks/figure_cost.py [--repeat 20] [--weights W]
+
+Uses examples/mosaic.jpg with the default model, 4 explained classes (the default of
+explain), and prints milliseconds per file for each kind, renderer and format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nestviz.api import Nestviz  # noqa: E402
+from nestviz.images import load_rgb  # noqa: E402
+from nestviz.raster import cam_image, encode_image, gradcat_image  # noqa: E402
+from nestviz.render import cam_figure, encode_figure, gradcat_figure  # noqa: E402
+
+
+def per_call_ms(fn, repeat: int) -> float:  # noqa: ANN001
+    fn()  # warm: fonts, colormap
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t) / repeat * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--weights", default=None)
+    args = ap.parse_args()
+    image = load_rgb(REPO / "examples" / "mosaic.jpg")
+    [result] = Nestviz.load(args.weights, device="cpu").annotate([image], top_k=4)
+    print(f"one figure of examples/mosaic.jpg ({image.width}x{image.height}), 4 panels, ms per file "
+          f"(mean of {args.repeat})")
+    print(f"{'figure':<10}{'Pillow png':>12}{'Pillow jpg':>12}{'mpl png':>10}{'mpl svg':>10}{'mpl/Pillow png':>16}")
+    for kind, raster, vector in (("gradcat", gradcat_image, gradcat_figure), ("cam", cam_image, cam_figure)):
+        rp = per_call_ms(lambda: encode_image(raster(image, result), "png"), args.repeat)
+        rj = per_call_ms(lambda: encode_image(raster(image, result), "jpg"), args.repeat)
+        mp = per_call_ms(lambda: encode_figure(vector(image, result), "png"), max(3, args.repeat // 4))
+        ms = per_call_ms(lambda: encode_figure(vector(image, result), "svg"), max(3, args.repeat // 4))
+        print(f"{kind:<10}{rp:>12.1f}{rj:>12.1f}{mp:>10.1f}{ms:>10.1f}{mp / rp:>15.1f}x")
+
+
+if __name__ == "__main__":
+    main()
