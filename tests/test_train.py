@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from nestviz.model import NestConfig
-from nestviz.train import TrainOptions, checkpoint_path, train
+from nestviz.augment import MosaicTiles, mosaic_batch, region_weights
+from nestviz.model import Nest, NestConfig
+from nestviz.train import TrainOptions, checkpoint_path, region_logits, region_loss, train
 from nestviz.weights import load_weights, read_safetensors
 
 CFG = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
@@ -108,3 +109,51 @@ def test_train_cli_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "m.safetensors")])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"nestviz: error: {tmp_path / 'nope'}: training folder not found"
+
+
+# -- mosaic and the region loss ------------------------------------------------------------------------
+def test_mosaic_tiles_cover_the_image_and_carry_the_area_weighted_labels() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 3, 32, 32), torch.eye(6)
+    soft, tiles = mosaic_batch(x, y, gen, prob=1.0)
+    assert tiles is not None and tiles.image.tolist() == list(range(6))
+    for m in range(6):
+        b = tiles.boxes[m].float()
+        areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        assert float(areas.sum()) == 32 * 32
+        assert torch.allclose(soft[m], (tiles.labels[m] * areas[:, None]).sum(0) / (32 * 32))
+
+
+def test_region_weights_are_each_cells_share_of_the_box() -> None:
+    w = region_weights(torch.tensor([[0, 0, 16, 16], [8, 4, 24, 12]]), image_size=32, grid=4)
+    assert torch.allclose(w.sum(dim=(-2, -1)), torch.ones(2))
+    assert torch.allclose(w[0], torch.tensor([[0.25, 0.25, 0, 0], [0.25, 0.25, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0.0]]))
+    # rows 8..24 are cells 1 and 2 whole; columns 4..12 are half of cell 0 and half of cell 1
+    expected = torch.zeros(4, 4)
+    expected[1:3, 0:2] = 0.25
+    assert torch.allclose(w[1], expected)
+
+
+def test_tile_logits_are_the_mean_and_near_the_peak_of_the_class_map() -> None:
+    model = Nest(CFG).eval()
+    features = torch.randn(2, 2, 2, 16)  # CFG's top map: 2 x 2 cells of 16 channels
+    quadrants = torch.tensor([[[0, 0, 16, 16], [0, 16, 16, 32], [16, 0, 32, 16], [16, 16, 32, 32]]])
+    tiles = MosaicTiles(torch.tensor([1]), quadrants, torch.eye(3)[[0, 1, 2, 2]][None])
+    with torch.no_grad():
+        mean, peak = region_logits(model, features, tiles, image_size=32)
+        cam = model.head(features[1]).reshape(4, 3)  # one cell per tile
+    assert torch.allclose(mean[0], cam, atol=1e-6) and torch.allclose(peak[0], cam, atol=1e-5)
+    right = region_loss((mean, peak), tiles.labels, eps=0.0)
+    swapped = region_loss((mean.flip(1), peak.flip(1)), tiles.labels, eps=0.0)
+    perfect = 20 * tiles.labels - 10
+    assert float(region_loss((perfect, perfect), tiles.labels, eps=0.0)) < min(float(right), float(swapped))
+    # class 2 fills two tiles: its 'where' target is half each, so the perfect loss is (ln 2) * 2/4
+    assert float(region_loss((perfect, perfect), tiles.labels, eps=0.0)) == pytest.approx(np.log(2) / 2, abs=1e-3)
+
+
+def test_mosaic_training_with_the_region_loss_runs_and_records_its_options(shapes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    result = train(shapes, out, CFG, opts(epochs=1, mosaic_prob=0.5, region_loss=1.0, batch_size=12))
+    assert np.isfinite(result.history[-1].loss)
+    record = load_weights(out).provenance
+    assert record["options"]["region_loss"] == 1.0 and record["options"]["mosaic_prob"] == 0.5
