@@ -428,6 +428,8 @@ def train(
     mosaic_prob: float = typer.Option(0.0, "--mosaic-prob", help="Probability per image of a 2x2 mosaic with three others."),
     region_loss: float = typer.Option(0.0, "--region-loss", min=0.0,
                                       help="Weight of the per-tile loss on mosaic images (teaches CAM where each class is)."),
+    peak_temperature: float = typer.Option(1.0, "--peak-temperature", min=0.01,
+                                           help="Temperature of the region loss's peak pooling (lower: nearer the max)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
     warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -454,7 +456,7 @@ def train(
     except ValueError as e:
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
-                        mosaic_prob=mosaic_prob, region_loss=region_loss,
+                        mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
                         warmup_epochs=warmup_epochs)
     command = "nestviz " + shlex.join(sys.argv[1:])
 

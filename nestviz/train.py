@@ -44,6 +44,7 @@ class TrainOptions:
     mix_prob: float = 0.3
     mosaic_prob: float = 0.0
     region_loss: float = 0.0  # weight of the per-tile loss on mosaic images (see region_logits)
+    peak_temperature: float = 1.0  # of the tiles' peak pooling: lower is closer to the maximum
     jitter: float = 0.3
     crop_scale_min: float = 0.25
     seed: int = 0
@@ -79,11 +80,12 @@ def lr_at(step: int, total: int, warmup: int, opts: TrainOptions) -> float:
     return opts.min_lr + 0.5 * (opts.lr - opts.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def region_logits(model: Nest, features: Tensor, tiles: MosaicTiles, image_size: int) -> tuple[Tensor, Tensor]:
+def region_logits(model: Nest, features: Tensor, tiles: MosaicTiles, image_size: int,
+                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     """Logits of each mosaic tile from the class activation map under it: mean and peak pooled, each (M, 4, K).
 
     The mean over the tile is what the head computes for a whole image (and what GradCAT's root
-    scores compare); the peak (a log-sum-exp over the tile's cells, close to their maximum) is
+    scores compare); the peak (T log-sum-exp(cam / T) over the tile's cells, near their maximum) is
     what CAM's peak compares. Training both on the tiles' labels teaches the map where each class
     is, from image-level labels only: the mosaic made the layout.
     """
@@ -92,7 +94,7 @@ def region_logits(model: Nest, features: Tensor, tiles: MosaicTiles, image_size:
     cam = model.head(features[tiles.image.to(features.device)]).float()  # (M, g, g, K)
     mean = torch.einsum("mtij,mijk->mtk", w.float(), cam)
     log_w = torch.log(w.float().clamp(min=1e-12))[..., None]  # (M, 4, g, g, 1)
-    peak = torch.logsumexp(cam[:, None] + log_w, dim=(2, 3))
+    peak = temperature * torch.logsumexp(cam[:, None] / temperature + log_w, dim=(2, 3))
     return mean, peak
 
 
@@ -233,7 +235,7 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 features = model.top_features(model.forward_levels(xb)[-1])
                 logits = model.classify(features)
-                tile_logits = (region_logits(model, features, tiles, cfg.img_size)
+                tile_logits = (region_logits(model, features, tiles, cfg.img_size, opts.peak_temperature)
                                if tiles is not None and opts.region_loss > 0 else None)
             loss = soft_cross_entropy(logits, soft)
             if tile_logits is not None:

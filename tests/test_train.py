@@ -157,3 +157,16 @@ def test_mosaic_training_with_the_region_loss_runs_and_records_its_options(shape
     assert np.isfinite(result.history[-1].loss)
     record = load_weights(out).provenance
     assert record["options"]["region_loss"] == 1.0 and record["options"]["mosaic_prob"] == 0.5
+
+
+def test_peak_pooling_nears_the_maximum_as_the_temperature_falls() -> None:
+    model = Nest(CFG).eval()
+    features = torch.randn(1, 2, 2, 16)
+    whole = MosaicTiles(torch.tensor([0]), torch.tensor([[[0, 0, 32, 32]] * 4]), torch.eye(3)[[0, 1, 2, 0]][None])
+    with torch.no_grad():
+        cam = model.head(features[0]).reshape(4, 3)
+        mean, soft = region_logits(model, features, whole, 32, temperature=1.0)
+        _, sharp = region_logits(model, features, whole, 32, temperature=0.01)
+    assert torch.allclose(mean[0, 0], cam.mean(0), atol=1e-6)
+    assert torch.all(soft[0, 0] >= cam.mean(0)) and torch.all(soft[0, 0] <= cam.max(0).values + 1e-6)
+    assert torch.allclose(sharp[0, 0], cam.max(0).values, atol=0.02)
