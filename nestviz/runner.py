@@ -199,7 +199,7 @@ def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[]
                         finish(record)
                     else:
                         inflight.append((pool.submit(render_outputs, str(item.path), r, figs, opts.fmt), record))
-                        drain(2 * opts.render_workers)
+                        drain(opts.batch_size + 2 * opts.render_workers)  # a batch's figures queue while the next batch runs
         drain(0)
     except KeyboardInterrupt:
         summary.interrupted = True
