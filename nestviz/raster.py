@@ -200,8 +200,8 @@ def _box(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, in
 def _draw_grids(canvas: Image.Image, result: ImageResult, panel: Panel, to_px) -> None:  # noqa: ANN001
     """Each level's block grid over the model's region (clipped to the panel); finer levels fainter and thinner."""
     geo, s = result.geometry, float(result.geometry.size)
-    x0, y0 = to_px(*region(result)[:2])
-    x1, y1 = to_px(*region(result)[2:])
+    seen = region(result)
+    (x0, y0), (x1, y1) = to_px(*seen[:2]), to_px(*seen[2:])
     px0, py0, px1, py1 = panel.left, panel.top, panel.left + panel.width - 1, panel.top + panel.height - 1
     cx0, cy0, cx1, cy1 = max(x0, px0), max(y0, py0), min(x1, px1), min(y1, py1)
     draw = ImageDraw.Draw(canvas, "RGBA")

@@ -26,12 +26,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from .figures import FORMATS
 from .layout import (DPI, PALETTE, SCORE_PT, TITLE_PT, centre, figure_layout, luminance,
                      panel_picture, region, score_anchors, title_text, view)
 from .results import Box, ClassExplanation, ImageResult
 from .weights import atomic_write_bytes
 
-FORMATS = ("png", "jpg", "svg", "pdf")
 CMAP = "inferno"
 _OUTLINE = [patheffects.withStroke(linewidth=3.0, foreground="black")]
 _METADATA = {"svg": {"Date": None, "Creator": None}, "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}

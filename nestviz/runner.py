@@ -98,13 +98,12 @@ def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
 
 def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], fmt: str) -> None:
     """Draw and save one image's figures (runs in a worker process)."""
-    from .figures import KINDS, write_figure
+    from .figures import write_figure
     from .images import load_rgb
 
     image = load_rgb(image_path)
-    for kind, path in files.items():
-        if kind in KINDS:
-            write_figure(kind, image, result, path, fmt)
+    for kind, path in files.items():  # "gradcat" and / or "cam"
+        write_figure(kind, image, result, path, fmt)
 
 
 def save_maps(result: ImageResult, path: Path) -> None:
