@@ -3,31 +3,44 @@
     import nestviz
     [r] = nestviz.explain("cat.jpg", top_k=4)     # GradCAT paths, original-image pixels
     [r] = nestviz.class_maps("cat.jpg")           # CAM maps, boxes and peaks
-    nv = nestviz.load("nest_tiny_jx.safetensors")  # or keep a loaded model and call nv.explain(...)
+    nv = nestviz.load("nest_tiny_jx.safetensors")  # or a model object: nestviz.load(model, class_names=...)
 
-The pure computation lives in the modules ``nestviz.gradcat`` and ``nestviz.cam``.
+The pure computation lives in ``nestviz.explain.gradcat`` and ``nestviz.explain.cam``
+(``nestviz.explain`` is that package, and calling it is the one-call helper above).
 Importing the package is cheap: torch and the model code load on first use, so
 ``nestviz --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "api", "Nestviz": "api", "predict": "api", "explain": "api", "class_maps": "api",
-    "Nest": "model", "NestConfig": "model", "named_config": "model",
-    "load_weights": "weights", "save_nestviz": "weights",
+    "load": "api", "Nestviz": "api", "predict": "api", "class_maps": "api", "clear_cache": "api",
+    "Nest": "model.nest", "NestConfig": "model.nest", "named_config": "model.nest",
+    "load_weights": "model.checkpoints", "save_nestviz": "model.checkpoints",
     "ImageResult": "results", "ClassExplanation": "results", "PathNode": "results", "CamResult": "results",
 }
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "explain", *_LAZY]
+
+
+class _CallableExplain(types.ModuleType):
+    """The type of the ``nestviz.explain`` package: a module of methods that is also the one-call helper."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        return importlib.import_module(".api", __name__).explain(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name == "explain":
+        return importlib.import_module(".explain", __name__)
+    if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'nestviz' has no attribute {name!r}")

@@ -2,32 +2,40 @@
 
     import nestviz
     nv = nestviz.load()                       # the embedded default model, or load("ckpt.safetensors")
-    [res] = nv.explain(["cat.jpg"], top_k=4)  # ImageResult: predictions with GradCAT paths
-    [res] = nv.cam(["cat.jpg"])               # predictions with CAMs, boxes and peaks
+    [res] = nv.explain("cat.jpg", top_k=4)    # ImageResult: predictions with GradCAT paths
+    [res] = nv.cam(["cat.jpg", pil_image])    # predictions with CAMs, boxes and peaks
 
-Everything returned is in original-image pixels (see nestviz.results); the CLI only wraps this.
+Images are paths, PIL images, numpy arrays (H, W[, C]) or tensors (C, H, W), one or a list.
+``nestviz.explain`` and ``nestviz.cam`` answer in model-input pixels; this module converts
+every location to original-image pixels, once, into ``nestviz.results``. The CLI only wraps it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
-from .cam import cam_maps, localize
 from .devices import resolve_device
-from .gradcat import gradcat
-from .images import ImageReadError, load_rgb
-from .preprocess import Geometry, to_input
+from .explain.cam import cam, cam_maps, localize
+from .explain.common import explaining, select_classes
+from .explain.gradcat import BlockNode, gradcat
+from .images import ImageReadError, load_rgb, to_rgb
+from .model.bundle import ModelBundle, bundle_from_model
+from .model.checkpoints import load_weights
+from .preprocess import Geometry, Preprocessing, to_input
 from .results import CamResult, ClassExplanation, ImageResult, PathNode
-from .weights import ModelBundle, load_weights
 
-ImageLike = str | os.PathLike[str] | Image.Image
+ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
+Weights = str | os.PathLike[str] | nn.Module | None
 MODES = ("predict", "explain", "cam", "annotate")
 
 
@@ -38,7 +46,44 @@ class Prepared:
     name: str
     tensor: Tensor | None = None
     geometry: Geometry | None = None
-    error: str | None = None
+    failure: ImageReadError | None = None
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
+
+
+@dataclass
+class _Explained:
+    """What the explanation methods said about a batch, in model-input pixels, on the CPU."""
+
+    probs: Tensor  # (B, K)
+    classes: Tensor  # (B, k)
+    paths: list[list[list[BlockNode]]] | None = None
+    maps: Tensor | None = None  # (B, k, H, W)
+
+
+def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
+    """One image (a path, PIL image, array or tensor; a 4-D array or tensor is a batch) or many, as a list."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, (np.ndarray, Tensor)):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
+
+
+def array_to_image(a: np.ndarray | Tensor) -> Image.Image:
+    """(H, W), (H, W, C) arrays or (C, H, W) tensors, uint8 or float in [0, 1], as an RGB PIL image."""
+    if isinstance(a, Tensor):
+        a = a.detach().cpu()
+        a = (a.permute(1, 2, 0) if a.ndim == 3 else a).numpy()
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ValueError(f"an image array is (H, W), (H, W, 3|4) or a (3|4, H, W) tensor; got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = np.clip(np.round(np.asarray(a, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return to_rgb(Image.fromarray(a))
 
 
 class Nestviz:
@@ -48,21 +93,37 @@ class Nestviz:
         self.bundle = bundle
         self.device = torch.device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
+        cfg = bundle.config
+        self.grid_sizes = [cfg.grid(i) for i in range(cfg.num_levels)]
 
     @classmethod
-    def load(cls, weights: str | os.PathLike[str] | None = None, arch: str | None = None,
-             device: str = "auto") -> "Nestviz":
-        """Load ``weights`` (default: the embedded model) onto ``device`` (auto: CUDA, MPS, CPU)."""
-        return cls(load_weights(weights, arch=arch), resolve_device(device))
+    def load(cls, weights: Weights = None, arch: str | None = None, device: str = "auto", *,
+             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> "Nestviz":
+        """Load ``weights`` (a checkpoint file or folder, a model object; default: the embedded model)
+        onto ``device`` (auto: CUDA, MPS, CPU); ``class_names`` and ``preprocessing`` replace the bundle's."""
+        if isinstance(weights, nn.Module):
+            bundle = bundle_from_model(weights, class_names, preprocessing, arch)
+        else:
+            bundle = load_weights(weights, arch=arch)
+            if class_names is not None:
+                bundle = bundle_from_model(bundle.model, class_names, bundle.preprocessing)
+            if preprocessing is not None:
+                bundle.preprocessing = preprocessing
+        return cls(bundle, resolve_device(device))
 
     # -- inputs ---------------------------------------------------------------------------------
     def prepare(self, image: ImageLike) -> Prepared:
-        """Decode and preprocess one image; a bad file becomes ``Prepared(error=...)``, never an exception."""
-        name = (getattr(image, "filename", "") or "<image>") if isinstance(image, Image.Image) else str(image)
-        try:
-            im = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb(image)
-        except ImageReadError as e:
-            return Prepared(name, error=str(e))
+        """Decode and preprocess one image; a bad file becomes ``Prepared(failure=...)``, never an exception."""
+        if isinstance(image, Image.Image):
+            name, im = getattr(image, "filename", "") or "<image>", to_rgb(image)
+        elif isinstance(image, (np.ndarray, Tensor)):
+            name, im = f"<{type(image).__name__}>", array_to_image(image)
+        else:
+            name = str(image)
+            try:
+                im = load_rgb(image)
+            except ImageReadError as e:
+                return Prepared(name, failure=e)
         tensor, geo = to_input(im, self.bundle.preprocessing)
         return Prepared(name, tensor, geo)
 
@@ -102,123 +163,140 @@ class Nestviz:
 
     # -- the work -------------------------------------------------------------------------------
     def run(self, batch: Sequence[Prepared], mode: str = "predict", *, top_k: int = 5,
-            classes: Sequence[int] | None = None, threshold: float = 0.2) -> list[ImageResult | Prepared]:
-        """Run ``mode`` on decoded images (one forward pass for the batch); failed inputs pass through."""
+            classes: Sequence[int] | None = None, threshold: float = 0.2, sign: float = 1.0) -> list[ImageResult]:
+        """Run ``mode`` on decoded images (one forward pass for the batch): one result per image, in order.
+
+        An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips
+        GradCAT's contributions (the pointing game's control).
+        """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        ok = [p for p in batch if p.error is None]
+        ok = [p for p in batch if p.failure is None]
         results: dict[int, ImageResult] = {}
         if ok:
             x = torch.stack([p.tensor for p in ok]).to(self.device)
-            for p, r in zip(ok, self._run_tensor(x, [p.geometry for p in ok], [p.name for p in ok], mode,
-                                                  top_k, classes, threshold)):
-                results[id(p)] = r
-        return [results.get(id(p), p) for p in batch]
+            out = self._explain(x, mode, top_k, classes, sign)
+            for i, p in enumerate(ok):
+                results[id(p)] = self._result(p, out, i, threshold)
+        return [results.get(id(p)) or ImageResult(p.name, error=p.error) for p in batch]
 
-    def _run_tensor(self, x: Tensor, geos: list[Geometry], names: list[str], mode: str, top_k: int,
-                    classes: Sequence[int] | None, threshold: float) -> list[ImageResult]:
-        model, cfg = self.model, self.bundle.config
-        paths = None
+    def _explain(self, x: Tensor, mode: str, top_k: int, classes: Sequence[int] | None, sign: float) -> _Explained:
+        """The explanation methods ``mode`` needs, from one forward pass."""
+        model, paths, maps = self.model, None, None
         if mode in ("explain", "annotate"):
-            out = gradcat(model, x, top_k=top_k, classes=classes)
-            logits, chosen, top, paths = out.logits, out.classes, out.top, out.paths
+            g = gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
+            logits, chosen, paths = g.logits, g.classes, g.paths
+            if mode == "annotate":
+                with explaining(model), torch.inference_mode():
+                    maps = cam_maps(model, g.features, chosen)
+        elif mode == "cam":
+            c = cam(model, x, top_k=top_k, classes=classes)
+            logits, chosen, maps = c.logits, c.classes, c.maps
         else:
-            with torch.inference_mode():
-                top = model.forward_levels(x)[-1]
-                logits = model.forward_head(top).float()
-            k = min(top_k, logits.shape[1])
-            chosen = (torch.tensor(list(classes), device=logits.device).expand(len(x), -1) if classes
-                      else logits.topk(k, dim=1).indices)
-        probs = logits.softmax(dim=1).cpu()
-        chosen = chosen.cpu()
-        maps = None
-        if mode in ("cam", "annotate"):
-            with torch.inference_mode():
-                maps = cam_maps(model, top, chosen.to(top.device)).float().cpu()
-        grid_sizes = [cfg.grid(i) for i in range(cfg.num_levels)]
-        results = []
-        for i, geo in enumerate(geos):
-            preds = []
-            region = geo.box_to_original((0.0, 0.0, float(geo.size), float(geo.size)))
-            for r, c in enumerate(chosen[i].tolist()):
-                pred = ClassExplanation(r + 1, c, self.bundle.label(c), float(probs[i, c]))
-                if paths is not None:
-                    pred.path = [PathNode(n.level, n.node, geo.box_to_original(n.box), n.score, n.child_scores,
-                                          n.chosen_child) for n in paths[i][r]]
-                if maps is not None:
-                    box, peak = localize(maps[i, r], geo.size, threshold)
-                    pred.cam = CamResult(maps[i, r].numpy(), region, geo.box_to_original(box),
-                                         geo.point_to_original(*peak), threshold)
-                preds.append(pred)
-            results.append(ImageResult(names[i], geo.width, geo.height, geo, preds, grid_sizes))
-        return results
+            with explaining(model), torch.inference_mode():
+                logits = model(x)
+            chosen = select_classes(logits, top_k, classes)
+        return _Explained(logits.float().softmax(dim=1).cpu(), chosen.cpu(), paths,
+                          None if maps is None else maps.float().cpu())
 
-    def _many(self, images: Iterable[ImageLike], mode: str, batch_size: int, **kw) -> list[ImageResult]:
+    def _result(self, prep: Prepared, out: _Explained, i: int, threshold: float) -> ImageResult:
+        """Image ``i`` of a batch's explanations, every location converted to original-image pixels."""
+        geo = prep.geometry
+        assert geo is not None
+        region = geo.box_to_original((0.0, 0.0, float(geo.size), float(geo.size)))
+        preds = []
+        for r, c in enumerate(out.classes[i].tolist()):
+            pred = ClassExplanation(r + 1, c, self.bundle.label(c), float(out.probs[i, c]))
+            if out.paths is not None:
+                pred.path = [PathNode(n.level, n.node, geo.box_to_original(n.box), n.score, n.child_scores,
+                                      n.chosen_child) for n in out.paths[i][r]]
+            if out.maps is not None:
+                box, peak = localize(out.maps[i, r], geo.size, threshold)
+                pred.cam = CamResult(out.maps[i, r].numpy(), region, geo.box_to_original(box),
+                                     geo.point_to_original(*peak), threshold)
+            preds.append(pred)
+        return ImageResult(prep.name, geo.width, geo.height, region, preds, list(self.grid_sizes))
+
+    def _many(self, images: ImageLike | Iterable[ImageLike], mode: str, batch_size: int, **kw) -> list[ImageResult]:
+        """Results for every image; the first unreadable one raises its :class:`ImageReadError`."""
         results: list[ImageResult] = []
-        for batch in self.prepared_batches(images, batch_size):
-            for r in self.run(batch, mode, **kw):
-                if isinstance(r, Prepared):
-                    raise ImageReadError(r.name, r.error.split(": ", 1)[-1] if r.error else "unreadable")
-                results.append(r)
+        for batch in self.prepared_batches(as_list(images), batch_size):
+            failed = next((p.failure for p in batch if p.failure is not None), None)
+            if failed is not None:
+                raise failed
+            results += self.run(batch, mode, **kw)
         return results
 
-    def predict(self, images: Iterable[ImageLike], top_k: int = 5, batch_size: int = 16) -> list[ImageResult]:
+    def predict(self, images: ImageLike | Iterable[ImageLike], top_k: int = 5,
+                batch_size: int = 16) -> list[ImageResult]:
         """Top-k classes and probabilities per image."""
         return self._many(images, "predict", batch_size, top_k=top_k)
 
-    def explain(self, images: Iterable[ImageLike], top_k: int = 4, classes: Sequence[int | str] | None = None,
-                batch_size: int = 16) -> list[ImageResult]:
+    def explain(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
+                classes: Sequence[int | str] | None = None, batch_size: int = 16) -> list[ImageResult]:
         """GradCAT paths for the top-k classes (or the named ``classes``) of each image."""
         return self._many(images, "explain", batch_size, top_k=top_k,
                           classes=self.resolve_classes(classes) if classes else None)
 
-    def cam(self, images: Iterable[ImageLike], top_k: int = 1, classes: Sequence[int | str] | None = None,
+    def cam(self, images: ImageLike | Iterable[ImageLike], top_k: int = 1, classes: Sequence[int | str] | None = None,
             threshold: float = 0.2, batch_size: int = 16) -> list[ImageResult]:
         """Class activation maps, weak-localization boxes and peaks for the top-k (or named) classes."""
         return self._many(images, "cam", batch_size, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
 
-    def annotate(self, images: Iterable[ImageLike], top_k: int = 4, classes: Sequence[int | str] | None = None,
-                 threshold: float = 0.2, batch_size: int = 16) -> list[ImageResult]:
+    def annotate(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
+                 classes: Sequence[int | str] | None = None, threshold: float = 0.2,
+                 batch_size: int = 16) -> list[ImageResult]:
         """GradCAT and CAM together, from one forward pass."""
         return self._many(images, "annotate", batch_size, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
 
 
-def load(weights: str | os.PathLike[str] | None = None, arch: str | None = None, device: str = "auto") -> Nestviz:
-    """Load a model: ``weights`` is a nestviz/timm/Hugging Face checkpoint (default: the embedded model)."""
-    return Nestviz.load(weights, arch, device)
+def load(weights: Weights = None, arch: str | None = None, device: str = "auto", *,
+         class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> Nestviz:
+    """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object."""
+    return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing)
 
 
-_LOADED: dict[tuple[str, str, str], Nestviz] = {}
+# -- one-call helpers: a small cache of loaded models ----------------------------------------------------
+CACHE_SIZE = 2  # models kept by the one-call helpers, least recently used dropped first
+_cache: OrderedDict[tuple[str, str, str], Nestviz] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def _cached(weights: str | os.PathLike[str] | None, arch: str | None, device: str) -> Nestviz:
-    key = (str(weights or ""), arch or "", device)
-    if key not in _LOADED:
-        _LOADED[key] = Nestviz.load(weights, arch, device)
-    return _LOADED[key]
+    key = (os.fspath(weights) if weights is not None else "", arch or "", device)
+    with _cache_lock:
+        nv = _cache.pop(key, None) or Nestviz.load(weights, arch, device)
+        _cache[key] = nv
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return nv
 
 
-def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
-    return [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
+def clear_cache() -> None:
+    """Forget the models the one-call helpers loaded (and give back the GPU memory they held)."""
+    with _cache_lock:
+        _cache.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def predict(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
             arch: str | None = None, device: str = "auto", top_k: int = 5) -> list[ImageResult]:
     """One-call prediction; the model is loaded once per (weights, device) and reused."""
-    return _cached(weights, arch, device).predict(_as_list(images), top_k=top_k)
+    return _cached(weights, arch, device).predict(images, top_k=top_k)
 
 
 def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
             arch: str | None = None, device: str = "auto", top_k: int = 4,
             classes: Sequence[int | str] | None = None) -> list[ImageResult]:
     """One-call GradCAT: ``nestviz.explain("cat.jpg")[0].predictions[0].path``."""
-    return _cached(weights, arch, device).explain(_as_list(images), top_k=top_k, classes=classes)
+    return _cached(weights, arch, device).explain(images, top_k=top_k, classes=classes)
 
 
 def class_maps(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
-        arch: str | None = None, device: str = "auto", top_k: int = 1,
-        classes: Sequence[int | str] | None = None, threshold: float = 0.2) -> list[ImageResult]:
+               arch: str | None = None, device: str = "auto", top_k: int = 1,
+               classes: Sequence[int | str] | None = None, threshold: float = 0.2) -> list[ImageResult]:
     """One-call CAM: ``nestviz.class_maps("cat.jpg")[0].predictions[0].cam.box``."""
-    return _cached(weights, arch, device).cam(_as_list(images), top_k=top_k, classes=classes, threshold=threshold)
+    return _cached(weights, arch, device).cam(images, top_k=top_k, classes=classes, threshold=threshold)

@@ -11,7 +11,13 @@ inputs, invalid weights, unavailable device); 3 some inputs failed, the rest pro
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Optional
 
@@ -78,7 +84,7 @@ SAVE_MAPS = typer.Option(False, "--save-maps", help="Also write the raw CAMs as 
 def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # noqa: ANN201
     """Load the model, turning every setup problem into exit code 2 with one line."""
     from .api import Nestviz
-    from .weights import WeightsError
+    from .model.bundle import WeightsError
 
     try:
         return Nestviz.load(weights, arch=arch, device=device)
@@ -88,7 +94,7 @@ def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # 
 
 def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa: ANN201
     """Discover image files under ``inputs``; no inputs at all is a usage error."""
-    from .discover import discover
+    from .batch.discover import discover
 
     items, problems = discover(inputs, exclude=exclude or [])
     if not items:
@@ -99,7 +105,7 @@ def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa:
 
 
 def emit(record: dict) -> None:  # noqa: ANN001
-    from .runner import dumps
+    from .batch.runner import dumps
 
     typer.echo(dumps(record))
 
@@ -115,19 +121,14 @@ def predict(
     json_out: bool = JSON,
 ) -> None:
     """Classify images: the top-k classes and their probabilities."""
-    from .results import error_json
-
     items, problems = find_inputs(inputs)
     nv = load_or_fail(weights, arch, device)
     rows, failed = [], len(problems)
     for batch in nv.prepared_batches([str(i.path) for i in items], batch_size):
         for r in nv.run(batch, "predict", top_k=top_k):
-            if getattr(r, "error", None) is not None:
-                failed += 1
-                if json_out:
-                    emit(error_json(r.name, r.error))
-                else:
-                    typer.echo(f"nestviz: error: {r.error}", err=True)
+            failed += r.error is not None
+            if r.error is not None and not json_out:
+                typer.echo(f"nestviz: error: {r.error}", err=True)
             elif json_out:
                 emit(r.to_json(with_outputs=False))
             else:
@@ -158,15 +159,9 @@ def info(
     """Show the model card: architecture, parameters, classes, preprocessing, provenance."""
     import json as _json
 
-    from .model import count_params
-
-    nv = load_or_fail(weights, arch, "cpu")
-    b = nv.bundle
-    card = {"source": b.source, "config": b.config.to_dict(), "parameters": count_params(b.model),
-            "num_classes": b.config.num_classes, "class_names": b.class_names,
-            "preprocessing": b.preprocessing.to_dict(), "provenance": b.provenance}
+    b = load_or_fail(weights, arch, "cpu").bundle
     if json_out:
-        typer.echo(_json.dumps(card))
+        typer.echo(_json.dumps(b.card()))
         return
     from rich.console import Console
     from rich.table import Table
@@ -174,21 +169,8 @@ def info(
     t = Table(show_header=False, title="nestviz model card")
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    t.add_row("weights", b.source)
-    cfg = b.config
-    t.add_row("architecture", f"NesT, {cfg.num_levels} levels, {cfg.img_size}px, patch {cfg.patch_size}, "
-              f"blocks {cfg.block_size}x{cfg.block_size} tokens, pooling {'same (_jx)' if cfg.pad_type else 'plain'}")
-    t.add_row("dims / heads / depths", f"{list(cfg.embed_dims)} / {list(cfg.num_heads)} / {list(cfg.depths)}")
-    t.add_row("parameters", f"{card['parameters'] / 1e6:.2f} M")
-    t.add_row("top-level map", f"{cfg.block_size}x{cfg.block_size}")
-    names = b.class_names
-    t.add_row("classes", f"{len(names)}: " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else ""))
-    p = b.preprocessing
-    t.add_row("preprocessing", f"resize shorter side to {p.resize_to} ({p.interpolation}), centre crop "
-              f"{p.input_size} (crop_pct {p.crop_pct}), mean {list(p.mean)}, std {list(p.std)}")
-    for k, v in b.provenance.items():
-        if k not in ("options", "class_folders"):
-            t.add_row(k, str(v))
+    for row in b.card_rows():
+        t.add_row(*row)
     Console().print(t)
 
 
@@ -204,7 +186,7 @@ def evaluate(
     """Top-1, top-5 and per-class accuracy on a class-per-folder dataset."""
     import json as _json
 
-    from .evaluate import evaluate_folder
+    from .train.evaluate import evaluate_folder
 
     if not data_dir.is_dir():
         fail(f"{data_dir}: not a directory")
@@ -240,56 +222,74 @@ def evaluate(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optional[str], device: str,
-             top_k: int, classes: Optional[list[str]], out: Path, fmt: str, json_out: bool, no_render: bool,
-             batch_size: int, overwrite: bool, shard: Optional[str], quiet: bool, threshold: float = 0.2,
-             save_maps: bool = False) -> None:
-    """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
-    from .discover import has_multiple_roots, parse_shard, shard as take_shard
-    from .runner import RunOptions, check_writable
+@dataclass(frozen=True)
+class FolderArgs:
+    """The options of explain / cam / annotate, by name."""
 
-    fmt = fmt.lower().lstrip(".")
-    if fmt not in ("png", "jpg", "jpeg", "svg", "pdf"):
-        fail(f"--format must be png, jpg, svg or pdf, got {fmt!r}")
-    fmt = "jpg" if fmt == "jpeg" else fmt
-    if not 0.0 <= threshold <= 1.0:
-        fail(f"--threshold must be between 0 and 1, got {threshold}")
+    mode: str
+    inputs: list[Path]
+    weights: Optional[Path]
+    arch: Optional[str]
+    device: str
+    top_k: int
+    classes: Optional[list[str]]
+    out: Path
+    fmt: str
+    json_out: bool
+    no_render: bool
+    batch_size: int
+    overwrite: bool
+    shard: Optional[str]
+    quiet: bool
+    threshold: float = 0.2
+    save_maps: bool = False
+
+
+def run_mode(a: FolderArgs) -> None:
+    """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
+    from .batch.discover import has_multiple_roots, parse_shard, shard as take_shard
+    from .batch.runner import RunOptions, check_writable
+    from .draw import figure_format
+    from .model.checkpoints import load_weights_identity
+
     try:
-        part = parse_shard(shard) if shard else None
+        fmt = figure_format(a.fmt)
+    except ValueError:
+        fail(f"--format must be png, jpg, svg or pdf, got {a.fmt.lower().lstrip('.')!r}")
+    if not 0.0 <= a.threshold <= 1.0:
+        fail(f"--threshold must be between 0 and 1, got {a.threshold}")
+    try:
+        part = parse_shard(a.shard) if a.shard else None
     except ValueError as e:
         fail(str(e))
     try:
-        check_writable(out)
+        check_writable(a.out)
     except OSError as e:
-        fail(f"{out}: output folder is not writable ({e.strerror or e})")
-    items, problems = find_inputs(inputs, exclude=[out])
+        fail(f"{a.out}: output folder is not writable ({e.strerror or e})")
+    items, problems = find_inputs(a.inputs, exclude=[a.out])
     multi_root = has_multiple_roots(items)  # before sharding, so every shard names outputs alike
     if part is not None:
         items = take_shard(items, *part)
 
-    loaded: list = []
-
+    @cache
     def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
-        if not loaded:
-            loaded.append(load_or_fail(weights, arch, device))
-        return loaded[0]
-
-    from .weights import load_weights_identity
+        return load_or_fail(a.weights, a.arch, a.device)
 
     try:
-        weights_id = load_weights_identity(weights, arch=arch)
+        weights_id = load_weights_identity(a.weights, arch=a.arch)
     except Exception as e:  # noqa: BLE001 - reported as a setup error
         fail(str(e))
     class_ids = None
-    if classes:
+    if a.classes:
         try:
-            class_ids = load_model().resolve_classes(classes)
+            class_ids = load_model().resolve_classes(a.classes)
         except ValueError as e:
             fail(str(e))
-    opts = RunOptions(mode=mode, out_dir=out, top_k=top_k, classes=class_ids, threshold=threshold, fmt=fmt,
-                      render=not no_render, save_maps=save_maps, overwrite=overwrite, batch_size=batch_size,
+    opts = RunOptions(mode=a.mode, out_dir=a.out, top_k=a.top_k, classes=class_ids, threshold=a.threshold, fmt=fmt,
+                      render=not a.no_render, save_maps=a.save_maps, overwrite=a.overwrite, batch_size=a.batch_size,
                       shard=part, multi_root=multi_root)
-    summary = run_with_progress(items, opts, load_model, weights_id, json_out, quiet)
+    with sigterm_interrupts():
+        summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet)
     summary.failed += len(problems)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -297,34 +297,46 @@ def run_mode(mode: str, inputs: list[Path], weights: Optional[Path], arch: Optio
         raise typer.Exit(EXIT_PARTIAL)
 
 
+def ignore_sigint() -> None:
+    """Figure workers leave Ctrl-C to the main process, which lets the figures being drawn land."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside, SIGTERM stops a run like Ctrl-C does (cleanly, resumable); the old handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def run_with_progress(items, opts, load_model, weights_id, json_out, quiet):  # noqa: ANN001, ANN201
     """Run folder mode with a Rich progress bar and a closing summary table on stderr."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .runner import run_folder
+    from .batch.runner import run_folder
 
     console = Console(stderr=True)
     on_record = (lambda r: emit({k: v for k, v in r.items() if k not in ("key", "status", "time")})) if json_out else None
     if quiet:
-        summary = run_folder(items, opts, load_model, weights_id, on_record=on_record)
+        summary = run_folder(items, opts, load_model, weights_id, on_record=on_record, worker_init=ignore_sigint)
     else:
         columns = (TextColumn(f"[bold]{opts.mode}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(opts.mode, total=len(items), rate="")
-            start = [None, 0]
-
-            def tick(done: int, total: int) -> None:
-                import time as _t
-
-                if start[0] is None:
-                    start[0], start[1] = _t.perf_counter(), done
-                dt = _t.perf_counter() - start[0]
-                rate = f"{(done - start[1]) / dt:.1f} img/s" if dt > 0 and done > start[1] else ""
-                bar.update(task, completed=done, rate=rate)
-
-            summary = run_folder(items, opts, load_model, weights_id, on_record=on_record, progress=tick)
+            summary = run_folder(items, opts, load_model, weights_id, on_record=on_record,
+                                 progress=_RateTicker(bar, task), worker_init=ignore_sigint)
     if not quiet:
         from rich.table import Table
 
@@ -339,6 +351,22 @@ def run_with_progress(items, opts, load_model, weights_id, json_out, quiet):  # 
         console.print(f"outputs in {opts.out_dir}/ (gallery: {opts.out_dir / 'index.html'})", markup=False,
                       highlight=False)
     return summary
+
+
+class _RateTicker:
+    """Progress callback: moves the bar and shows images per second since the first tick."""
+
+    def __init__(self, bar, task) -> None:  # noqa: ANN001
+        self.bar, self.task, self.start, self.first = bar, task, None, 0
+
+    def __call__(self, done: int, total: int) -> None:  # noqa: ARG002
+        import time
+
+        if self.start is None:
+            self.start, self.first = time.perf_counter(), done
+        dt = time.perf_counter() - self.start
+        rate = f"{(done - self.first) / dt:.1f} img/s" if dt > 0 and done > self.first else ""
+        self.bar.update(self.task, completed=done, rate=rate)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -359,8 +387,9 @@ def explain(
     quiet: bool = QUIET,
 ) -> None:
     """GradCAT: follow the NesT block tree from the root to the leaf block that drives each class."""
-    run_mode("explain", inputs, weights, arch, device, top_k, classes, out, fmt, json_out, no_render, batch_size,
-             overwrite, shard, quiet)
+    run_mode(FolderArgs("explain", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
+                        out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
+                        overwrite=overwrite, shard=shard, quiet=quiet))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -383,8 +412,9 @@ def cam(
     quiet: bool = QUIET,
 ) -> None:
     """Class activation maps: a heatmap, a weakly-supervised box and the peak per class."""
-    run_mode("cam", inputs, weights, arch, device, top_k, classes, out, fmt, json_out, no_render, batch_size,
-             overwrite, shard, quiet, threshold, save_maps)
+    run_mode(FolderArgs("cam", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
+                        out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
+                        overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -407,8 +437,9 @@ def annotate(
     quiet: bool = QUIET,
 ) -> None:
     """GradCAT and CAM figures for every image from one forward pass."""
-    run_mode("annotate", inputs, weights, arch, device, top_k, classes, out, fmt, json_out, no_render, batch_size,
-             overwrite, shard, quiet, threshold, save_maps)
+    run_mode(FolderArgs("annotate", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
+                        out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
+                        overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -433,14 +464,17 @@ def train(
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
     warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where decoded images are cached."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where decoded images are cached "
+                                             "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' "
+                                  "provenance) instead of stopping."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
     from rich.console import Console
 
     from .devices import resolve_device
-    from .model import named_config
-    from .train import TrainOptions, train as run_training
+    from .model.nest import named_config
+    from .train.loop import TrainOptions, train as run_training
 
     console = Console(stderr=True)
     if precision not in ("bf16", "fp32"):
@@ -457,7 +491,7 @@ def train(
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
-                        warmup_epochs=warmup_epochs)
+                        warmup_epochs=warmup_epochs, skip_bad=skip_bad)
     command = "nestviz " + shlex.join(sys.argv[1:])
 
     def on_epoch(s) -> None:  # noqa: ANN001

@@ -107,16 +107,26 @@ def plan_geometry(width: int, height: int, pre: Preprocessing) -> Geometry:
     return Geometry(width, height, rw, rh, left, top, size)
 
 
-def to_input(image: Image.Image, pre: Preprocessing) -> tuple[Tensor, Geometry]:
-    """An RGB PIL image -> a normalized (3, S, S) float tensor and its :class:`Geometry`."""
+def resize_and_crop(image: Image.Image, pre: Preprocessing) -> tuple[np.ndarray, Geometry]:
+    """An RGB PIL image -> the (S, S, 3) uint8 model-input crop (not normalized) and its :class:`Geometry`."""
     geo = plan_geometry(image.width, image.height, pre)
     resized = image.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
     crop = resized.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size))
-    return normalize(torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1), pre), geo
+    return np.asarray(crop, dtype=np.uint8), geo
+
+
+def to_input(image: Image.Image, pre: Preprocessing) -> tuple[Tensor, Geometry]:
+    """An RGB PIL image -> a normalized (3, S, S) float tensor and its :class:`Geometry`."""
+    crop, geo = resize_and_crop(image, pre)
+    return normalize(torch.from_numpy(crop.copy()).permute(2, 0, 1), pre), geo
 
 
 def normalize(x: Tensor, pre: Preprocessing) -> Tensor:
-    """uint8 (..., 3, H, W) -> float, scaled to [0, 1] and standardized by the checkpoint's mean/std."""
-    mean = torch.tensor(pre.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(pre.std, dtype=torch.float32).view(3, 1, 1)
-    return (x.float() / 255.0 - mean) / std
+    """Images (..., 3, H, W) -> standardized by the checkpoint's mean/std, as float32.
+
+    uint8 images are scaled to [0, 1] first; float images are taken as already in [0, 1].
+    """
+    mean = torch.tensor(pre.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.tensor(pre.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return (x - mean) / std

@@ -1,8 +1,9 @@
-"""Result records shared by the API, the renderers and the JSON output.
+"""Result records shared by the API, the renderers and the JSON output: numpy, no torch.
 
 All locations are in pixels of the original image (after EXIF rotation), so they can be
-drawn or compared without knowing how the model input was made. ``to_json`` gives the
-exact key names of the ``--json`` contract.
+drawn or compared without knowing how the model input was made: ``nestviz.api`` converts
+them once from the model input's pixels. ``to_json`` gives the exact key names of the
+``--json`` contract.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from .preprocess import Geometry
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
@@ -79,17 +78,34 @@ class ClassExplanation:
 
 @dataclass
 class ImageResult:
-    """Everything nestviz computed for one image."""
+    """Everything nestviz computed for one image, or why it could not: ``error`` is set and nothing else is.
+
+    ``region`` is the part of the image the model saw (its centre crop), ``grid_sizes`` the
+    blocks per side at each level, leaves first: together they place every block.
+    """
 
     image: str
-    width: int
-    height: int
-    geometry: Geometry
-    predictions: list[ClassExplanation]
-    grid_sizes: list[int] = field(default_factory=list)  # blocks per side at each level, leaves first
+    width: int = 0
+    height: int = 0
+    region: Box = (0.0, 0.0, 0.0, 0.0)
+    predictions: list[ClassExplanation] = field(default_factory=list)
+    grid_sizes: list[int] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def block_edges(self, level: int) -> tuple[list[float], list[float]]:
+        """x and y of the inner block boundaries at 0-based ``level`` (``grid_sizes[level]`` blocks a side)."""
+        x0, y0, x1, y1 = self.region
+        g = self.grid_sizes[level]
+        return [x0 + k * (x1 - x0) / g for k in range(1, g)], [y0 + k * (y1 - y0) / g for k in range(1, g)]
 
     def to_json(self, with_outputs: bool = True) -> dict[str, Any]:
+        if self.error is not None:
+            return error_json(self.image, self.error)
         d: dict[str, Any] = {"image": self.image, "width": self.width, "height": self.height,
                              "predictions": [p.to_json() for p in self.predictions]}
         if with_outputs:

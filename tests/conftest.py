@@ -11,7 +11,7 @@ from PIL import Image
 
 from nestviz.model import Nest, NestConfig
 from nestviz.preprocess import Preprocessing
-from nestviz.weights import save_nestviz
+from nestviz.model.checkpoints import save_nestviz
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.cam import cam, cam_maps, largest_region, localize
+from nestviz.explain.cam import cam, cam_maps, largest_region, localize
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)
@@ -32,7 +32,7 @@ def test_cam_is_the_head_applied_per_position() -> None:
     classes = torch.tensor([[3, 0], [1, 4]])
     with torch.no_grad():
         top = model.forward_levels(x)[-1]
-        maps = cam_maps(model, top, classes)
+        maps = cam_maps(model, model.forward_features(x), classes)
         logits = model(x)
     # Independent: LayerNorm over channels by hand, then w_c . f + b_c at every position.
     t = top.double()

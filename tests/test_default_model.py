@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from nestviz.preprocess import normalize
-from nestviz.weights import default_weights_path, load_weights, read_safetensors
+from nestviz.model.checkpoints import default_weights_path, load_weights, read_safetensors
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IMAGENETTE = ["tench", "English springer", "cassette player", "chain saw", "church", "French horn",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nestviz import discover as discover_module
-from nestviz.discover import InputItem, discover, has_multiple_roots, output_stem, parse_shard, shard, shard_of
+from nestviz.batch import discover as discover_module
+from nestviz.batch.discover import InputItem, discover, has_multiple_roots, output_stem, parse_shard, shard, shard_of
 
 
 def image(path: Path, fmt: str = "PNG") -> Path:

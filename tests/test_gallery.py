@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
-from nestviz.gallery import existing_outputs, write_gallery
+from nestviz.batch.gallery import existing_outputs, write_gallery
 
 
 class Page(HTMLParser):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.gradcat import block_box, gradcat, traverse
+from nestviz.explain.gradcat import block_box, gradcat, traverse
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)
@@ -125,9 +125,9 @@ def test_even_blocks_split_in_halves_for_both_paddings() -> None:
 
 def reference_paths(model: Nest, x: torch.Tensor, classes: torch.Tensor) -> list[list[list]]:
     """GradCAT paths from one explicit backward per (class rank), through the full graph."""
-    acts = model.forward_levels(x)  # parameters require grad, so every level is in the graph
-    logits = model.forward_head(acts[-1])
-    feats = model.top_features(acts[-1]).detach().permute(0, 3, 1, 2)
+    feats, acts = model.forward_intermediates(x)  # parameters require grad, so every level is in the graph
+    logits = model.forward_head(feats)
+    feats = feats.detach()
     hw = feats.shape[-2] * feats.shape[-1]
     paths = [[None] * classes.shape[1] for _ in range(len(x))]
     for j in range(classes.shape[1]):
@@ -293,13 +293,13 @@ def test_model_state_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     model.head.bias.requires_grad_(False)
     state = model_state(model)
     seen = []
-    top_features = model.top_features
+    forward_head = model.forward_head
 
-    def spy(top):
+    def spy(features):
         seen.append(model.training or any(m.training for m in model.modules()))
-        return top_features(top)
+        return forward_head(features)
 
-    monkeypatch.setattr(model, "top_features", spy)
+    monkeypatch.setattr(model, "forward_head", spy)
     gradcat(model, torch.randn(2, 3, 32, 32), top_k=2)
     assert seen == [False]  # explained in eval mode
     monkeypatch.undo()
@@ -316,7 +316,7 @@ def test_model_state_is_restored_after_an_error(where: str, monkeypatch: pytest.
         raise KeyError("boom")
 
     if where == "forward":  # after the levels ran, before the logits
-        monkeypatch.setattr(model, "top_features", boom)
+        monkeypatch.setattr(model, "forward_head", boom)
     else:
         monkeypatch.setattr(torch.autograd, "grad", boom)
     with pytest.raises(KeyError, match="boom"):

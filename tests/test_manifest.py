@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nestviz import manifest as manifest_module
-from nestviz.manifest import (ManifestWriter, is_done, load_done, manifest_parts, manifest_path, merge_records,
+from nestviz.batch import manifest as manifest_module
+from nestviz.batch.manifest import (ManifestWriter, is_done, load_done, manifest_parts, manifest_path, merge_records,
                               options_key, read_records)
 
 

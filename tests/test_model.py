@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nestviz.model import NAMED_CONFIGS, Nest, NestConfig, blockify, count_params, deblockify, named_config
+from nestviz.model.layers import blockify, deblockify
+from nestviz.model.nest import NAMED_CONFIGS, Nest, NestConfig, count_params, named_config
 
 from .conftest import TINY, tiny_model
 

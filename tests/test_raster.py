@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nestviz.figures import figure_bytes, write_figure
-from nestviz.layout import PALETTE, centre, figure_layout, nice_ticks, panel_picture, rgb, title_text, view
-from nestviz.raster import HEAT_ALPHA, _colormap, cam_image, gradcat_image, png_bytes
-from nestviz.render import cam_figure, gradcat_figure
+from nestviz.draw import figure_bytes, write_figure
+from nestviz.draw.layout import centre, figure_layout, nice_ticks, panel_picture, title_text, view
+from nestviz.draw.style import PALETTE, rgb
+from nestviz.draw.raster import HEAT_ALPHA, _colormap, cam_image, gradcat_image, png_bytes
+from nestviz.draw.vector import cam_figure, gradcat_figure
 from tests.test_render import LABELS, make_result
 
 GREY = (128, 128, 128)
@@ -156,7 +157,7 @@ def test_a_failed_figure_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
 def test_png_is_the_same_image_with_plain_zlib(monkeypatch):
     import zlib
 
-    import nestviz.raster as raster
+    import nestviz.draw.raster as raster
 
     pixels = np.random.default_rng(2).integers(0, 256, (31, 17, 3), dtype=np.uint8)
     monkeypatch.setattr(raster, "deflate", zlib.compress)  # the fallback where no isal wheel exists

@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.layout import MAX_ASPECT
-from nestviz.render import FORMATS, cam_figure, gradcat_figure, save_figure
+from nestviz.draw.layout import MAX_ASPECT
+from nestviz.draw import FORMATS, figure_bytes, write_figure
+from nestviz.draw.vector import cam_figure, gradcat_figure
 from nestviz.results import CamResult, ClassExplanation, ImageResult, PathNode
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "svg": b"<?xml", "pdf": b"%PDF-"}
@@ -38,7 +39,7 @@ def make_result(width: int = 64, height: int = 48, k: int = 2, levels: int = 3, 
         raw = np.arange(16, dtype=np.float32).reshape(4, 4) * (r + 1) - 3.0
         cam = CamResult(raw, region, geo.box_to_original((16, 16, 32, 32)), geo.point_to_original(28, 28), 0.2)
         preds.append(ClassExplanation(r + 1, r, LABELS[r % len(LABELS)], 0.5 / (r + 1), path, cam))
-    return ImageResult("img.jpg", width, height, geo, preds, [2 ** (levels - 1 - i) for i in range(levels)])
+    return ImageResult("img.jpg", width, height, region, preds, [2 ** (levels - 1 - i) for i in range(levels)])
 
 
 def image(width: int = 64, height: int = 48) -> Image.Image:
@@ -54,24 +55,33 @@ def by_gid(fig: Figure, gid: str) -> list[Artist]:
     return [a for ax in fig.axes for a in ax.get_children() if a.get_gid() == gid]
 
 
-# -- files ---------------------------------------------------------------------------------------------
+# -- files (through the path users take: nestviz.draw) ---------------------------------------------------
+@pytest.mark.parametrize("kind", ["gradcat", "cam"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_writes_a_valid_file_and_no_temp(tmp_path, fmt):
+def test_every_format_writes_a_valid_file_and_no_temp(tmp_path, fmt, kind):
     path = tmp_path / f"fig.{fmt}"
-    save_figure(gradcat_figure(image(), make_result()), path)  # format from the suffix
+    write_figure(kind, image(), make_result(), path, fmt)
     assert path.read_bytes().startswith(MAGIC[fmt])
     other = tmp_path / "no-suffix"
-    save_figure(cam_figure(image(), make_result()), other, fmt)
+    write_figure(kind, image(), make_result(), other, fmt.upper())  # the format is the argument, not the suffix
     assert other.read_bytes().startswith(MAGIC[fmt])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, other.name])
 
 
-def test_png_and_jpg_have_the_figure_pixel_size(tmp_path):
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_png_and_jpg_have_the_figure_pixel_size(tmp_path, fmt):
     fig = gradcat_figure(image(), make_result(k=3))
     w, h = FigureCanvasAgg(fig).get_width_height()
-    save_figure(fig, tmp_path / "a.png")
-    assert Image.open(tmp_path / "a.png").size == (w, h)
-    assert Image.open(tmp_path / "a.png").mode == "RGB"
+    write_figure("gradcat", image(), make_result(k=3), tmp_path / f"a.{fmt}", fmt)
+    assert Image.open(tmp_path / f"a.{fmt}").size == (w, h)
+    assert Image.open(tmp_path / f"a.{fmt}").mode == "RGB"
+
+
+def test_svg_and_pdf_hold_the_drawing_as_paths_and_text(tmp_path):
+    svg = figure_bytes("gradcat", image(), make_result(k=2), "svg").decode()
+    assert svg.count('id="gradcat-path') == 2 and "gradcat-leaf" in svg and "<image" in svg
+    pdf = figure_bytes("cam", image(), make_result(k=1), "pdf")
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
 
 
 class Boom(Artist):
@@ -80,11 +90,22 @@ class Boom(Artist):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_a_failing_save_leaves_no_file_and_no_temp(tmp_path, fmt):
-    fig = gradcat_figure(image(), make_result())
-    fig.axes[0].add_artist(Boom())
+def test_a_failing_save_leaves_no_file_and_no_temp(tmp_path, fmt, monkeypatch):
+    import nestviz.draw.raster as raster
+    import nestviz.draw.vector as vector
+
+    def gradcat_with_boom(*args):
+        fig = gradcat_figure(*args)
+        fig.axes[0].add_artist(Boom())
+        return fig
+
+    def boom(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(vector, "gradcat_figure", gradcat_with_boom)
+    monkeypatch.setattr(raster, "encode_image", boom)
     with pytest.raises(RuntimeError, match="boom"):
-        save_figure(fig, tmp_path / f"fig.{fmt}")
+        write_figure("gradcat", image(), make_result(), tmp_path / f"fig.{fmt}", fmt)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -97,22 +118,22 @@ def test_a_failing_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", fail)
     with pytest.raises(OSError, match="disk full"):
-        save_figure(gradcat_figure(image(), make_result()), path)
+        write_figure("gradcat", image(), make_result(), path, "svg")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["fig.svg"]
 
 
-def test_unknown_format_is_one_line_naming_the_file(tmp_path):
-    with pytest.raises(ValueError, match=r"fig\.bmp: unknown figure format 'bmp'; known: png, jpg, svg, pdf"):
-        save_figure(gradcat_figure(image(), make_result()), tmp_path / "fig.bmp")
+def test_unknown_format_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"^unknown figure format 'bmp'; known: png, jpg, svg, pdf$"):
+        write_figure("gradcat", image(), make_result(), tmp_path / "fig.bmp", "bmp")
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
-@pytest.mark.parametrize("figure", [gradcat_figure, cam_figure])
-def test_rendering_twice_gives_identical_bytes(tmp_path, fmt, figure):
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kind", ["gradcat", "cam"])
+def test_rendering_twice_gives_identical_bytes(tmp_path, fmt, kind):
     for name in ("a", "b"):
-        save_figure(figure(image(), make_result(k=2)), tmp_path / f"{name}.{fmt}")
+        write_figure(kind, image(), make_result(k=2), tmp_path / f"{name}.{fmt}", fmt)
     assert (tmp_path / f"a.{fmt}").read_bytes() == (tmp_path / f"b.{fmt}").read_bytes()
 
 
@@ -238,7 +259,7 @@ def test_agg_canvas_and_no_pyplot_figures(tmp_path):
     for figure in (gradcat_figure, cam_figure):
         fig = figure(image(), make_result(k=4))
         assert isinstance(fig.canvas, FigureCanvasAgg)
-        save_figure(fig, tmp_path / "f.png")
+        fig.canvas.draw()
     assert plt.get_fignums() == []
 
 

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nestviz.cli import app
-from nestviz.model import PatchEmbed
+from nestviz.model.layers import PatchEmbed
 
 from .conftest import write_image
 

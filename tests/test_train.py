@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from nestviz.augment import MosaicTiles, mosaic_batch, region_weights
+from nestviz.train.augment import MosaicTiles, mosaic_batch, region_weights
 from nestviz.model import Nest, NestConfig
-from nestviz.train import TrainOptions, checkpoint_path, region_logits, region_loss, train
-from nestviz.weights import load_weights, read_safetensors
+from nestviz.train.loop import TrainOptions, checkpoint_path, region_logits, region_loss, train
+from nestviz.model.checkpoints import load_weights, read_safetensors
 
 CFG = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
                  depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)

@@ -13,13 +13,14 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from nestviz import weights
+from nestviz.model import checkpoints as weights
 from nestviz.model import NAMED_CONFIGS, Nest, NestConfig
 from nestviz.preprocess import Preprocessing
-from nestviz.weights import (
-    WeightsError, imagenet_class_names, imagenet_wnids, infer_config, load_weights, load_weights_identity,
-    read_safetensors, save_nestviz, shape_fields,
+from nestviz.model.checkpoints import (
+    WeightsError, load_weights, load_weights_identity, read_safetensors, save_nestviz,
 )
+from nestviz.model.classes import imagenet_class_names, imagenet_wnids
+from nestviz.model.convert import infer_config, shape_fields
 
 from .conftest import TINY, TINY_CLASSES, tiny_model
 
@@ -234,7 +235,7 @@ def meta_state_dict(cfg: NestConfig) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", ["nest_tiny", "nest_base"])
 def test_heads_of_a_known_size_come_from_the_named_config(name: str) -> None:
     provenance: dict = {}
-    cfg = infer_config(Path("x"), meta_state_dict(NAMED_CONFIGS[name]), None, {}, None, provenance)
+    cfg = infer_config(meta_state_dict(NAMED_CONFIGS[name]), None, {}, None, provenance)
     assert cfg == NAMED_CONFIGS[name]
     assert "num_heads" not in provenance
 
@@ -243,7 +244,7 @@ def test_a_1000_class_head_gets_imagenet_labels(tmp_path: Path) -> None:
     cfg = PLAIN.with_(num_classes=1000)
     save_file(state_dict(cfg), tmp_path / "model.safetensors")
     b = load_weights(tmp_path / "model.safetensors")
-    rows = [line.split("\t") for line in (Path(weights.__file__).parent / "resources" / "imagenet1k_classes.tsv")
+    rows = [line.split("\t") for line in (Path(weights.__file__).parent.parent / "resources" / "imagenet1k_classes.tsv")
             .read_text().splitlines()[1:]]
     assert b.class_names == imagenet_class_names() == [name.split(",")[0] for _, _, name in rows]
     assert b.class_names[:3] == ["tench", "goldfish", "great white shark"]
@@ -276,7 +277,7 @@ def test_default_model_from_the_environment(tiny_weights: Path, monkeypatch: pyt
 
 def test_no_default_model_says_to_pass_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NESTVIZ_WEIGHTS", raising=False)
-    monkeypatch.setattr(weights, "__file__", str(tmp_path / "pkg" / "nestviz" / "weights.py"))
+    monkeypatch.setattr(weights, "__file__", str(tmp_path / "pkg" / "nestviz" / "model" / "checkpoints.py"))
     expected = tmp_path / "pkg" / "weights" / "nestviz-imagenette.safetensors"
     assert error(None) == (f"{expected}: no default model found (nor a packaged copy, nor NESTVIZ_WEIGHTS); "
                            "pass --weights with a nestviz, timm or Hugging Face checkpoint")

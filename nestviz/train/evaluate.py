@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 import torch
 
-from .api import Nestviz
+from ..api import Nestviz
+from ..model.classes import imagenet_wnids
 from .data import scan_class_folders
 
 
@@ -37,8 +38,6 @@ def folder_to_class(folders: list[str], nv: Nestviz) -> list[int]:
     if all(f.lower() in lower for f in folders):
         return [lower.index(f.lower()) for f in folders]
     if b.config.num_classes == 1000:
-        from .weights import imagenet_wnids
-
         wnids = imagenet_wnids()
         if all(f in wnids for f in folders):
             return [wnids.index(f) for f in folders]
@@ -62,7 +61,7 @@ def evaluate_folder(nv: Nestviz, data_dir: str | os.PathLike[str], batch_size: i
     failed, seen = [], 0
     for batch in nv.prepared_batches(map(str, ds.paths), batch_size):
         ok = [p for p in batch if p.error is None]
-        failed += [p.error for p in batch if p.error is not None]
+        failed += [p.error for p in batch if p.failure is not None]
         if ok:
             with torch.inference_mode():
                 logits = nv.model(torch.stack([p.tensor for p in ok]).to(nv.device)).float().cpu()

@@ -1,7 +1,7 @@
 """GradCAT and CAM figures as PNG or JPEG, drawn straight with Pillow: the fast renderer for folder runs.
 
-The same panels, colours and marks as the matplotlib figures of ``render.py`` (both place things
-with ``layout.py``), at about a tenth of the cost: a figure is a few pastes, blends and Pillow
+The same panels, colours and marks as the matplotlib figures of ``vector.py`` (both place things
+with ``layout.py`` and style them with ``style.py``), at about a tenth of the cost: a figure is a few pastes, blends and Pillow
 drawing calls. Diagonal lines and dots are drawn at twice the size and shrunk, so their edges are
 smooth; everything else lies on whole pixels. Output is deterministic: no dates, no versions.
 """
@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .layout import (CBAR_LABELS, PALETTE, PT, SCORE_PT, TITLE_PT, Panel, centre, compact, figure_layout, luminance,
-                     nice_ticks, panel_picture, region, rgb, score_anchors, title_text, view)
-from .results import Box, ClassExplanation, ImageResult
+from ..results import Box, ClassExplanation, ImageResult
+from .layout import CBAR_LABELS, Panel, centre, figure_layout, nice_ticks, panel_picture, score_anchors, title_text, view
+from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, JPEG_QUALITY, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,
+                    class_colour, compact, grid_style, luminance, rgb)
 
 try:  # Intel ISA-L's deflate: 2.7x faster than zlib level 1 on figures, and smaller
     from isal.isal_zlib import compress as deflate
 except ImportError:  # pragma: no cover - platforms without an isal wheel
     from zlib import compress as deflate
 
-HEAT_ALPHA = 0.55
 SS = 2  # supersampling of the smooth-edged marks
 BLACK, WHITE = (0, 0, 0), (255, 255, 255)
 
@@ -39,7 +39,7 @@ def gradcat_image(image: Image.Image, result: ImageResult) -> Image.Image:
     canvas = Image.new("RGB", (lay.width, lay.height), WHITE)
     picture = panel_picture(image, result, (lay.panels[0].width, lay.panels[0].height))
     for i, (panel, pred) in enumerate(zip(lay.panels, explained)):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = class_colour(i)
         to_px = _mapping(result, panel)
         canvas.paste(picture, (panel.left, panel.top))
         _draw_grids(canvas, result, panel, to_px)
@@ -55,7 +55,7 @@ def cam_image(image: Image.Image, result: ImageResult) -> Image.Image:
     canvas = Image.new("RGB", (lay.width, lay.height), WHITE)
     picture = panel_picture(image, result, (lay.panels[0].width, lay.panels[0].height))
     for i, (panel, pred) in enumerate(zip(lay.panels, explained)):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = class_colour(i)
         cam = pred.cam
         assert cam is not None
         to_px = _mapping(result, panel)
@@ -66,7 +66,7 @@ def cam_image(image: Image.Image, result: ImageResult) -> Image.Image:
         canvas.paste(_with_heat(picture, raw, lo, hi, rect), (panel.left, panel.top))
         draw = ImageDraw.Draw(canvas)
         _box(draw, [*to_px(*cam.box[:2]), *to_px(*cam.box[2:])], WHITE, 2, halo=1)
-        peak, size = to_px(*cam.peak), 9 * PT + 2
+        peak, size = to_px(*cam.peak), PEAK_PT * PT + 2
         marks = _Marks(canvas, panel, [peak], size)
         marks.cross(*peak, size, rgb(colour))
         marks.paste()
@@ -80,7 +80,7 @@ def encode_image(canvas: Image.Image, fmt: str) -> bytes:
     if fmt == "png":
         return png_bytes(np.asarray(canvas))
     buf = io.BytesIO()
-    canvas.save(buf, "JPEG", quality=90, dpi=(100, 100))
+    canvas.save(buf, "JPEG", quality=JPEG_QUALITY, dpi=(DPI, DPI))
     return buf.getvalue()
 
 
@@ -101,7 +101,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    dpi = struct.pack(">IIB", 3937, 3937, 1)  # 100 dpi in pixels per metre
+    dpi = struct.pack(">IIB", round(DPI / 0.0254), round(DPI / 0.0254), 1)  # pixels per metre
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"pHYs", dpi)
             + chunk(b"IDAT", deflate(filtered.tobytes(), 1)) + chunk(b"IEND", b""))
 
@@ -132,10 +132,10 @@ def _font(size_pt: float, bold: bool = False) -> ImageFont.FreeTypeFont | ImageF
 
 @lru_cache(maxsize=1)
 def _colormap() -> np.ndarray:
-    """matplotlib's 'inferno' as a (256, 3) uint8 lookup table."""
+    """matplotlib's colour map (``style.CMAP``) as a (256, 3) uint8 lookup table."""
     from matplotlib import colormaps
 
-    return (colormaps["inferno"](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
 
 
 # -- marks ---------------------------------------------------------------------------------------------
@@ -199,19 +199,18 @@ def _box(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, in
 # -- GradCAT -------------------------------------------------------------------------------------------
 def _draw_grids(canvas: Image.Image, result: ImageResult, panel: Panel, to_px) -> None:  # noqa: ANN001
     """Each level's block grid over the model's region (clipped to the panel); finer levels fainter and thinner."""
-    geo, s = result.geometry, float(result.geometry.size)
-    seen = region(result)
+    seen = result.region
     (x0, y0), (x1, y1) = to_px(*seen[:2]), to_px(*seen[2:])
     px0, py0, px1, py1 = panel.left, panel.top, panel.left + panel.width - 1, panel.top + panel.height - 1
     cx0, cy0, cx1, cy1 = max(x0, px0), max(y0, py0), min(x1, px1), min(y1, py1)
     draw = ImageDraw.Draw(canvas, "RGBA")
     levels = len(result.grid_sizes)
-    for i, g in enumerate(result.grid_sizes):
-        weight = i / max(levels - 1, 1)  # leaves (i = 0) faintest
-        line = (255, 255, 255, round(255 * (0.3 + 0.55 * weight)))
-        halo = (0, 0, 0, round(255 * (0.1 + 0.2 * weight)))
-        width = 1 if weight < 0.5 else 2
-        cuts = [to_px(*geo.point_to_original(k * s / g, k * s / g)) for k in range(1, g)]
+    for i in range(levels):
+        style = grid_style(i, levels)
+        line = (255, 255, 255, round(255 * style.alpha))
+        halo = (0, 0, 0, round(255 * style.halo_alpha))
+        width = 1 if style.weight < 0.5 else 2
+        cuts = [to_px(x, y) for x, y in zip(*result.block_edges(i))]
         if i == levels - 1:  # the root block: the region's outline
             cuts += [(x0, y0), (x1 - 1, y1 - 1)]
         for fill, extra in ((halo, 2), (line, 0)):
@@ -236,10 +235,10 @@ def _draw_path(canvas: Image.Image, pred: ClassExplanation, panel: Panel, to_px,
     leaf = nodes[-1].box
     _box(ImageDraw.Draw(canvas), [*to_px(*leaf[:2]), *to_px(*leaf[2:])], c, 3, halo=1)
     points = [to_px(*centre(n.box)) for n in nodes]
-    marks = _Marks(canvas, panel, points, 6.5 * PT + 4)
-    marks.polyline(points, c, 2.2 * PT)
+    marks = _Marks(canvas, panel, points, DOT_PT * PT + 4)
+    marks.polyline(points, c, PATH_PT * PT)
     for x, y in points:
-        marks.dot(x, y, 6.5 * PT + 2, c)
+        marks.dot(x, y, DOT_PT * PT + 2, c)
     marks.paste()
 
     draw = ImageDraw.Draw(canvas, "RGBA")
@@ -313,7 +312,7 @@ def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold
         draw.line((left + width, y, left + width + 2, y), fill=BLACK, width=1)
         draw.text((left + width + 4, y), compact(v).replace("-", "\u2212"), font=font, anchor="lm", fill=BLACK)
     label = _font(SCORE_PT + 0.5)
-    text = "class score (logit)"
+    text = CBAR_LABEL
     l, t, r, b = label.getbbox(text)
     strip = Image.new("L", (r - l + 2, b - t + 2), 0)
     ImageDraw.Draw(strip).text((1 - l, 1 - t), text, font=label, fill=255)

@@ -18,59 +18,39 @@ the child block holding that centre. For an even block size this is the plain ha
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .model import Nest, NestConfig
-from .results import Box, PathNode
+from ..model.nest import Nest, NestConfig
+from .common import Box, explaining, select_classes
+
+
+@dataclass
+class BlockNode:
+    """One visited block of the traversal, with the fields of ``nestviz.results.PathNode`` (which
+    documents them), but its box in model-input pixels: ``nestviz.api`` maps it onto the image."""
+
+    level: int
+    node: int
+    box: Box
+    score: float
+    child_scores: list[float] | None = None
+    chosen_child: int | None = None
 
 
 @dataclass
 class GradcatOutput:
-    """GradCAT paths for a batch, with the forward's logits and top map for reuse (e.g. by CAM)."""
+    """GradCAT paths for a batch, with the forward's logits and maps for reuse (e.g. by CAM)."""
 
     logits: Tensor  # (B, K) float32, detached
     classes: Tensor  # (B, k) long: the explained classes of each image, in rank order
-    paths: list[list[list[PathNode]]]  # [image][rank] -> nodes, root first, leaf last
+    paths: list[list[list[BlockNode]]]  # [image][rank] -> nodes, root first, leaf last
     top: Tensor  # (B, C, H, W) detached top-level map, before the final norm
-
-
-@contextmanager
-def explaining(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients inside; every mode and flag is restored on exit, even on error."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def select_classes(logits: Tensor, top_k: int, classes: Sequence[int] | None) -> Tensor:
-    """(B, k) class indices to explain: ``classes`` for every image, else each image's top-k logits."""
-    B, K = logits.shape
-    if classes is None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        return logits.topk(min(top_k, K), dim=1).indices
-    chosen = [int(c) for c in classes]
-    if not chosen:
-        raise ValueError("classes is empty")
-    bad = [c for c in chosen if not 0 <= c < K]
-    if bad:
-        raise ValueError(f"class index {bad[0]} is out of range for a model with {K} classes")
-    return torch.tensor(chosen, dtype=torch.long, device=logits.device).repeat(B, 1)
+    features: Tensor  # (B, C, H, W) detached top-level map after the final norm: what the head reads
 
 
 def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | None = None,
@@ -87,15 +67,15 @@ def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | 
             for a, g in zip(maps, grads)]  # per level: (k, B, H, W), None for unused leaves
     paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
-    return GradcatOutput(logits.float(), chosen, paths, top)
+    return GradcatOutput(logits.float(), chosen, paths, top, maps[-1])
 
 
 def traverse(acts: Sequence[Tensor], grads: Sequence[Tensor | None], cfg: NestConfig,
-             sign: float = 1.0) -> list[PathNode]:
+             sign: float = 1.0) -> list[BlockNode]:
     """The GradCAT path of one image and one class, root first, from per-level (C, H, W) maps.
 
     ``acts[i]`` / ``grads[i]`` belong to 0-based level i, the top one taken after the final norm
-    (``model.top_features``, channels first). ``grads[0]`` is only read when the leaves are the
+    (``model.forward_features``). ``grads[0]`` is only read when the leaves are the
     root (a 1-level model), so it may be None otherwise.
     """
     L = cfg.num_levels
@@ -113,30 +93,23 @@ def block_box(cfg: NestConfig, level: int, row: int, col: int) -> Box:
 def _forward_backward(model: Nest, x: Tensor, top_k: int, classes: Sequence[int] | None
                       ) -> tuple[list[Tensor], list[Tensor | None], Tensor, Tensor, Tensor]:
     """Per-level maps (the top one after the final norm), their gradients (k, B, C, H, W) (None for
-    the leaves unless they are the root), logits, explained classes, top map before the norm."""
+    the leaves unless they are the root), logits, explained classes, top map before the norm.
+
+    The parameters are frozen (:func:`explaining`), so the graph starts where gradients are asked
+    for: at the input when a level between the leaves and the root needs them, else at the features.
+    """
     L = model.cfg.num_levels
-    # Leaf gradients are never used, so the patch embedding and the first level(s) run without a
-    # graph; it starts at level 2's output, or at the final norm's output when nothing below is needed.
-    start = min(2, L)
-    with torch.no_grad():
-        h = model.patch_embed(x)
-        acts = []
-        for level in model.levels[:start]:
-            h = level(h)
-            acts.append(h)
+    x = x.clone() if x.is_inference() else x.detach()  # an inference-mode tensor cannot start a graph
+    with torch.set_grad_enabled(L > 2):
+        feats, acts = model.forward_intermediates(x.requires_grad_(L > 2))
     with torch.enable_grad():
-        if L > 2:
-            acts[-1].requires_grad_(True)
-        for level in model.levels[start:]:
-            acts.append(level(acts[-1]))
-        feats = model.top_features(acts[-1])  # (B, H, W, C), what the head reads
         if L <= 2:
-            feats.requires_grad_(True)
-        logits = model.classify(feats)  # = model.forward_head(acts[-1])
+            feats = feats.detach().requires_grad_(True)
+        logits = model.forward_head(feats)
     chosen = select_classes(logits.detach(), top_k, classes)
     *mid, g_top = _class_grads(logits, [*acts[1:-1], feats], chosen)
-    maps = [a.detach() for a in acts[:-1]] + [feats.detach().permute(0, 3, 1, 2)]
-    grads = [None, *mid, g_top.permute(0, 1, 4, 2, 3)][-L:]
+    maps = [a.detach() for a in acts[:-1]] + [feats.detach()]
+    grads = [None, *mid, g_top][-L:]
     return maps, grads, logits.detach(), chosen, acts[-1].detach()
 
 
@@ -153,7 +126,7 @@ def _class_grads(logits: Tensor, inputs: Sequence[Tensor], chosen: Tensor) -> li
         return [torch.stack(g) for g in zip(*per_rank)]
 
 
-def _walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[PathNode]:
+def _walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]:
     """Descend from the root through per-level contribution maps ``heat[i]`` (H, W), 0-based levels."""
     b, L = cfg.block_size, cfg.num_levels
     offset = 1 if cfg.pad_type == "same" else 0
@@ -161,7 +134,7 @@ def _walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[PathNode]:
     score = float(heat[L - 1].mean(dtype=np.float64))
     path = []
     for level in range(L - 1, -1, -1):
-        node = PathNode(level + 1, row * cfg.grid(level) + col, block_box(cfg, level, row, col), score)
+        node = BlockNode(level + 1, row * cfg.grid(level) + col, block_box(cfg, level, row, col), score)
         path.append(node)
         if level == 0:
             break
@@ -193,4 +166,4 @@ def _child_scores(region: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> lis
     return scores
 
 
-__all__ = ["GradcatOutput", "gradcat", "traverse", "explaining", "select_classes", "block_box"]
+__all__ = ["BlockNode", "GradcatOutput", "gradcat", "traverse", "block_box"]

@@ -1,6 +1,7 @@
 """GradCAT and CAM figures as matplotlib figures: the vector (svg, pdf) renderer, headless and deterministic.
 
-PNG and JPEG files come from the faster ``raster`` module, from the same layout (``layout.py``).
+PNG and JPEG files come from the faster ``raster`` module, from the same layout (``layout.py``)
+and style (``style.py``).
 
 Figures are plain ``matplotlib.figure.Figure`` objects on a ``FigureCanvasAgg`` (never pyplot:
 no global registry, no window, nothing kept between images). Each panel's axes run in original
@@ -12,13 +13,10 @@ any image size. Panels of very wide or tall images show the model's region with 
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 from matplotlib import patheffects, rc_context, transforms
 from matplotlib.axes import Axes
-from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
@@ -26,13 +24,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from .figures import FORMATS
-from .layout import (DPI, PALETTE, SCORE_PT, TITLE_PT, centre, figure_layout, luminance,
-                     panel_picture, region, score_anchors, title_text, view)
-from .results import Box, ClassExplanation, ImageResult
-from .weights import atomic_write_bytes
+from ..results import Box, ClassExplanation, ImageResult
+from .layout import centre, figure_layout, panel_picture, score_anchors, title_text, view
+from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, PATH_PT, PEAK_PT, SCORE_PT, TITLE_PT, class_colour,
+                    grid_style, luminance)
 
-CMAP = "inferno"
+FORMATS = ("svg", "pdf")
 _OUTLINE = [patheffects.withStroke(linewidth=3.0, foreground="black")]
 _METADATA = {"svg": {"Date": None, "Creator": None}, "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
 
@@ -43,7 +40,7 @@ def gradcat_figure(image: Image.Image, result: ImageResult) -> Figure:
     fig, axes, _ = _layout(result, len(explained), colorbars=False)
     picture = _picture(image, result, axes[0])
     for i, (ax, pred) in enumerate(zip(axes, explained)):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = class_colour(i)
         _show_image(ax, picture, result)
         _draw_grids(ax, result)
         _draw_path(ax, pred, colour)
@@ -68,49 +65,29 @@ def cam_figure(image: Image.Image, result: ImageResult) -> Figure:
         raw = np.asarray(cam.raw, dtype=np.float32)
         lo, hi = float(raw.min()), float(raw.max())
         x0, y0, x1, y1 = cam.region
-        heat = ax.imshow(raw, cmap=CMAP, norm=Normalize(lo, hi if hi > lo else lo + 1e-6), alpha=0.55,
+        heat = ax.imshow(raw, cmap=CMAP, norm=Normalize(lo, hi if hi > lo else lo + 1e-6), alpha=HEAT_ALPHA,
                          extent=(x0, x1, y1, y0), interpolation="bilinear", aspect="auto", zorder=2)
         ax.plot(*_outline(cam.box), color="white", linewidth=1.8, path_effects=_OUTLINE, zorder=4, gid="cam-box")
-        ax.plot([cam.peak[0]], [cam.peak[1]], marker="X", markersize=9, color=PALETTE[i % len(PALETTE)],
+        ax.plot([cam.peak[0]], [cam.peak[1]], marker="X", markersize=PEAK_PT, color=class_colour(i),
                 markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5, gid="cam-peak")
         bar = fig.colorbar(heat, cax=cax)
         bar.solids.set_alpha(1.0)
         bar.locator = MaxNLocator(nbins=4)  # few ticks: legible, and each tick label costs time
-        bar.set_label("class score (logit)", fontsize=SCORE_PT + 0.5)
+        bar.set_label(CBAR_LABEL, fontsize=SCORE_PT + 0.5)
         bar.ax.tick_params(labelsize=SCORE_PT, length=2, pad=1.5)
         if lo < cam.threshold * hi < hi:
             cax.axhline(cam.threshold * hi, color="white", linewidth=1.2)
-        _title(ax, pred, PALETTE[i % len(PALETTE)])
+        _title(ax, pred, class_colour(i))
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], fmt: str | None = None) -> None:
-    """Write ``fig`` as png, jpg, svg or pdf (``fmt``, else the suffix) atomically, then release it."""
-    path = Path(path)
-    fmt = (fmt or path.suffix.lstrip(".")).lower()
-    fmt = "jpg" if fmt == "jpeg" else fmt
-    try:
-        if fmt not in FORMATS:
-            raise ValueError(f"{path}: unknown figure format {fmt!r}; known: {', '.join(FORMATS)}")
-        atomic_write_bytes(path, encode_figure(fig, fmt))
-    finally:  # nothing else refers to the figure (no pyplot registry): dropping it frees it
-        FigureCanvasBase(fig)  # swaps the canvas: the Agg pixel buffer goes now (fig.clear() costs 10% more time)
-
-
 def encode_figure(fig: Figure, fmt: str) -> bytes:
-    """The file bytes of ``fig`` in ``fmt``, the same for the same figure (no dates, no version strings)."""
+    """The svg or pdf file bytes of ``fig``, the same for the same figure (no dates, no version strings)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"the vector renderer writes {' or '.join(FORMATS)}, not {fmt!r}")
     buf = io.BytesIO()
-    if fmt in ("png", "jpg"):  # Agg pixels saved as RGB by Pillow: smaller and faster than savefig's RGBA
-        canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-        canvas.draw()
-        rgb = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
-        if fmt == "png":  # zlib level 1: twice as fast as the default, files ~5% larger
-            rgb.save(buf, "PNG", compress_level=1, dpi=(DPI, DPI))
-        else:
-            rgb.save(buf, "JPEG", quality=90, dpi=(DPI, DPI))
-    else:
-        with rc_context({"svg.hashsalt": "nestviz", "svg.fonttype": "path"}):
-            fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
+    with rc_context({"svg.hashsalt": "nestviz", "svg.fonttype": "path"}):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buf.getvalue()
 
 
@@ -152,22 +129,19 @@ def _show_image(ax: Axes, picture: np.ndarray, result: ImageResult) -> None:
 
 def _draw_grids(ax: Axes, result: ImageResult) -> None:
     """Each level's block grid over the model's region; finer levels fainter and thinner."""
-    geo, s = result.geometry, float(result.geometry.size)
-    x0, y0, x1, y1 = region(result)
+    x0, y0, x1, y1 = result.region
     levels = len(result.grid_sizes)
-    for i, g in enumerate(result.grid_sizes):
-        weight = i / max(levels - 1, 1)  # leaves (i = 0) faintest
+    for i in range(levels):
+        style = grid_style(i, levels)
         segments = []
-        for k in range(1, g):
-            u = k * s / g
-            gx, gy = geo.point_to_original(u, u)
+        for gx, gy in zip(*result.block_edges(i)):
             segments += [((gx, y0), (gx, y1)), ((x0, gy), (x1, gy))]
         if i == levels - 1:  # the root block: the region's outline
             segments += [((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))]
         if segments:
-            halo = patheffects.withStroke(linewidth=1.5 + 1.0 * weight, foreground=(0, 0, 0, 0.1 + 0.2 * weight))
-            ax.add_collection(LineCollection(segments, colors=[(1, 1, 1, 0.3 + 0.55 * weight)],
-                                             linewidths=0.5 + 1.0 * weight, zorder=2, path_effects=[halo]))
+            halo = patheffects.withStroke(linewidth=style.width_pt + 1.0, foreground=(0, 0, 0, style.halo_alpha))
+            ax.add_collection(LineCollection(segments, colors=[(1, 1, 1, style.alpha)],
+                                             linewidths=style.width_pt, zorder=2, path_effects=[halo]))
 
 
 def _outline(box: Box) -> tuple[list[float], list[float]]:
@@ -184,9 +158,9 @@ def _draw_path(ax: Axes, pred: ClassExplanation, colour: str) -> None:
     """
     nodes = sorted(pred.path or [], key=lambda n: -n.level)
     xs, ys = zip(*(centre(n.box) for n in nodes))
-    ax.plot(xs, ys, color=colour, linewidth=2.2, marker="o", markersize=6.5, markeredgecolor="black",
+    ax.plot(xs, ys, color=colour, linewidth=PATH_PT, marker="o", markersize=DOT_PT, markeredgecolor="black",
             markeredgewidth=1.0, path_effects=_OUTLINE, zorder=5, gid="gradcat-path")
-    ax.plot(*_outline(nodes[-1].box), color=colour, linewidth=2.2, path_effects=_OUTLINE, zorder=4,
+    ax.plot(*_outline(nodes[-1].box), color=colour, linewidth=PATH_PT, path_effects=_OUTLINE, zorder=4,
             gid="gradcat-leaf")
     text_on_colour = "black" if luminance(colour) > 0.4 else "white"
     vx1 = ax.get_xlim()[1]

@@ -12,12 +12,9 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from PIL import Image
 
-from .api import Nestviz
-from .cam import cam_maps, localize
-from .gradcat import gradcat
+from ..api import Nestviz
 
 METHODS = ("gradcat+", "gradcat-", "cam")  # GradCAT with A*dY/dA (the default), with its negation, CAM peak
 
@@ -53,17 +50,14 @@ def pointing_game(nv: Nestviz, images_by_class: dict[int, list[str]], mosaics: i
     for _ in range(mosaics):
         classes = rng.sample(sorted(images_by_class), 4)
         im = mosaic([rng.choice(images_by_class[c]) for c in classes])
-        prep = nv.prepare(im)
-        x, geo = prep.tensor[None].to(nv.device), prep.geometry
+        batch = [nv.prepare(im)]
         for sign, name in ((1.0, "gradcat+"), (-1.0, "gradcat-")):
-            out = gradcat(nv.model, x, classes=classes, sign=sign)
-            for q, path in enumerate(out.paths[0]):
-                x0, y0, x1, y1 = geo.box_to_original(path[-1].box)
+            [res] = nv.run(batch, "explain", classes=classes, sign=sign)
+            for q, pred in enumerate(res.predictions):
+                x0, y0, x1, y1 = pred.path[-1].box
                 hits[name] += quadrant((x0 + x1) / 2, (y0 + y1) / 2, im.width) == q
-        with torch.inference_mode():
-            maps = cam_maps(nv.model, nv.model.forward_levels(x)[-1], torch.tensor([classes], device=x.device))
-        for q in range(4):
-            _, peak = localize(maps[0, q].cpu(), geo.size)
-            hits["cam"] += quadrant(*geo.point_to_original(*peak), im.width) == q
+        [res] = nv.run(batch, "cam", classes=classes)
+        for q, pred in enumerate(res.predictions):
+            hits["cam"] += quadrant(*pred.cam.peak, im.width) == q
         trials += 4
     return PointingResult(trials, hits)

@@ -1,5 +1,7 @@
 """Class-per-folder datasets, decoded once into a cached uint8 tensor so training never waits on JPEG.
 
+Unreadable images are reported (index and one-line problem), never turned into black images.
+
 A dataset root holds one subfolder per class (sorted names give class indices 0..K-1);
 images anywhere below a class folder belong to it.
 """
@@ -16,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .images import ImageReadError, load_rgb, looks_like_image
-from .preprocess import Preprocessing, plan_geometry, _RESAMPLE
+from .._files import atomic_writer
+from ..images import ImageReadError, load_rgb, looks_like_image
+from ..preprocess import Preprocessing, resize_and_crop
 
 
 @dataclass
@@ -68,22 +71,21 @@ def read_label_names(path: str | os.PathLike[str]) -> dict[str, str]:
     return names
 
 
-def _decode(args: tuple[str, Preprocessing]) -> np.ndarray:
-    """Resize + centre crop as ``pre`` says (no normalization): uint8 HWC. Bad files become zeros."""
+def _decode(args: tuple[str, Preprocessing]) -> np.ndarray | str:
+    """Resize + centre crop as ``pre`` says (no normalization): uint8 HWC, or the problem of an unreadable file."""
     path, pre = args
     try:
-        im = load_rgb(path)
-    except ImageReadError:
-        return np.zeros((pre.input_size, pre.input_size, 3), np.uint8)
-    geo = plan_geometry(im.width, im.height, pre)
-    im = im.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
-    return np.asarray(im.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size)), np.uint8)
+        return resize_and_crop(load_rgb(path), pre)[0]
+    except ImageReadError as e:
+        return str(e)
 
 
 def decode_all(ds: FolderDataset, cache_dir: Path, *, train_size: int | None = None,
-               eval_pre: Preprocessing | None = None, workers: int | None = None) -> Tensor:
-    """Decode every image of ``ds`` into a (N, 3, S, S) uint8 tensor, cached on disk by content key.
+               eval_pre: Preprocessing | None = None, workers: int | None = None
+               ) -> tuple[Tensor, list[tuple[int, str]]]:
+    """Decode every readable image of ``ds`` into a (N, 3, S, S) uint8 tensor, cached on disk by content key.
 
+    Also returns (index in ``ds``, problem) for each unreadable image, left out of the tensor.
     ``train_size`` stores squares for random-crop augmentation; ``eval_pre`` stores the exact
     eval crops. The cache key covers paths, sizes, mtimes and the transform.
     """
@@ -95,16 +97,18 @@ def decode_all(ds: FolderDataset, cache_dir: Path, *, train_size: int | None = N
     for p in ds.paths:
         st = p.stat()
         key.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    cache = Path(cache_dir) / f"decoded-{key.hexdigest()[:20]}.pt"
+    cache = Path(cache_dir) / f"decoded-v2-{key.hexdigest()[:20]}.pt"
     if cache.exists():
-        return torch.load(cache, weights_only=True)
+        saved = torch.load(cache, weights_only=True)
+        return saved["images"], [(int(i), str(p)) for i, p in saved["unreadable"]]
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers) as pool:
-        arrays = list(pool.map(_decode, [(str(p), pre) for p in ds.paths], chunksize=64))
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(x, tmp)
-    os.replace(tmp, cache)
-    return x
-
+        decoded = list(pool.map(_decode, [(str(p), pre) for p in ds.paths], chunksize=64))
+    bad = [(i, d) for i, d in enumerate(decoded) if isinstance(d, str)]
+    arrays = [d for d in decoded if not isinstance(d, str)]
+    S = pre.input_size
+    x = torch.from_numpy(np.stack(arrays) if arrays else np.zeros((0, S, S, 3), np.uint8)).permute(0, 3, 1, 2)
+    x = x.contiguous()
+    with atomic_writer(cache) as f:
+        torch.save({"images": x, "unreadable": [list(b) for b in bad]}, f)
+    return x, bad

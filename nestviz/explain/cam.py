@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .gradcat import explaining, select_classes
-from .model import Nest
-from .results import Box
+from ..model.nest import Nest
+from .common import Box, explaining, select_classes
 
 
 @dataclass
@@ -28,22 +27,22 @@ class CamOutput:
     maps: Tensor  # (B, k, H, W) raw CAM in logit units
 
 
-def cam_maps(model: Nest, top: Tensor, classes: Tensor) -> Tensor:
-    """(B, k, H, W) maps of ``classes`` (B, k) from the top map (B, C, H, W); each map's mean is its logit."""
-    feats = model.top_features(top)  # (B, H, W, C)
-    maps = torch.einsum("bhwc,bkc->bkhw", feats, model.head.weight[classes])
-    if model.head.bias is not None:
-        maps = maps + model.head.bias[classes][..., None, None]
+def cam_maps(model: Nest, features: Tensor, classes: Tensor) -> Tensor:
+    """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W); each map's mean is its logit."""
+    head = model.get_classifier()
+    maps = torch.einsum("bchw,bkc->bkhw", features, head.weight[classes])
+    if head.bias is not None:
+        maps = maps + head.bias[classes][..., None, None]
     return maps
 
 
 def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | None = None) -> CamOutput:
     """CAMs of ``classes`` (default: each image's ``top_k`` most probable) from one inference forward."""
     with explaining(model), torch.inference_mode():
-        top = model.forward_levels(x)[-1]
-        logits = model.forward_head(top)
+        features = model.forward_features(x)
+        logits = model.forward_head(features)
         chosen = select_classes(logits, top_k, classes)
-        return CamOutput(logits.float(), chosen, cam_maps(model, top, chosen).float())
+        return CamOutput(logits.float(), chosen, cam_maps(model, features, chosen).float())
 
 
 def localize(raw: Tensor | np.ndarray, size: int, threshold: float = 0.2) -> tuple[Box, tuple[float, float]]:

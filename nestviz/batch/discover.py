@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from .images import IMAGE_EXTENSIONS, looks_like_image
+from ..images import IMAGE_EXTENSIONS, looks_like_image
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Where things go in a figure, shared by both renderers: panel sizes, the part of the image shown, titles.
 
 Pure geometry and text, no drawing library: the raster renderer (``raster.py``, png/jpg) and the
-vector one (``render.py``, svg/pdf) place the same panels at the same pixels from these functions,
-so the two outputs of one result look alike.
+vector one (``vector.py``, svg/pdf) place the same panels at the same pixels from these functions
+(and look alike through ``style.py``).
 """
 
 from __future__ import annotations
@@ -13,17 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .results import Box, ClassExplanation, ImageResult, PathNode
+from ..results import Box, ClassExplanation, ImageResult, PathNode
+from .style import DIM, PT, TITLE_PT, compact
 
-DPI = 100
-PT = DPI / 72.0  # pixels per typographic point
 MAX_ASPECT = 2.0  # panels of wider (taller) images show the part around the model's region
-# Okabe & Ito's colour-blind-safe palette (black left out: it vanishes on dark images), then grey.
-PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#BBBBBB")
-TITLE_PT, SCORE_PT = 10.0, 7.0
 PAD, TITLE, GAP = 12, 34, 16  # pixels: figure margin, title band, gap between panels
 CBAR, CBAR_GAP, CBAR_LABELS = 12, 6, 62  # pixels: colour bar, its gap, its tick labels
-DIM = 0.55  # brightness of the image parts the model did not see
 
 
 @dataclass(frozen=True)
@@ -75,16 +70,10 @@ def panel_pixels(ratio: float, large: bool) -> tuple[int, int]:
     return max(1, round(w)), max(1, round(h))
 
 
-def region(result: ImageResult) -> Box:
-    """The part of the original image the model saw (its centre crop)."""
-    s = float(result.geometry.size)
-    return result.geometry.box_to_original((0.0, 0.0, s, s))
-
-
 def view(result: ImageResult) -> Box:
     """What a panel shows: the whole image, cut around the model's region to at most MAX_ASPECT : 1."""
     w, h = float(result.width), float(result.height)
-    x0, y0, x1, y1 = region(result)
+    x0, y0, x1, y1 = result.region
     if w > MAX_ASPECT * h:
         w_view = MAX_ASPECT * h
         left = min(max((x0 + x1 - w_view) / 2.0, 0.0), w - w_view)
@@ -112,7 +101,7 @@ def panel_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]
     shrink = size[0] < crop[2] - crop[0]
     resample = Image.Resampling.BILINEAR if shrink else Image.Resampling.NEAREST
     picture = np.array(image.convert("RGB").resize(size, resample, box=crop, reducing_gap=2.0 if shrink else None))
-    x0, y0, x1, y1 = region(result)
+    x0, y0, x1, y1 = result.region
     cols = (np.arange(size[0]) + 0.5) * (vx1 - vx0) / size[0] + vx0
     rows = (np.arange(size[1]) + 0.5) * (vy1 - vy0) / size[1] + vy0
     outside = ~(((rows >= y0) & (rows < y1))[:, None] & ((cols >= x0) & (cols < x1))[None, :])
@@ -126,22 +115,6 @@ def title_text(pred: ClassExplanation, width_px: float) -> str:
     room = max(4, int(width_px / PT / (TITLE_PT * 0.6)) - len(prefix) - len(suffix))
     label = pred.label if len(pred.label) <= room else pred.label[: room - 1].rstrip() + "\u2026"
     return f"{prefix}{label}{suffix}"
-
-
-def compact(v: float) -> str:
-    """3 significant digits, short exponents: 0.0123, 1.23, -45.6, 1.2e-05 -> 1.2e-5."""
-    s = f"{v:.3g}"
-    return s.replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
-
-
-def rgb(colour: str) -> tuple[int, int, int]:
-    """'#RRGGBB' -> (r, g, b) in 0..255."""
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
-
-
-def luminance(colour: str) -> float:
-    r, g, b = (v / 255.0 for v in rgb(colour))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
 def centre(box: Box) -> tuple[float, float]:

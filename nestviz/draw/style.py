@@ -1,0 +1,66 @@
+"""How figures look, shared by both renderers: sizes, colours, the class-map style, file settings.
+
+The raster (``raster.py``) and vector (``vector.py``) renderers read these, so the two outputs
+of one result look alike; ``layout.py`` says where things go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DPI = 100
+PT = DPI / 72.0  # pixels per typographic point
+# Okabe & Ito's colour-blind-safe palette (black left out: it vanishes on dark images), then grey.
+PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#BBBBBB")
+TITLE_PT, SCORE_PT = 10.0, 7.0
+PATH_PT, DOT_PT, PEAK_PT = 2.2, 6.5, 9.0  # GradCAT path line width, node dot and CAM peak marker sizes
+DIM = 0.55  # brightness of the image parts the model did not see
+CMAP = "inferno"
+HEAT_ALPHA = 0.55  # opacity of the class map over the image
+CBAR_LABEL = "class score (logit)"
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class GridStyle:
+    """One level's block grid: white lines over a faint black halo, finer levels fainter and thinner."""
+
+    weight: float  # 0 for the leaves, 1 for the root
+
+    @property
+    def alpha(self) -> float:
+        return 0.3 + 0.55 * self.weight
+
+    @property
+    def halo_alpha(self) -> float:
+        return 0.1 + 0.2 * self.weight
+
+    @property
+    def width_pt(self) -> float:
+        return 0.5 + 1.0 * self.weight
+
+
+def grid_style(level: int, levels: int) -> GridStyle:
+    """The grid style of 0-based ``level`` of ``levels``."""
+    return GridStyle(level / max(levels - 1, 1))
+
+
+def compact(v: float) -> str:
+    """3 significant digits, short exponents: 0.0123, 1.23, -45.6, 1.2e-05 -> 1.2e-5."""
+    s = f"{v:.3g}"
+    return s.replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    """'#RRGGBB' -> (r, g, b) in 0..255."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def luminance(colour: str) -> float:
+    r, g, b = (v / 255.0 for v in rgb(colour))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def class_colour(rank_index: int) -> str:
+    """The colour of the ``rank_index``-th explained class (0-based) of a figure."""
+    return PALETTE[rank_index % len(PALETTE)]

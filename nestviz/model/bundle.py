@@ -1,0 +1,141 @@
+"""A ready model with what it takes to use and describe it (:class:`ModelBundle`), built from
+a state dict or a model object; :class:`WeightsError`, the one error of weights that cannot be used."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..preprocess import Preprocessing
+from .classes import class_names_for
+from .convert import check_nest_keys, infer_config, preprocessing_from
+from .nest import Nest, NestConfig, count_params, default_preprocessing
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used; ``str(e)`` names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class ModelBundle:
+    """A ready model with everything needed to use and describe it."""
+
+    model: Nest
+    config: NestConfig
+    class_names: list[str]
+    preprocessing: Preprocessing
+    provenance: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def label(self, index: int) -> str:
+        return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
+
+    def card(self) -> dict[str, Any]:
+        """The model card (``nestviz info --json``): source, config, parameters, classes, preprocessing, provenance."""
+        return {"source": self.source, "config": self.config.to_dict(), "parameters": count_params(self.model),
+                "num_classes": self.config.num_classes, "class_names": self.class_names,
+                "preprocessing": self.preprocessing.to_dict(), "provenance": self.provenance}
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        """The model card as (field, text) rows for people."""
+        cfg, p, names = self.config, self.preprocessing, self.class_names
+        rows = [
+            ("weights", self.source),
+            ("architecture", f"NesT, {cfg.num_levels} levels, {cfg.img_size}px, patch {cfg.patch_size}, "
+                             f"blocks {cfg.block_size}x{cfg.block_size} tokens, "
+                             f"pooling {'same (_jx)' if cfg.pad_type else 'plain'}"),
+            ("dims / heads / depths", f"{list(cfg.embed_dims)} / {list(cfg.num_heads)} / {list(cfg.depths)}"),
+            ("parameters", f"{count_params(self.model) / 1e6:.2f} M"),
+            ("top-level map", f"{cfg.block_size}x{cfg.block_size}"),
+            ("classes", f"{len(names)}: " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")),
+            ("preprocessing", f"resize shorter side to {p.resize_to} ({p.interpolation}), centre crop "
+                              f"{p.input_size} (crop_pct {p.crop_pct}), mean {list(p.mean)}, std {list(p.std)}"),
+        ]
+        return rows + [(k, str(v)) for k, v in self.provenance.items() if k not in ("options", "class_folders")]
+
+
+def bundle_from_model(model: nn.Module, class_names: list[str] | None = None,
+                      preprocessing: Preprocessing | None = None, arch: str | None = None) -> ModelBundle:
+    """A bundle around a model object: a nestviz ``Nest`` as it is, any other NesT (timm's) through its state dict."""
+    if not isinstance(model, Nest):
+        tensors = {k: v.detach() for k, v in model.state_dict().items()}
+        converted = bundle_from_state_dict(Path(f"<{type(model).__name__}>"), tensors, arch, {}, {},
+                                           "in-memory model", None)
+        model = converted.model
+    cfg = model.cfg
+    names = class_names_for(cfg.num_classes, list(class_names) if class_names is not None else None)
+    if class_names is not None and len(class_names) != cfg.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a {cfg.num_classes}-class head")
+    pre = preprocessing or default_preprocessing(cfg)
+    return ModelBundle(model, cfg, names, pre, {"source_format": "in-memory model"}, f"<{type(model).__name__}>")
+
+
+def bundle_from_state_dict(file: Path, tensors: dict[str, Tensor], arch: str | None, hub: dict[str, Any],
+                           wrapper: dict[str, Any], source_format: str, config_json: Path | None) -> ModelBundle:
+    """Work out config, class names and preprocessing for a bare state dict, then load it."""
+    try:
+        check_nest_keys(tensors)
+    except ValueError as e:
+        raise WeightsError(file, str(e)) from None
+    provenance: dict[str, Any] = {"source_format": source_format, "source_path": str(file)}
+    if config_json is not None:
+        provenance["config_json"] = str(config_json)
+    if isinstance(wrapper.get("config"), dict) and arch is None:  # a nestviz training checkpoint
+        try:
+            cfg = NestConfig.from_dict(wrapper["config"])
+        except (ValueError, TypeError) as e:
+            raise WeightsError(file, f"invalid config in the checkpoint ({e})") from None
+    else:
+        name = next((n for n in (arch, hub.get("architecture"), wrapper.get("arch")) if isinstance(n, str) and n), None)
+        model_args = hub.get("model_args") if arch is None and isinstance(hub.get("model_args"), dict) else {}
+        try:
+            cfg = infer_config(tensors, name, model_args, hub.get("num_classes"), provenance)
+        except ValueError as e:
+            raise WeightsError(file, str(e)) from None
+    model = build_and_load(file, cfg, tensors)
+    pretrained_cfg = hub.get("pretrained_cfg") if isinstance(hub.get("pretrained_cfg"), dict) else {}
+    names = hub.get("label_names") or pretrained_cfg.get("label_names") or wrapper.get("classes")
+    try:
+        pre = preprocessing_from(pretrained_cfg, cfg.img_size)
+    except ValueError as e:
+        raise WeightsError(config_json or file, str(e)) from None
+    return ModelBundle(model, cfg, class_names_for(cfg.num_classes, names), pre, provenance, str(file))
+
+
+def build_and_load(path: Path, cfg: NestConfig, tensors: dict[str, Tensor]) -> Nest:
+    """Instantiate ``cfg`` and load ``tensors`` strictly, summarizing any mismatch in one line."""
+    model = Nest(cfg)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = sorted(k for k in tensors if k not in expected)
+    conflicts = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                 if k in tensors and tensors[k].shape != v.shape]
+    if missing or unexpected or conflicts:
+        summary = summarize_mismatch(missing, unexpected, conflicts)
+        raise WeightsError(path, f"does not match the architecture: {summary}")
+    model.load_state_dict({k: tensors[k].to(torch.float32) for k in expected}, strict=True)
+    return model.eval()
+
+
+def summarize_mismatch(missing: list[str], unexpected: list[str], conflicts: list[str], shown: int = 3) -> str:
+    def part(title: str, items: list[str]) -> str:
+        more = f", ... (+{len(items) - shown} more)" if len(items) > shown else ""
+        return f"{len(items)} {title} ({', '.join(items[:shown])}{more})"
+
+    parts = [part(t, items) for t, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                             ("shape conflicts", conflicts)) if items]
+    return "; ".join(parts)
+
+
+__all__ = ["WeightsError", "ModelBundle", "bundle_from_model", "bundle_from_state_dict", "build_and_load",
+           "summarize_mismatch"]

@@ -1,0 +1,38 @@
+"""Class-name tables: ImageNet-1k in timm's index order, and placeholder names."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+
+def default_class_names(n: int) -> list[str]:
+    """``class 0`` .. ``class n-1``, for a head whose classes nobody named."""
+    return [f"class {i}" for i in range(n)]
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_table() -> tuple[tuple[str, str], ...]:
+    text = resources.files("nestviz.resources").joinpath("imagenet1k_classes.tsv").read_text(encoding="utf-8")
+    rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
+    return tuple((wnid, name) for _, wnid, name in rows)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k labels in timm's index order, first lemma only ("tench")."""
+    return [name.split(",")[0].strip() for _, name in _imagenet_table()]
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1,000 ImageNet-1k WordNet ids (n01440764...) in timm's index order."""
+    return [wnid for wnid, _ in _imagenet_table()]
+
+
+def class_names_for(num_classes: int, candidates: object = None) -> list[str]:
+    """``candidates`` when they are a list of one name per class, else ImageNet's (1000 classes) or placeholders."""
+    if isinstance(candidates, list) and len(candidates) == num_classes:
+        return [str(n) for n in candidates]
+    return imagenet_class_names() if num_classes == 1000 else default_class_names(num_classes)
+
+
+__all__ = ["default_class_names", "imagenet_class_names", "imagenet_wnids", "class_names_for"]
