@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch loads with the first tensor made: planning a geometry does not need it
+    from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -117,6 +118,8 @@ def resize_and_crop(image: Image.Image, pre: Preprocessing) -> tuple[np.ndarray,
 
 def to_input(image: Image.Image, pre: Preprocessing) -> tuple[Tensor, Geometry]:
     """An RGB PIL image -> a normalized (3, S, S) float tensor and its :class:`Geometry`."""
+    import torch
+
     crop, geo = resize_and_crop(image, pre)
     return normalize(torch.from_numpy(crop.copy()).permute(2, 0, 1), pre), geo
 
@@ -126,6 +129,8 @@ def normalize(x: Tensor, pre: Preprocessing) -> Tensor:
 
     uint8 images are scaled to [0, 1] first; float images are taken as already in [0, 1].
     """
+    import torch
+
     mean = torch.tensor(pre.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
     std = torch.tensor(pre.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()

@@ -276,6 +276,13 @@ def _save_checkpoint(run: _Run, path: Path, epoch: int, elapsed: float, history:
         torch.save(state, f)
 
 
+def _environment(device: torch.device) -> dict[str, str]:
+    """Where a model was trained, for its provenance."""
+    threads = torch.get_num_threads()
+    return {"hardware": f"{platform.machine()} {platform.processor() or ''}, {threads} threads, {device}".strip(),
+            "torch": torch.__version__}
+
+
 def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: NestConfig,
           opts: TrainOptions, *, val_dir: str | os.PathLike[str] | None = None,
           labels_file: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
@@ -324,22 +331,11 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
             if last:
                 break
     val_top1 = history[-1].val_top1 if history else None
-    provenance: dict[str, Any] = {
-        "trained_with": "nestviz train",
-        "command": command,
-        "init": str(init) if init else None,
-        "train_data": str(train_dir),
-        "train_images": len(data.x),
-        "val_data": str(val_dir) if val_dir else None,
-        "val_images": len(val.x) if val else None,
-        "class_folders": ds.classes,
-        "skipped_images": data.skipped + (val.skipped if val else []),
-        "epochs": len(history),
-        "val_top1": val_top1,
-        "train_seconds": round(elapsed, 1),
-        "hardware": f"{platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} threads, {device}".strip(),
-        "torch": torch.__version__,
-        "options": asdict(opts),
-    }
+    provenance = {"trained_with": "nestviz train", "command": command, "init": str(init) if init else None,
+                  "train_data": str(train_dir), "train_images": len(data.x), "val_data": str(val_dir) if val_dir else None,
+                  "val_images": len(val.x) if val else None, "class_folders": ds.classes,
+                  "skipped_images": data.skipped + (val.skipped if val else []), "epochs": len(history),
+                  "val_top1": val_top1, "train_seconds": round(elapsed, 1), **_environment(device),
+                  "options": asdict(opts)}
     save_nestviz(out, model.eval(), [names.get(c, c) for c in ds.classes], pre, provenance)
     return TrainResult(out, history, val_top1, elapsed)

@@ -1,0 +1,93 @@
+"""What the CLI shows people: Rich tables of predictions, model cards, accuracy and run summaries,
+and the folder-run progress bar. Imported only by commands that print them (not for ``--help``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .results import ImageResult
+
+
+def print_predictions(results: list[ImageResult], title: str) -> None:
+    """One row per predicted class, one section per image."""
+    table = Table(title=title)
+    for col, kw in (("image", {"overflow": "fold"}), ("rank", {"justify": "right"}), ("class", {}),
+                    ("index", {"justify": "right"}), ("probability", {"justify": "right"})):
+        table.add_column(col, **kw)
+    for r in results:
+        for p in r.predictions:
+            table.add_row(r.image if p.rank == 1 else "", str(p.rank), p.label, str(p.class_index),
+                          f"{p.probability:.2%}", end_section=p.rank == len(r.predictions))
+    Console().print(table)
+
+
+def print_card(rows: list[tuple[str, str]]) -> None:
+    """The model card, one (field, text) row each."""
+    t = Table(show_header=False, title="nestviz model card")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+
+
+def print_evaluation(report: Any, data_dir: Path) -> None:
+    """Accuracy per class, then the most confused pairs (an ``EvalReport``)."""
+    t = Table(title=f"{data_dir}: top-1 {report.top1:.2%}, top-5 {report.top5:.2%} ({report.images} images)")
+    t.add_column("class")
+    t.add_column("images", justify="right")
+    t.add_column("top-1", justify="right")
+    for label, d in report.per_class.items():
+        t.add_row(label, str(d["images"]), f"{d['top1']:.2%}")
+    Console().print(t)
+    if report.confusions:
+        c = Table(title="most confused (true -> predicted)")
+        c.add_column("true")
+        c.add_column("predicted")
+        c.add_column("images", justify="right")
+        for d in report.confusions:
+            c.add_row(d["true"], d["predicted"], str(d["images"]))
+        Console().print(c)
+
+
+@contextmanager
+def progress_bar(mode: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A bar on stderr; yields the ``progress(done, total)`` callback that moves it and shows images/s."""
+    columns = (TextColumn(f"[bold]{mode}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(mode, total=total, rate="")
+        start: list[float] = []
+        first = [0]
+
+        def tick(done: int, total: int) -> None:  # noqa: ARG001
+            if not start:
+                start.append(time.perf_counter())
+                first[0] = done
+            dt = time.perf_counter() - start[0]
+            rate = f"{(done - first[0]) / dt:.1f} img/s" if dt > 0 and done > first[0] else ""
+            bar.update(task, completed=done, rate=rate)
+
+        yield tick
+
+
+def print_run_summary(summary: Any, out_dir: Path) -> None:
+    """Counts and speed of a folder run (a ``RunSummary``), its first failures, where the outputs are."""
+    console = Console(stderr=True)
+    t = Table(title="interrupted: re-run the same command to resume" if summary.interrupted else None)
+    for col in ("done", "failed", "skipped", "time", "images/s"):
+        t.add_column(col, justify="right")
+    t.add_row(str(summary.done), str(summary.failed), str(summary.skipped), f"{summary.seconds:.1f}s",
+              f"{summary.images_per_s:.2f}")
+    console.print(t)
+    for f in summary.failures[:20]:
+        console.print(f"failed: {f}", markup=False, highlight=False)
+    console.print(f"outputs in {out_dir}/ (gallery: {out_dir / 'index.html'})", markup=False, highlight=False)
