@@ -156,3 +156,34 @@ def test_blockify_layout_and_round_trip() -> None:
     y = torch.randn(2, 6, 6, 5)
     assert torch.equal(deblockify(blockify(y, 3), 3), y)
     assert torch.equal(deblockify(blockify(y, 2), 2), y)
+
+
+@pytest.mark.parametrize("name", ["tiny3_plain", "tiny3_jx"])
+def test_timms_feature_interface(timm_cases: dict, name: str) -> None:
+    """forward_features (with the final norm), forward_head and forward_intermediates, as timm's Nest has them."""
+    case = timm_cases[name]
+    model = Nest(NestConfig(**case["config"])).eval()
+    model.load_state_dict(case["state_dict"], strict=True)
+    x = case["input"]
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        final, inter = model.forward_intermediates(x)
+        normed = model.forward_intermediates(x, indices=[-1], norm=True, intermediates_only=True)
+        early = model.forward_intermediates(x, indices=[0], stop_early=True)
+        pooled = model.forward_head(feats, pre_logits=True)
+        logits = model.forward_head(feats)
+    top = case["levels"][-1]
+    expected = model.norm(top.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(feats, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(final, feats)
+    assert len(inter) == len(case["levels"])
+    for ours, theirs in zip(inter, case["levels"]):  # intermediates come before the final norm
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(normed[0], feats)
+    torch.testing.assert_close(early[0], case["levels"][0], atol=1e-5, rtol=0)  # stopped: not the features
+    assert len(early[1]) == 1
+    assert pooled.shape == (x.shape[0], model.cfg.embed_dims[-1])
+    torch.testing.assert_close(logits, case["logits"], atol=1e-5, rtol=0)
+    assert model.get_classifier() is model.head
+    assert [t.shape for t in model.forward_intermediates(x, indices=2, intermediates_only=True)] == \
+        [t.shape for t in case["levels"][-2:]]

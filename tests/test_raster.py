@@ -13,7 +13,7 @@ from nestviz.draw.layout import centre, figure_layout, nice_ticks, panel_picture
 from nestviz.draw.style import PALETTE, rgb
 from nestviz.draw.raster import HEAT_ALPHA, _colormap, cam_image, gradcat_image, png_bytes
 from nestviz.draw.vector import cam_figure, gradcat_figure
-from tests.test_render import LABELS, make_result
+from tests.test_render import LABELS, by_gid, make_result
 
 GREY = (128, 128, 128)
 
@@ -111,6 +111,42 @@ def test_cam_heat_follows_the_map_and_marks_the_peak_and_box():
     left, top, width, height = panel.colorbar
     assert tuple(canvas[top, left + width // 2]) == tuple(lut[255])
     assert tuple(canvas[top + height - 1, left + width // 2]) == tuple(lut[0])
+
+
+def vector_pixels(fig, artist) -> np.ndarray:
+    """Where a matplotlib artist's points land in the figure's pixels (origin top-left, like Pillow's)."""
+    xy = artist.get_transform().transform(artist.get_xydata())
+    return np.column_stack([xy[:, 0], fig.bbox.height - xy[:, 1]])
+
+
+@pytest.mark.parametrize("size", [(80, 60), (200, 110), (1000, 50)])
+def test_both_renderers_draw_the_marks_at_the_same_pixels(size):
+    """Not only the same figure size: each path dot, leaf corner, CAM box corner and peak at the same pixel."""
+    result = make_result(*size, k=3)
+    fig = gradcat_figure(grey(*size), result)
+    canvas = np.asarray(gradcat_image(grey(*size), result))
+    panels = figure_layout(result, 3, colorbars=False).panels
+    marks = zip(panels, result.predictions, by_gid(fig, "gradcat-path"), by_gid(fig, "gradcat-leaf"))
+    for i, (panel, pred, path, leaf) in enumerate(marks):
+        nodes = sorted(pred.path, key=lambda n: -n.level)
+        ours = [to_px(result, panel, *centre(n.box)) for n in nodes]
+        np.testing.assert_allclose(vector_pixels(fig, path), ours, atol=1.0)
+        x0, y0, x1, y1 = nodes[-1].box
+        corners = [to_px(result, panel, x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+        np.testing.assert_allclose(vector_pixels(fig, leaf), corners, atol=1.0)
+        lx, ly = (round(v) for v in vector_pixels(fig, path)[-1])  # the leaf dot, where the vector one is
+        assert tuple(canvas[ly, lx]) == pytest.approx(rgb(PALETTE[i]), abs=2)
+    fig = cam_figure(grey(*size), result)
+    canvas = np.asarray(cam_image(grey(*size), result))
+    panels = figure_layout(result, 3, colorbars=True).panels
+    for i, (panel, pred, box, peak) in enumerate(zip(panels, result.predictions, by_gid(fig, "cam-box"),
+                                                     by_gid(fig, "cam-peak"))):
+        bx0, by0, bx1, by1 = pred.cam.box
+        corners = [to_px(result, panel, x, y) for x, y in ((bx0, by0), (bx1, by0), (bx1, by1), (bx0, by1), (bx0, by0))]
+        np.testing.assert_allclose(vector_pixels(fig, box), corners, atol=1.0)
+        px, py = (round(v) for v in vector_pixels(fig, peak)[0])
+        assert (px, py) == pytest.approx(to_px(result, panel, *pred.cam.peak), abs=1)
+        assert tuple(canvas[py, px]) == rgb(PALETTE[i])
 
 
 def test_each_class_has_its_own_frame_colour():

@@ -101,6 +101,37 @@ def test_resume_refuses_another_architecture(shapes: Path, tmp_path: Path) -> No
         train(shapes, out, other, opts(epochs=2), cache_dir=tmp_path / "c", resume=checkpoint_path(out))
 
 
+def test_unreadable_images_are_refused_by_name_or_skipped_and_recorded(tmp_path: Path) -> None:
+    import shutil
+
+    data = make_shapes(tmp_path / "data", per_class=4)
+    (data / "c1" / "broken.png").write_bytes(b"not a png")
+    (data / "c2" / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match=r"2 unreadable image\(s\).*broken\.png.*empty\.jpg.*--skip-bad"):
+        train(data, out, CFG, opts(epochs=1), cache_dir=tmp_path / "cache")
+    assert not out.exists()
+    result = train(data, out, CFG, opts(epochs=1, skip_bad=True), cache_dir=tmp_path / "cache")
+    prov = load_weights(out).provenance
+    assert prov["train_images"] == 12 and len(result.history) == 1
+    assert [Path(s.split(":")[0]).name for s in prov["skipped_images"]] == ["broken.png", "empty.jpg"]
+    shutil.rmtree(tmp_path / "cache")  # from the cache, the same answer
+    train(data, out, CFG, opts(epochs=1, skip_bad=True), cache_dir=tmp_path / "cache")
+    train(data, out, CFG, opts(epochs=1, skip_bad=True), cache_dir=tmp_path / "cache")
+    assert load_weights(out).provenance["skipped_images"] == prov["skipped_images"]
+
+
+def test_cache_follows_xdg_and_the_global_seed_is_left_alone(shapes: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    train(shapes, tmp_path / "m.safetensors", CFG, opts(epochs=1), max_steps=1)
+    assert torch.equal(torch.rand(3), expected)  # training drew from its own seeds only
+    assert list((tmp_path / "xdg" / "nestviz").glob("decoded-*.pt"))
+
+
 def test_train_cli_errors(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
