@@ -89,8 +89,8 @@ def main() -> None:
 
     # Memory: one in-process run, RSS sampled as images finish.
     from nestviz.api import Nestviz
-    from nestviz.discover import discover
-    from nestviz.runner import RunOptions, run_folder
+    from nestviz.batch.discover import discover
+    from nestviz.batch.runner import RunOptions, run_folder
 
     big = make_folder(work / f"images-{args.rss_images}", args.rss_images, seed=1)
     items, _ = discover([big])

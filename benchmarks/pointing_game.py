@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.data import scan_class_folders  # noqa: E402
-from nestviz.evaluate import folder_to_class  # noqa: E402
-from nestviz.pointing import pointing_game  # noqa: E402
+from nestviz.train.data import scan_class_folders  # noqa: E402
+from nestviz.train.evaluate import folder_to_class  # noqa: E402
+from nestviz.train.pointing import pointing_game  # noqa: E402
 
 
 def imagenette_val(tar: Path, cache: Path) -> Path:

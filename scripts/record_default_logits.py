@@ -17,7 +17,7 @@ from PIL import Image
 
 from nestviz.images import load_rgb
 from nestviz.preprocess import normalize, plan_geometry, _RESAMPLE
-from nestviz.weights import default_weights_path, load_weights
+from nestviz.model.checkpoints import default_weights_path, load_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
