@@ -106,7 +106,9 @@ class Nestviz:
         else:
             bundle = load_weights(weights, arch=arch)
             if class_names is not None:
-                bundle = bundle_from_model(bundle.model, class_names, bundle.preprocessing)
+                if len(class_names) != bundle.config.num_classes:
+                    raise ValueError(f"{len(class_names)} class names for a {bundle.config.num_classes}-class head")
+                bundle.class_names = [str(n) for n in class_names]
             if preprocessing is not None:
                 bundle.preprocessing = preprocessing
         return cls(bundle, resolve_device(device))

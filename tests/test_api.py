@@ -109,6 +109,13 @@ def test_load_a_model_object(images: list[Path]) -> None:
         nestviz.load(model, class_names=["a", "b"], device="cpu")
 
 
+def test_a_file_with_other_class_names_and_preprocessing(tiny_weights: Path) -> None:
+    pre = Preprocessing(input_size=32, crop_pct=1.0)
+    nv = nestviz.load(tiny_weights, class_names=["x", "y", "z"], preprocessing=pre, device="cpu")
+    assert nv.bundle.class_names == ["x", "y", "z"] and nv.bundle.preprocessing == pre
+    assert nv.bundle.source == str(tiny_weights)
+
+
 def test_one_call_helpers_and_their_bounded_clearable_cache(tiny_weights: Path, images: list[Path],
                                                             tmp_path: Path) -> None:
     nestviz.clear_cache()
