@@ -66,7 +66,7 @@ def _run_keys(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r, c = np.nonzero(step * sign > 0)
         n = step[r, c] * sign  # the levels k in [base, base + n) change state at this column
         k = np.repeat(base[r, c], n) + _ragged_arange(n)
-        keys_rc = (np.repeat(r, n) * (w + 1) + np.repeat(c, n))  # already in (row, col) order
+        keys_rc = np.repeat(r * (w + 1) + c, n)  # already in (row, col) order
         small = k.astype(np.int16) if padded.max() < 2**15 else k  # 16-bit keys sort by radix, in linear time
         order = np.argsort(small, kind="stable")
         keys.append(k[order] * (h * (w + 1)) + keys_rc[order])
@@ -90,7 +90,12 @@ def _union_roots(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _level_components(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """8-connected regions of every set {levels > k}: their k (K,), boxes (K,4) and pixel counts (K,)."""
+    """8-connected regions of every set {levels > k}: their k (K,), boxes (K,4) and pixel counts (K,).
+
+    Every row run of every level set is a node; runs of the same level in adjacent rows that touch
+    are joined by union-find; a region's box is the extent of its runs. Sets are nested, so the
+    runs of all levels together number far fewer than levels x pixels on smooth maps.
+    """
     levels = np.asarray(levels, np.int64)
     h, w = levels.shape
     starts, ends = _run_keys(levels)
@@ -107,7 +112,7 @@ def _level_components(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     a = np.repeat(np.arange(starts.size), count)
     b = np.repeat(lo, count) + _ragged_arange(count)
     roots = _union_roots(starts.size, a, b)
-    is_root = roots == np.arange(starts.size)  # a root is its region's first run: lowest k, then top row
+    is_root = roots == np.arange(starts.size)  # a root is its region's first run (top row, leftmost)
     comp = (np.cumsum(is_root) - 1)[roots]
     n = int(is_root.sum())
     y0 = row[is_root]
@@ -132,8 +137,8 @@ def _threshold_levels(scoremap: np.ndarray, thresholds: np.ndarray) -> np.ndarra
     if thresholds.ndim != 1 or np.any(np.diff(thresholds) < 0):
         raise ValueError("thresholds must be a 1-D ascending sequence")
     m = np.asarray(scoremap)
-    if m.ndim != 2:
-        raise ValueError(f"score map must be 2-D, got shape {m.shape}")
+    if m.ndim != 2 or not np.isfinite(m).all():
+        raise ValueError(f"score map must be 2-D and finite, got shape {m.shape}")
     return np.searchsorted(thresholds, normalize_map(m), side="right")
 
 
