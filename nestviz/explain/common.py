@@ -28,20 +28,23 @@ def explaining(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(flag)
 
 
-def select_classes(logits: Tensor, top_k: int, classes: Sequence[int] | None) -> Tensor:
-    """(B, k) class indices to explain: ``classes`` for every image, else each image's top-k logits."""
+def select_classes(logits: Tensor, top_k: int, classes: Sequence[int] | Tensor | None) -> Tensor:
+    """(B, k) class indices to explain: ``classes`` for every image (or a (B, k) tensor, one row per
+    image, e.g. each image's true class), else each image's top-k logits."""
     B, K = logits.shape
     if classes is None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         return logits.topk(min(top_k, K), dim=1).indices
-    chosen = [int(c) for c in classes]
-    if not chosen:
-        raise ValueError("classes is empty")
-    bad = [c for c in chosen if not 0 <= c < K]
-    if bad:
-        raise ValueError(f"class index {bad[0]} is out of range for a model with {K} classes")
-    return torch.tensor(chosen, dtype=torch.long, device=logits.device).repeat(B, 1)
+    chosen = torch.as_tensor(classes, dtype=torch.long).to(logits.device)
+    if chosen.ndim == 1:
+        chosen = chosen.repeat(B, 1)
+    if chosen.ndim != 2 or chosen.shape[0] != B or chosen.shape[1] == 0:
+        raise ValueError(f"classes must be a list of class indices or a ({B}, k) tensor, got shape {tuple(chosen.shape)}")
+    bad = chosen[(chosen < 0) | (chosen >= K)]
+    if bad.numel():
+        raise ValueError(f"class index {int(bad[0])} is out of range for a model with {K} classes")
+    return chosen
 
 
 __all__ = ["Box", "explaining", "select_classes"]

@@ -51,9 +51,10 @@ class GradcatOutput:
     paths: list[list[list[BlockNode]]]  # [image][rank] -> nodes, root first, leaf last
     top: Tensor  # (B, C, H, W) detached top-level map, before the final norm
     features: Tensor  # (B, C, H, W) detached top-level map after the final norm: what the head reads
+    heat: list[np.ndarray | None] | None = None  # per 0-based level: (k, B, H, W) contributions, None where unused
 
 
-def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | None = None,
+def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
             sign: float = 1.0) -> GradcatOutput:
     """Explain ``classes`` (default: each image's ``top_k`` most probable) of images ``x`` (B, C, S, S).
 
@@ -67,7 +68,7 @@ def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | 
             for a, g in zip(maps, grads)]  # per level: (k, B, H, W), None for unused leaves
     paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
-    return GradcatOutput(logits.float(), chosen, paths, top, maps[-1])
+    return GradcatOutput(logits.float(), chosen, paths, top, maps[-1], heat)
 
 
 def traverse(acts: Sequence[Tensor], grads: Sequence[Tensor | None], cfg: NestConfig,
@@ -90,7 +91,7 @@ def block_box(cfg: NestConfig, level: int, row: int, col: int) -> Box:
     return (float(col * side), float(row * side), float((col + 1) * side), float((row + 1) * side))
 
 
-def _forward_backward(model: Nest, x: Tensor, top_k: int, classes: Sequence[int] | None
+def _forward_backward(model: Nest, x: Tensor, top_k: int, classes: Sequence[int] | Tensor | None
                       ) -> tuple[list[Tensor], list[Tensor | None], Tensor, Tensor, Tensor]:
     """Per-level maps (the top one after the final norm), their gradients (k, B, C, H, W) (None for
     the leaves unless they are the root), logits, explained classes, top map before the norm.
@@ -146,6 +147,40 @@ def _walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]
     return path
 
 
+def block_scores(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[np.ndarray]:
+    """Every block's score as a child of its parent, per 0-based level below the root: (grid, grid) arrays.
+
+    The same quadrant scores the traversal compares, for all nodes of the tree rather than the
+    visited ones; ``leaf_order`` ranks the leaves with them.
+    """
+    b, L = cfg.block_size, cfg.num_levels
+    offset = 1 if cfg.pad_type == "same" else 0
+    out = []
+    for level in range(L - 1):
+        g = cfg.grid(level)
+        scores = np.zeros((g, g))
+        for pr in range(g // 2):
+            for pc in range(g // 2):
+                region = heat[level + 1][pr * b:(pr + 1) * b, pc * b:(pc + 1) * b]
+                q = _child_scores(region, _child_of(pr, b, offset), _child_of(pc, b, offset))
+                scores[2 * pr:2 * pr + 2, 2 * pc:2 * pc + 2] = np.reshape(q, (2, 2))
+        out.append(scores)
+    return out
+
+
+def leaf_order(scores: Sequence[np.ndarray], cfg: NestConfig) -> np.ndarray:
+    """Leaf blocks (row-major indices) in the order a best-first GradCAT would reach them.
+
+    A leaf ranks by its ancestors' scores from the root's child down to its own: all leaves under
+    the root's best child come first, among them those under that child's best child, and so on.
+    The traversal's leaf is first.
+    """
+    g0 = cfg.grid(0)
+    rows, cols = np.divmod(np.arange(g0 * g0), g0)
+    keys = [scores[level][rows >> level, cols >> level] for level in range(len(scores))]  # leaf level first
+    return np.lexsort([-k for k in keys])  # lexsort's last key is the primary one: the root's child
+
+
 def _child_of(block: int, b: int, offset: int) -> np.ndarray:
     """Child index (0 or 1) of each position of parent ``block`` along one axis: where its pool window is centred."""
     p = np.arange(block * b, (block + 1) * b)
@@ -166,4 +201,4 @@ def _child_scores(region: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> lis
     return scores
 
 
-__all__ = ["BlockNode", "GradcatOutput", "gradcat", "traverse", "block_box"]
+__all__ = ["BlockNode", "GradcatOutput", "gradcat", "traverse", "block_box", "block_scores", "leaf_order"]

@@ -35,4 +35,16 @@ def class_names_for(num_classes: int, candidates: object = None) -> list[str]:
     return imagenet_class_names() if num_classes == 1000 else default_class_names(num_classes)
 
 
-__all__ = ["default_class_names", "imagenet_class_names", "imagenet_wnids", "class_names_for"]
+def match_class(token: str, class_names: list[str] | tuple[str, ...]) -> int | None:
+    """The model class a folder or box label names: a label (any case, ``_`` for spaces) or a WordNet id
+    whose ImageNet names include one of the model's labels; None when it names none of them."""
+    wanted = {token.strip().lower().replace("_", " ")}
+    table = dict(_imagenet_table())
+    if token.strip() in table:
+        wanted |= {n.strip().lower() for n in table[token.strip()].split(",")}
+    lowered = [n.lower() for n in class_names]
+    hits = [i for i, n in enumerate(lowered) if n in wanted]
+    return hits[0] if len(hits) == 1 else None
+
+
+__all__ = ["match_class", "default_class_names", "imagenet_class_names", "imagenet_wnids", "class_names_for"]

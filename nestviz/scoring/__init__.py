@@ -1,11 +1,11 @@
 """Pure metric functions for ``nestviz metrics``: arrays in, numbers out, no model and no I/O.
 
-- ``nestviz.metrics.localization``: box IoU, boxes from thresholded score maps, MaxBoxAcc (V1/V2,
+- ``nestviz.scoring.localization``: box IoU, boxes from thresholded score maps, MaxBoxAcc (V1/V2,
   Choe et al. CVPR 2020), GT-known localization, box-covers-view, pointing game (Zhang et al.
   ECCV 2016) and the centred-box baseline map.
-- ``nestviz.metrics.faithfulness``: deletion/insertion curves and their AUC (Petsiuk et al., RISE,
+- ``nestviz.scoring.faithfulness``: deletion/insertion curves and their AUC (Petsiuk et al., RISE,
   BMVC 2018), pixel orders, the blur substrate, and GradCAT path agreement with occlusion.
-- ``nestviz.metrics.sanity``: Spearman rank correlation for the cascading-randomisation check
+- ``nestviz.scoring.sanity``: Spearman rank correlation for the cascading-randomisation check
   (Adebayo et al., NeurIPS 2018).
 
 Box convention everywhere: ``[x0, y0, x1, y1]`` in float pixels with exclusive ends, so a box's
