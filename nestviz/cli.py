@@ -29,6 +29,7 @@ from .commands import (ARCH, BATCH, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTER
                        FORMAT, JSON, NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD, WEIGHTS, emit, fail,
                        find_inputs, load_or_fail)
 from .commands import evaluate, info, predict, train
+from .metrics_cli import metrics
 
 app = typer.Typer(
     name="nestviz",
@@ -53,7 +54,7 @@ def root(
     """Explain NesT vision models: GradCAT tree traversal and class activation maps."""
 
 
-for command in (predict, info, evaluate):
+for command in (predict, info, evaluate, metrics):
     app.command(epilog=EXIT_CODES_HELP)(command)
 
 

@@ -57,28 +57,31 @@ class MetricsReport:
 def find_samples(inputs: Sequence[str | os.PathLike[str]], class_names: Sequence[str],
                  boxes: str | os.PathLike[str] | None = None,
                  limit: int | None = None) -> tuple[list[Sample], list[dict[str, str]]]:
-    """Images under ``inputs`` with a class the model knows, and one ``{"image", "reason"}`` per image or file left out.
+    """Images under ``inputs`` with a class the model knows, and one ``{"image", "reason", "kind"}`` per image or
+    file left out (kind "error": unreadable; "not measured": a class the model lacks; "partial": no boxes).
 
     The class is the box file's first object name when there is one, else the parent folder's name.
     ``limit`` keeps that many images spread evenly over the sorted list (so over the class folders).
     """
     items, problems = discover(inputs)
-    skipped = [{"image": p.split(": ", 1)[0], "reason": p.split(": ", 1)[-1]} for p in problems]
+    skipped = [{"image": p.split(": ", 1)[0], "reason": p.split(": ", 1)[-1], "kind": "error"} for p in problems]
     index: dict[str, list[ObjectBox]] = {}
     if boxes is not None:
         index, errors = read_boxes(boxes)
-        skipped += [{"image": e.where, "reason": e.problem} for e in errors]
+        skipped += [{"image": e.where, "reason": e.problem, "kind": "error"} for e in errors]
     if limit is not None and len(items) > limit:
         items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
     samples = []
     for item in items:
         objs = index.get(image_key(item.path.name)) if boxes is not None else None
         if boxes is not None and objs is None:
-            skipped.append({"image": str(item.path), "reason": "no box file names this image (faithfulness only)"})
+            skipped.append({"image": str(item.path), "reason": "no box file names this image: faithfulness only",
+                            "kind": "partial"})
         token = next((o.label for o in objs or [] if o.label), None) or item.path.parent.name
         cls = match_class(token, class_names)
         if cls is None:
-            skipped.append({"image": str(item.path), "reason": f"class {token!r} is not one of the model's classes"})
+            skipped.append({"image": str(item.path), "reason": f"class {token!r} is not one of the model's classes",
+                            "kind": "not measured"})
             continue
         samples.append(Sample(item.path, cls, objs))
     return samples, skipped
@@ -97,7 +100,8 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
         chunk = samples[start:start + batch_size]
         preps = [nv.prepare(s.path) for s in chunk]
         ok = [(s, p) for s, p in zip(chunk, preps) if p.failure is None]
-        skipped += [{"image": str(s.path), "reason": p.error or ""} for s, p in zip(chunk, preps) if p.failure]
+        skipped += [{"image": str(s.path), "reason": p.error or "", "kind": "error"}
+                    for s, p in zip(chunk, preps) if p.failure]
         if ok:
             x = torch.stack([p.tensor for _, p in ok]).to(nv.device)
             classes = torch.tensor([s.class_index for s, _ in ok], device=nv.device)

@@ -1,0 +1,129 @@
+"""``nestviz metrics``: the command and its table, over :func:`nestviz.measure.metrics`.
+
+Heavy modules (torch, rich) load inside the command, so ``nestviz --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .commands import ARCH, BATCH, DEVICE, EXIT_PARTIAL, QUIET, THRESHOLD, WEIGHTS, fail, load_or_fail
+
+# (metric key, heading, better) in table order; nested keys are joined with "."
+ROWS = (
+    ("maxboxacc_v2", "MaxBoxAccV2", "higher"),
+    ("gt_known_loc", "GT-known loc", "higher"),
+    ("box_covers_view", "box covers view", "lower"),
+    ("pointing", "pointing game", "higher"),
+    ("deletion_auc", "deletion AUC", "lower"),
+    ("insertion_auc", "insertion AUC", "higher"),
+)
+COLUMNS = ("cam", "gradcat", "centre", "random", "occlusion")
+
+
+def metrics(
+    inputs: list[Path] = typer.Argument(..., help="Image files or class folders (the folder name is the true class)."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Object boxes: a folder of Pascal VOC XML files "
+                                         "(matched by file stem), a COCO .json or a .csv image,xmin,ymin,xmax,ymax[,label]."),
+    methods: str = typer.Option("gradcat,cam", "--methods", help="Explanations to score, comma-separated."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score this many images, spread over the inputs."),
+    steps: int = typer.Option(8, "--steps", min=2, help="Deletion/insertion: change the pixels in this many steps."),
+    tolerance: float = typer.Option(15.0, "--tolerance", min=0.0, help="Pointing game tolerance, image pixels."),
+    threshold: float = THRESHOLD,
+    no_sanity: bool = typer.Option(False, "--no-sanity", help="Skip the cascading-randomisation check."),
+    per_class: bool = typer.Option(False, "--per-class", help="Also print one table per true class."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write metrics.json, per-image metrics.jsonl "
+                                       "and metrics-curves.png (deletion/insertion) here."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
+    weights: Optional[Path] = WEIGHTS,
+    arch: Optional[str] = ARCH,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    quiet: bool = QUIET,
+) -> None:
+    """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
+    from .measure import find_samples, run_metrics, write_outputs
+    from .reports import progress_bar
+    from .trust import METHODS, MetricsOptions
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        fail(f"--methods takes {', '.join(METHODS)}; got {methods!r}")
+    if boxes is not None and not boxes.exists():
+        fail(f"{boxes}: no such box file or folder")
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"{out}: --out names a file, not a folder")
+    nv = load_or_fail(weights, arch, device)
+    from .boxes import BoxFileError
+
+    try:
+        samples, skipped = find_samples(inputs, nv.bundle.class_names, boxes, limit)
+    except BoxFileError as e:
+        fail(str(e))
+    for s in skipped:
+        typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
+    if not samples:
+        fail("no images of the model's classes found under the inputs")
+    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity)
+    if quiet or json_out:
+        report = run_metrics(nv, samples, opts, batch_size)
+    else:
+        with progress_bar("metrics", len(samples)) as tick:
+            report = run_metrics(nv, samples, opts, batch_size, progress=lambda n: tick(n, len(samples)))
+    report.skipped = skipped + report.skipped
+    if out is not None:
+        write_outputs(report, out)
+    if json_out:
+        typer.echo(json.dumps(report.to_json()))
+    else:
+        print_report(report.metrics, f"{report.images} images, top-1 {report.accuracy:.1%}, {report.seconds:.0f} s")
+        if per_class:
+            for label, m in report.per_class.items():
+                n = sum(1 for r in report.records if r.label == label)
+                print_report(m, f"{label}: {n} images")
+    if any(s.get("kind") == "error" for s in report.skipped):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def table_rows(m: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """(heading, better, one cell per column) for every metric some column has; '-' where it does not apply."""
+    rows = []
+    for key, heading, better in ROWS:
+        cells = [_cell(m.get(col, {}).get(key)) for col in COLUMNS]
+        if any(c != "-" for c in cells):
+            rows.append((heading, better, cells))
+    levels = sorted({k for col in COLUMNS for k in m.get(col, {}).get("path_agreement", {})}, reverse=True)
+    for level in levels:
+        cells = [_cell(m.get(col, {}).get("path_agreement", {}).get(level)) for col in COLUMNS]
+        rows.append((f"path agreement {level.replace('_', ' ')}", "higher", cells))
+    steps = list(m.get("cam", m.get("gradcat", {})).get("sanity", {}))
+    for i, step in enumerate(steps):
+        cells = [_cell(m.get(col, {}).get("sanity", {}).get(step)) for col in COLUMNS]
+        rows.append(("sanity: " + ("head" if i == 0 else f"+{step.replace('_', ' ')}") + " random", "near 0", cells))
+    return rows
+
+
+def _cell(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def print_report(m: dict[str, Any], title: str) -> None:
+    """The metrics as a method x metric table on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", caption="pointing: CAM peak, GradCAT leaf centre; box: the "
+              "default CAM box; sanity: rank correlation with the map after randomising the model's top "
+              "(cumulative)", caption_justify="left")
+    t.add_column("metric")
+    t.add_column("better")
+    for col in COLUMNS:
+        t.add_column(col, justify="right")
+    for heading, better, cells in table_rows(m):
+        t.add_row(heading, better, *cells)
+    Console().print(t)
