@@ -115,7 +115,7 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
     per_class = {label: aggregate([r for r in records if r.label == label])
                  for label in sorted({r.label for r in records})}
     accuracy = float(np.mean([r.correct for r in records])) if records else float("nan")
-    protocol = {"steps": opts.steps, "tolerance_px": opts.tolerance, "threshold": opts.threshold,
+    protocol = {"cam_kind": opts.cam_kind, "gradcat_score": opts.gradcat_score, "steps": opts.steps, "tolerance_px": opts.tolerance, "threshold": opts.threshold,
                 "iou_levels": [0.3, 0.5, 0.7], "thresholds": "0.00..0.99 by 0.01", "seed": opts.seed}
     return MetricsReport(len(records), skipped, aggregate(records) if records else {}, per_class, records,
                          accuracy, time.perf_counter() - t0, protocol)

@@ -35,6 +35,8 @@ def metrics(
     tolerance: float = typer.Option(15.0, "--tolerance", min=0.0, help="Pointing game tolerance, image pixels."),
     threshold: float = THRESHOLD,
     no_sanity: bool = typer.Option(False, "--no-sanity", help="Skip the cascading-randomisation check."),
+    cam_kind: str = typer.Option("logit", "--cam-kind", help="CAM map: contrast (class minus the mean of all classes) or logit."),
+    gradcat_score: str = typer.Option("gradient", "--gradcat-score", help="GradCAT node score: gradient (the paper's) or ablation."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print one table per true class."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write metrics.json, per-image metrics.jsonl "
                                        "and metrics-curves.png (deletion/insertion) here."),
@@ -46,6 +48,7 @@ def metrics(
     quiet: bool = QUIET,
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
+    from .explain.cam import CAM_KINDS
     from .measure import find_samples, run_metrics, write_outputs
     from .reports import progress_bar
     from .trust import METHODS, MetricsOptions
@@ -69,7 +72,10 @@ def metrics(
         typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
     if not samples:
         fail("no images of the model's classes found under the inputs")
-    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity)
+    if cam_kind not in CAM_KINDS or gradcat_score not in ("gradient", "ablation"):
+        fail(f"--cam-kind takes {', '.join(CAM_KINDS)} and --gradcat-score gradient or ablation")
+    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
+                          cam_kind=cam_kind, gradcat_score=gradcat_score)
     if quiet or json_out:
         report = run_metrics(nv, samples, opts, batch_size)
     else:

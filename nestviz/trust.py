@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .explain.ablation import ablation_block_scores, ablation_gradcat
 from .explain.cam import cam_maps, localize
-from .explain.gradcat import block_box, block_scores, gradcat, leaf_order
+from .explain.gradcat import GradcatOutput, block_box, block_scores, gradcat, leaf_order
 from .explain.perturb import class_probs, occlusion_drops, randomized_top
 from .model.nest import Nest
 from .preprocess import Geometry
@@ -50,6 +51,8 @@ class MetricsOptions:
     steps: int = 8  # deletion / insertion: the pixels change in this many equal steps
     tolerance: float = 15.0  # pointing game, in pixels of the image
     threshold: float = 0.2  # CAM box threshold: the tool's default
+    cam_kind: str = "logit"  # nestviz.explain.cam.CAM_KINDS
+    gradcat_score: str = "gradient"  # or "ablation" (nestviz.explain.ablation)
     sanity: bool = True
     seed: int = 0
 
@@ -84,19 +87,15 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
     """
     cfg, S = model.cfg, model.cfg.img_size
     rng = np.random.default_rng(opts.seed)
-    g = gradcat(model, x, classes=classes[:, None])
+    g, cams, trees = explain_true_class(model, x, classes, opts)
     probs = g.logits.softmax(dim=1).cpu()
-    with torch.inference_mode():
-        cams = cam_maps(model, g.features, classes[:, None].to(g.features.device))[:, 0].float().cpu()
-    heats = [[None if h is None else h[0, i] for h in g.heat] for i in range(len(x))]
     drops = _block_drops(model, x, classes, cfg)  # per level below the root: (B, g_l, g_l)
-    sanity = _sanity(randomized, x, classes, cams, heats, cfg) if opts.sanity and randomized else None
+    sanity = _sanity(randomized, x, classes, cams, trees, cfg, opts) if opts.sanity and randomized else None
     out = []
     for i in range(len(x)):
         rec = ImageScores(names[i], int(classes[i]), labels[i], float(probs[i, classes[i]]),
                           bool(probs[i].argmax() == classes[i]))
-        tree = block_scores(heats[i], cfg)
-        leaves = {"cam": None, "gradcat": leaf_order(tree, cfg),
+        leaves = {"cam": None, "gradcat": leaf_order(trees[i], cfg),
                   "occlusion": np.argsort(-drops[0][i].ravel(), kind="stable"),
                   "random": None}
         rec.values = {m: {} for m in (*opts.methods, *BASELINES)}
@@ -108,6 +107,20 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
             rec.values["sanity"] = sanity[i]
         out.append(rec)
     return out
+
+
+def explain_true_class(model: Nest, x: Tensor, classes: Tensor, opts: MetricsOptions
+                       ) -> tuple[GradcatOutput, Tensor, list[list[np.ndarray]]]:
+    """GradCAT of each image's class, its CAM (B, h, w) and every tree node's score, as ``opts`` asks for them."""
+    if opts.gradcat_score == "ablation":
+        g = ablation_gradcat(model, x, classes=classes[:, None])
+        trees = [[t.numpy() for t in tree] for tree in ablation_block_scores(model, x, classes)]
+    else:
+        g = gradcat(model, x, classes=classes[:, None])
+        trees = [block_scores([None if h is None else h[0, i] for h in g.heat], model.cfg) for i in range(len(x))]
+    with torch.inference_mode():
+        cams = cam_maps(model, g.features, classes[:, None].to(g.features.device), opts.cam_kind)[:, 0].float().cpu()
+    return g, cams, trees
 
 
 def _block_drops(model: Nest, x: Tensor, classes: Tensor, cfg: Any) -> list[Tensor]:
@@ -225,20 +238,17 @@ def leaf_pixel_order(leaves: np.ndarray, cfg: Any) -> np.ndarray:
     return np.lexsort((np.arange(S * S), rank[block]))
 
 
-def _sanity(randomized: Sequence[Nest], x: Tensor, classes: Tensor, cams: Tensor, heats: list[list[Any]],
-            cfg: Any) -> list[dict[str, dict[str, float]]]:
+def _sanity(randomized: Sequence[Nest], x: Tensor, classes: Tensor, cams: Tensor, trees: list[list[np.ndarray]],
+            cfg: Any, opts: MetricsOptions) -> list[dict[str, dict[str, float]]]:
     """Per image: Spearman correlation of CAM and of GradCAT's leaf ranking with the same on each randomised model."""
     out: list[dict[str, dict[str, float]]] = [{"cam": {}, "gradcat": {}} for _ in range(len(x))]
-    ranks = [_leaf_ranks(leaf_order(block_scores(h, cfg), cfg)) for h in heats]
+    ranks = [_leaf_ranks(leaf_order(t, cfg)) for t in trees]
     for step, rnd in enumerate(randomized):
         key = "head" if step == 0 else f"level_{cfg.num_levels - step + 1}"
-        g = gradcat(rnd, x, classes=classes[:, None])
-        with torch.inference_mode():
-            rcams = cam_maps(rnd, g.features, classes[:, None].to(g.features.device))[:, 0].float().cpu()
+        _, rcams, rtrees = explain_true_class(rnd, x, classes, opts)
         for i in range(len(x)):
-            rtree = block_scores([None if h is None else h[0, i] for h in g.heat], cfg)
             out[i]["cam"][key] = spearman(cams[i].numpy().ravel(), rcams[i].numpy().ravel())
-            out[i]["gradcat"][key] = spearman(ranks[i], _leaf_ranks(leaf_order(rtree, cfg)))
+            out[i]["gradcat"][key] = spearman(ranks[i], _leaf_ranks(leaf_order(rtrees[i], cfg)))
     return out
 
 

@@ -27,22 +27,38 @@ class CamOutput:
     maps: Tensor  # (B, k, H, W) raw CAM in logit units
 
 
-def cam_maps(model: Nest, features: Tensor, classes: Tensor) -> Tensor:
-    """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W); each map's mean is its logit."""
+CAM_KINDS = ("contrast", "logit")
+
+
+def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = "logit") -> Tensor:
+    """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W).
+
+    ``logit``: w_c . f + b_c, whose mean is the class logit (Zhou et al.'s CAM). ``contrast``: the
+    same minus the mean over all classes, whose mean is the logit minus the mean logit, the part
+    of the evidence softmax reads; what every class gains everywhere (the object being an object,
+    the photo being a photo) cancels, and what sets the class apart remains.
+    """
+    if kind not in CAM_KINDS:
+        raise ValueError(f"unknown CAM kind {kind!r}; known: {', '.join(CAM_KINDS)}")
     head = model.get_classifier()
-    maps = torch.einsum("bchw,bkc->bkhw", features, head.weight[classes])
-    if head.bias is not None:
-        maps = maps + head.bias[classes][..., None, None]
+    weight, bias = head.weight, head.bias
+    if kind == "contrast":
+        weight = weight - weight.mean(dim=0, keepdim=True)
+        bias = None if bias is None else bias - bias.mean()
+    maps = torch.einsum("bchw,bkc->bkhw", features, weight[classes])
+    if bias is not None:
+        maps = maps + bias[classes][..., None, None]
     return maps
 
 
-def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | None = None) -> CamOutput:
+def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | Tensor | None = None,
+        kind: str = "logit") -> CamOutput:
     """CAMs of ``classes`` (default: each image's ``top_k`` most probable) from one inference forward."""
     with explaining(model), torch.inference_mode():
         features = model.forward_features(x)
         logits = model.forward_head(features)
         chosen = select_classes(logits, top_k, classes)
-        return CamOutput(logits.float(), chosen, cam_maps(model, features, chosen).float())
+        return CamOutput(logits.float(), chosen, cam_maps(model, features, chosen, kind).float())
 
 
 def localize(raw: Tensor | np.ndarray, size: int, threshold: float = 0.2) -> tuple[Box, tuple[float, float]]:
