@@ -19,6 +19,8 @@ The metric functions are pure (``nestviz.scoring``); this module runs the model 
 
 from __future__ import annotations
 
+import zlib
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,14 +87,14 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
     occlusion baseline, and one batch of perturbed images per image for all the curves. Long because
     every metric reads the same passes: splitting it would pass them around or run them twice.
     """
-    cfg, S = model.cfg, model.cfg.img_size
-    rng = np.random.default_rng(opts.seed)
+    cfg = model.cfg
     g, cams, trees = explain_true_class(model, x, classes, opts)
     probs = g.logits.softmax(dim=1).cpu()
     drops = _block_drops(model, x, classes, cfg)  # per level below the root: (B, g_l, g_l)
     sanity = _sanity(randomized, x, classes, cams, trees, cfg, opts) if opts.sanity and randomized else None
     out = []
     for i in range(len(x)):
+        rng = np.random.default_rng([opts.seed, zlib.crc32(names[i].encode())])  # per image: batching changes nothing
         rec = ImageScores(names[i], int(classes[i]), labels[i], float(probs[i, classes[i]]),
                           bool(probs[i].argmax() == classes[i]))
         leaves = {"cam": None, "gradcat": leaf_order(trees[i], cfg),

@@ -1,0 +1,180 @@
+"""nestviz metrics end to end: explanation variants, the shared passes, batch parity, inputs, the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nestviz.api import Nestviz
+from nestviz.cli import app
+from nestviz.explain.ablation import ablation_block_scores, ablation_gradcat
+from nestviz.explain.cam import cam_maps
+from nestviz.explain.gradcat import block_scores, gradcat, leaf_order
+from nestviz.measure import find_samples, run_metrics
+from nestviz.model.nest import NestConfig
+from nestviz.preprocess import Geometry
+from nestviz.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
+
+from .conftest import TINY_CLASSES, tiny_model, write_image
+from .test_gradcat import hand_built, random_model
+
+
+def bright_leaf(leaf: int, b: int = 8) -> torch.Tensor:
+    x = torch.zeros(1, 1, 4 * b, 4 * b)
+    r, c = divmod(leaf, 4)
+    x[0, 0, r * b:(r + 1) * b, c * b:(c + 1) * b] = 1.0
+    return x
+
+
+def test_contrast_cam_mean_is_the_logit_minus_the_mean_logit() -> None:
+    model = random_model(1)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        logits = model.forward_head(features)
+        classes = torch.tensor([[0, 3], [4, 1]])
+        maps = cam_maps(model, features, classes, "contrast")
+    expected = logits.gather(1, classes) - logits.mean(dim=1, keepdim=True)
+    assert torch.allclose(maps.mean(dim=(2, 3)), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown CAM kind 'nope'"):
+        cam_maps(model, features, classes, "nope")
+
+
+def test_ablation_scores_are_the_probability_drops_of_zeroed_children() -> None:
+    model = random_model(2)
+    x = torch.randn(1, 3, 32, 32)
+    out = ablation_gradcat(model, x, top_k=1)
+    c = int(out.classes[0, 0])
+    root = out.paths[0][0][0]
+    with torch.no_grad():
+        _, acts = model.forward_intermediates(x)
+        p = model(x).softmax(1)[0, c]
+        b = model.cfg.block_size
+        drops = []
+        for q in range(4):
+            a = acts[1].clone()
+            a[:, :, (q // 2) * b:(q // 2 + 1) * b, (q % 2) * b:(q % 2 + 1) * b] = 0
+            top = model.levels[2](a)
+            drops.append(float(p - model.forward_head(model.final_norm(top)).softmax(1)[0, c]))
+    assert root.child_scores == pytest.approx(drops, abs=1e-6)
+    assert root.chosen_child == int(np.argmax(drops))
+    tree = ablation_block_scores(model, x, out.classes[:, 0])[0]
+    assert tree[1].flatten().tolist() == pytest.approx(drops, abs=1e-6)
+    mid = out.paths[0][0][1]
+    r, col = divmod(mid.node, 2)
+    assert tree[0][2 * r:2 * r + 2, 2 * col:2 * col + 2].flatten().tolist() == pytest.approx(mid.child_scores, abs=1e-6)
+
+
+@pytest.mark.parametrize("score", ["gradient", "ablation"])
+@pytest.mark.parametrize("leaf", [0, 6, 15])
+def test_path_agreement_and_pointing_on_the_hand_built_nest(leaf: int, score: str) -> None:
+    # The class-0 logit is "how bright": occluding the bright leaf (and its parent) drops it most,
+    # so both GradCATs agree with occlusion at every level, and the leaf lies in a box drawn on it.
+    model = hand_built(8)
+    x = bright_leaf(leaf)
+    r, c = divmod(leaf, 4)
+    geo = Geometry(32, 32, 32, 32, 0, 0, 32)
+    gt = np.array([[c * 8, r * 8, c * 8 + 8, r * 8 + 8]], float)
+    [rec] = score_batch(model, x, torch.tensor([0]), [geo], [gt], ["x"], ["bright"],
+                        MetricsOptions(gradcat_score=score, sanity=False, tolerance=0.0))
+    assert rec.values["gradcat"]["path_agreement"] == {"level_3": 1.0, "level_2": 1.0}
+    assert rec.values["gradcat"]["pointing"] is True
+    assert rec.values["occlusion"]["pointing"] is True
+    assert rec.values["gradcat"]["deletion_auc"] < rec.values["random"]["deletion_auc"]
+
+
+def test_leaf_order_starts_with_the_path_leaf() -> None:
+    model = random_model(3)
+    x = torch.randn(2, 3, 32, 32)
+    g = gradcat(model, x, top_k=2)
+    for i in range(2):
+        for j in range(2):
+            tree = block_scores([None if h is None else h[j, i] for h in g.heat], model.cfg)
+            order = leaf_order(tree, model.cfg)
+            assert order[0] == g.paths[i][j][-1].node
+            assert sorted(order.tolist()) == list(range(16))
+
+
+def test_leaf_pixel_order_takes_whole_blocks_in_turn() -> None:
+    cfg = NestConfig(img_size=8, patch_size=1, num_levels=2, embed_dims=(4, 4), num_heads=(1, 1), depths=(1, 1),
+                     num_classes=2)  # 2x2 leaves of 4x4 px
+    order = leaf_pixel_order(np.array([3, 0, 2, 1]), cfg)
+    first = order[:16] // 8, order[:16] % 8  # leaf 3 is the bottom-right block
+    assert set(first[0].tolist()) == {4, 5, 6, 7} and set(first[1].tolist()) == {4, 5, 6, 7}
+    assert order[16] == 0  # then leaf 0 from its top-left pixel, row-major
+    assert sorted(order.tolist()) == list(range(64))
+
+
+def test_image_map_lays_the_map_over_the_crop() -> None:
+    # A 40x20 image, shorter side resized to 20 and centre-cropped: the model saw x in [10, 30).
+    geo = Geometry(40, 20, 40, 20, 10, 0, 20)
+    m = image_map(torch.tensor([[1.0, 3.0]]), geo, (40, 20))
+    assert m[:, :10].max() == 1.0 and m[:, 30:].max() == 1.0  # unseen: the map's minimum
+    assert m[5, 10] == pytest.approx(1.0) and m[5, 29] == pytest.approx(3.0)  # border pixels of the two cells
+    assert np.all(np.diff(m[5, 10:30]) >= 0)
+
+
+def class_folders(root: Path, n: int = 2) -> Path:
+    for k, label in enumerate(TINY_CLASSES):
+        for i in range(n):
+            write_image(root / label / f"{label[:3]}{i}.png", (40 + 4 * i, 36), seed=10 * k + i)
+    write_image(root / "purple thing" / "p0.png", (40, 36), seed=99)
+    return root
+
+
+def test_batch_and_single_give_the_same_scores(tmp_path: Path) -> None:
+    nv = Nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu")
+    samples, skipped = find_samples([class_folders(tmp_path)], TINY_CLASSES)
+    assert len(samples) == 6 and [s["kind"] for s in skipped] == ["not measured"]
+    opts = MetricsOptions(steps=4)
+    together = run_metrics(nv, samples, opts, batch_size=6)
+    alone = run_metrics(nv, samples, opts, batch_size=1)
+    for a, b in zip(together.records, alone.records):
+        assert a.image == b.image
+        assert _close(a.values, b.values), (a.values, b.values)
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)  # type: ignore[union-attr]
+    if isinstance(a, float):
+        return a == pytest.approx(b, abs=1e-5)
+    return a == b
+
+
+def test_wordnet_folders_name_their_class(tmp_path: Path) -> None:
+    write_image(tmp_path / "n01440764" / "a.png")
+    samples, skipped = find_samples([tmp_path], ["goldfish", "tench"])
+    assert [s.class_index for s in samples] == [1] and not skipped
+
+
+def test_metrics_command_json_contract_and_box_errors(tmp_path: Path, tiny_weights: Path) -> None:
+    data = class_folders(tmp_path / "data", n=1)
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("image,xmin,ymin,xmax,ymax,label\nred0.png,2,2,20,20,red thing\ngre0.png,a,2,20,20,\n")
+    res = CliRunner().invoke(app, ["metrics", str(data), "--boxes", str(csv), "--weights", str(tiny_weights),
+                                   "--json", "--steps", "2", "--device", "cpu"])
+    assert res.exit_code == 3, res.output  # the bad row is an error; the rest was measured
+    d = json.loads(res.stdout.strip().splitlines()[-1])
+    assert d["images"] == 3
+    m = d["metrics"]
+    for key in ("maxboxacc_v2", "gt_known_loc", "box_covers_view", "pointing", "deletion_auc", "insertion_auc"):
+        assert key in m["cam"]
+    assert set(m["gradcat"]["path_agreement"]) == {"level_3", "level_2"}
+    assert {"pointing", "deletion_auc", "insertion_auc"} <= set(m["gradcat"])
+    assert {"maxboxacc_v2", "pointing"} <= set(m["centre"])
+    assert m["cam"]["images_with_boxes"] == 1
+    kinds = {s["kind"] for s in d["skipped"]}
+    assert kinds == {"error", "not measured", "partial"}
+    assert any("boxes.csv:3" in s["image"] for s in d["skipped"])
+
+
+def test_metrics_command_refuses_unknown_methods(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["metrics", str(tmp_path), "--methods", "gradcat,magic"])
+    assert res.exit_code == 2
+    assert "--methods takes gradcat, cam; got 'gradcat,magic'" in res.output
