@@ -7,6 +7,8 @@ from typing import Any
 
 from .style import PALETTE
 
+COLOURS = {"cam": PALETTE[0], "gradcat": PALETTE[1], "occlusion": PALETTE[2], "random": "#888888"}
+
 
 def curves_png(curves: dict[str, dict[str, list[float]]], metrics: dict[str, Any]) -> bytes:
     """Mean class probability against the share of pixels removed (deletion) or revealed (insertion), per method."""
@@ -17,7 +19,8 @@ def curves_png(curves: dict[str, dict[str, list[float]]], metrics: dict[str, Any
 
     fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
     for ax, kind, better in zip(fig.subplots(1, 2), ("deletion", "insertion"), ("lower", "higher")):
-        for colour, (method, c) in zip(PALETTE, sorted(curves.items())):
+        for method, c in sorted(curves.items()):
+            colour = COLOURS.get(method, PALETTE[4])
             values = c.get(kind)
             if not values:
                 continue
