@@ -278,13 +278,21 @@ def test_default_model_from_the_environment(tiny_weights: Path, monkeypatch: pyt
 def test_no_default_model_says_to_pass_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NESTVIZ_WEIGHTS", raising=False)
     monkeypatch.setattr(weights, "__file__", str(tmp_path / "pkg" / "nestviz" / "model" / "checkpoints.py"))
-    expected = tmp_path / "pkg" / "weights" / "nestviz-imagenette.safetensors"
-    assert error(None) == (f"{expected}: no default model found (nor a packaged copy, nor NESTVIZ_WEIGHTS); "
-                           "pass --weights with a nestviz, timm or Hugging Face checkpoint")
     packaged = tmp_path / "pkg" / "nestviz" / "resources" / "nestviz-imagenette.safetensors"
+    assert error(None) == (f"{packaged}: no default model found (the package was built without it, and "
+                           "NESTVIZ_WEIGHTS is not set); pass --weights with a nestviz, timm or Hugging Face "
+                           "checkpoint")
     packaged.parent.mkdir(parents=True)
     write_nestviz(tmp_path).rename(packaged)
     assert weights.default_weights_path() == packaged
+
+
+def test_the_default_model_is_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It lives inside the package, so editable installs, wheels and `pip install .` all have it."""
+    monkeypatch.delenv("NESTVIZ_WEIGHTS", raising=False)
+    import nestviz
+
+    assert weights.default_weights_path() == Path(nestviz.__file__).parent / "resources" / weights.DEFAULT_WEIGHTS_NAME
 
 
 def test_identity_follows_content_and_arch(tmp_path: Path) -> None:

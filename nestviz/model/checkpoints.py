@@ -148,19 +148,18 @@ def load_weights(path: str | os.PathLike[str] | None = None, arch: str | None = 
 
 
 def default_weights_path() -> Path:
-    """The default model: $NESTVIZ_WEIGHTS, else <repo>/weights/, else the copy packaged in nestviz/resources/."""
+    """The default model: $NESTVIZ_WEIGHTS, else the file shipped in the package (nestviz/resources/)."""
     env = os.environ.get("NESTVIZ_WEIGHTS")
     if env:
         if not Path(env).exists():
             raise WeightsError(env, "no such file (named by NESTVIZ_WEIGHTS)")
         return Path(env)
-    package = Path(__file__).resolve().parent.parent
-    repo_copy = package.parent / "weights" / DEFAULT_WEIGHTS_NAME
-    for candidate in (repo_copy, package / "resources" / DEFAULT_WEIGHTS_NAME):
-        if candidate.is_file():
-            return candidate
-    raise WeightsError(repo_copy, "no default model found (nor a packaged copy, nor NESTVIZ_WEIGHTS); "
-                                  "pass --weights with a nestviz, timm or Hugging Face checkpoint")
+    packaged = Path(__file__).resolve().parent.parent / "resources" / DEFAULT_WEIGHTS_NAME
+    if not packaged.is_file():
+        raise WeightsError(packaged, "no default model found (the package was built without it, and "
+                                     "NESTVIZ_WEIGHTS is not set); pass --weights with a nestviz, timm or "
+                                     "Hugging Face checkpoint")
+    return packaged
 
 
 def load_weights_identity(path: str | os.PathLike[str] | None = None, arch: str | None = None) -> str:
