@@ -29,7 +29,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 # Options shared by the model-using commands (typer copies these per command).
 WEIGHTS = typer.Option(None, "--weights", "-w", help="Weights: a nestviz .safetensors, a timm/Hugging Face checkpoint "
-                       "file or hub folder. Default: the embedded Imagenette model.")
+                       "file or hub folder, or hf-hub:ORG/NAME[@REV] (downloaded once into the Hugging Face "
+                       "cache). Default: the embedded Imagenette model.")
 ARCH = typer.Option(None, "--arch", help="Architecture name (nest_tiny, nest_base_jx, ...) when the checkpoint does not say.")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 BATCH = typer.Option(16, "--batch-size", min=1, help="Images per forward pass.")
@@ -46,14 +47,25 @@ SAVE_MAPS = typer.Option(False, "--save-maps", help="Also write the raw CAMs as 
 
 
 def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # noqa: ANN201
-    """Load the model, turning every setup problem into exit code 2 with one line."""
-    from .api import Nestviz
-    from .model.bundle import WeightsError
+    """Load the model, turning every setup problem into exit code 2 with one line, and each
+    assumption about the checkpoint (which NesT variant) into one warning line."""
+    import warnings
 
-    try:
-        return Nestviz.load(weights, arch=arch, device=device)
-    except (WeightsError, ValueError) as e:
-        fail(str(e))
+    from .api import Nestviz
+    from .model.bundle import WeightsError, WeightsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WeightsWarning)
+        try:
+            nv = Nestviz.load(weights, arch=arch, device=device)
+        except (WeightsError, ValueError) as e:
+            fail(str(e))
+    for w in caught:
+        if issubclass(w.category, WeightsWarning):
+            typer.echo(f"nestviz: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return nv
 
 
 def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa: ANN201
