@@ -139,18 +139,23 @@ def evaluate(
     arch: Optional[str] = ARCH,
     device: str = DEVICE,
     batch_size: int = typer.Option(32, "--batch-size", min=1),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Folder name -> class label: TSV lines "
+                                          "'folder<TAB>label', or the ImageNet table 'index<TAB>wnid<TAB>name'."),
     json_out: bool = JSON,
 ) -> None:
-    """Top-1, top-5 and per-class accuracy on a class-per-folder dataset."""
+    """Top-1, top-5 and per-class accuracy on a class-per-folder dataset; class folders that match no
+    model class are named and left out (exit code 3)."""
     import json as _json
 
+    from .train.data import read_label_names
     from .train.evaluate import evaluate_folder
 
     if not data_dir.is_dir():
         fail(f"{data_dir}: not a directory")
+    _check_paths((labels, "labels file", False))
     nv = load_or_fail(weights, arch, device)
     try:
-        report = evaluate_folder(nv, data_dir, batch_size)
+        report = evaluate_folder(nv, data_dir, batch_size, labels=read_label_names(labels) if labels else None)
     except ValueError as e:
         fail(str(e))
     if json_out:
@@ -161,7 +166,10 @@ def evaluate(
         print_evaluation(report, data_dir)
     for f in report.failed:
         typer.echo(f"nestviz: error: {f}", err=True)
-    if report.failed:
+    for folder, count in report.unmatched.items():
+        typer.echo(f"nestviz: error: {data_dir / folder}: matches no model class, not evaluated ({count} images)",
+                   err=True)
+    if report.failed or report.unmatched:
         raise typer.Exit(EXIT_PARTIAL)
 
 
