@@ -205,6 +205,7 @@ def train(
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' "
                                   "provenance) instead of stopping."),
+    keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep OUT.ckpt after a completed run."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
     from rich.console import Console
@@ -225,7 +226,6 @@ def train(
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
                         warmup_epochs=warmup_epochs, skip_bad=skip_bad)
-    command = "nestviz " + shlex.join(sys.argv[1:])
 
     def on_epoch(s) -> None:  # noqa: ANN001
         val_txt = f"  val top-1 {s.val_top1:.2%}" if s.val_top1 is not None else ""
@@ -234,7 +234,8 @@ def train(
 
     try:
         result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume, init=init,
-                              cache_dir=cache_dir, device=dev, command=command, on_epoch=on_epoch)
+                              cache_dir=cache_dir, device=dev, on_epoch=on_epoch, keep_checkpoint=keep_checkpoint,
+                              command="nestviz " + shlex.join(sys.argv[1:]))
     except ValueError as e:
         fail(str(e))
     acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
