@@ -28,6 +28,9 @@ from .conftest import TINY, TINY_CLASSES, TINY_JX, tiny_model
 # is recovered completely and logits can be compared bit for bit.
 PLAIN = TINY.with_(num_heads=(1, 1, 1))
 JX = TINY_JX  # nest_tiny_jx's heads and padding at a tiny size (the tiny_named fixture's nest_tiny_jx)
+# Bare checkpoints here name no architecture on purpose; the warning that says so is tested in
+# test_checkpoint_names.py.
+pytestmark = pytest.mark.filterwarnings("ignore::nestviz.model.bundle.WeightsWarning")
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
 
 
