@@ -34,7 +34,7 @@ def timm_nest(cfg) -> tn.Nest:  # noqa: ANN001
 def main() -> None:
     torch.manual_seed(0)
     rows = []
-    weights = REPO / "weights" / "nestviz-imagenette.safetensors"
+    weights = REPO / "nestviz" / "resources" / "nestviz-imagenette.safetensors"
     from nestviz.model import NestConfig
 
     with safe_open(str(weights), "pt") as f:
@@ -45,7 +45,7 @@ def main() -> None:
     theirs.load_state_dict(sd, strict=True)
     x = torch.randn(8, 3, cfg.img_size, cfg.img_size)
     with torch.no_grad():
-        rows.append(("default model (weights/)", float((ours(x) - theirs(x)).abs().max())))
+        rows.append(("default model (nestviz/resources/)", float((ours(x) - theirs(x)).abs().max())))
     for name in ("nest_tiny", "nest_tiny_jx", "nest_small_jx", "nest_base"):
         cfg = named_config(name)
         theirs = timm_nest(cfg)

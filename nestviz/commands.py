@@ -29,7 +29,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 # Options shared by the model-using commands (typer copies these per command).
 WEIGHTS = typer.Option(None, "--weights", "-w", help="Weights: a nestviz .safetensors, a timm/Hugging Face checkpoint "
-                       "file or hub folder. Default: the embedded Imagenette model.")
+                       "file or hub folder, or hf-hub:ORG/NAME[@REV] (downloaded once into the Hugging Face "
+                       "cache). Default: the embedded Imagenette model.")
 ARCH = typer.Option(None, "--arch", help="Architecture name (nest_tiny, nest_base_jx, ...) when the checkpoint does not say.")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 BATCH = typer.Option(16, "--batch-size", min=1, help="Images per forward pass.")
@@ -46,14 +47,25 @@ SAVE_MAPS = typer.Option(False, "--save-maps", help="Also write the raw CAMs as 
 
 
 def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # noqa: ANN201
-    """Load the model, turning every setup problem into exit code 2 with one line."""
-    from .api import Nestviz
-    from .model.bundle import WeightsError
+    """Load the model, turning every setup problem into exit code 2 with one line, and each
+    assumption about the checkpoint (which NesT variant) into one warning line."""
+    import warnings
 
-    try:
-        return Nestviz.load(weights, arch=arch, device=device)
-    except (WeightsError, ValueError) as e:
-        fail(str(e))
+    from .api import Nestviz
+    from .model.bundle import WeightsError, WeightsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WeightsWarning)
+        try:
+            nv = Nestviz.load(weights, arch=arch, device=device)
+        except (WeightsError, ValueError) as e:
+            fail(str(e))
+    for w in caught:
+        if issubclass(w.category, WeightsWarning):
+            typer.echo(f"nestviz: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return nv
 
 
 def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa: ANN201
@@ -127,18 +139,23 @@ def evaluate(
     arch: Optional[str] = ARCH,
     device: str = DEVICE,
     batch_size: int = typer.Option(32, "--batch-size", min=1),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Folder name -> class label: TSV lines "
+                                          "'folder<TAB>label', or the ImageNet table 'index<TAB>wnid<TAB>name'."),
     json_out: bool = JSON,
 ) -> None:
-    """Top-1, top-5 and per-class accuracy on a class-per-folder dataset."""
+    """Top-1, top-5 and per-class accuracy on a class-per-folder dataset; class folders that match no
+    model class are named and left out (exit code 3)."""
     import json as _json
 
+    from .train.data import read_label_names
     from .train.evaluate import evaluate_folder
 
     if not data_dir.is_dir():
         fail(f"{data_dir}: not a directory")
+    _check_paths((labels, "labels file", False))
     nv = load_or_fail(weights, arch, device)
     try:
-        report = evaluate_folder(nv, data_dir, batch_size)
+        report = evaluate_folder(nv, data_dir, batch_size, labels=read_label_names(labels) if labels else None)
     except ValueError as e:
         fail(str(e))
     if json_out:
@@ -149,7 +166,10 @@ def evaluate(
         print_evaluation(report, data_dir)
     for f in report.failed:
         typer.echo(f"nestviz: error: {f}", err=True)
-    if report.failed:
+    for folder, count in report.unmatched.items():
+        typer.echo(f"nestviz: error: {data_dir / folder}: matches no model class, not evaluated ({count} images)",
+                   err=True)
+    if report.failed or report.unmatched:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -185,6 +205,7 @@ def train(
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' "
                                   "provenance) instead of stopping."),
+    keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep OUT.ckpt after a completed run."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
     from rich.console import Console
@@ -205,7 +226,6 @@ def train(
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
                         warmup_epochs=warmup_epochs, skip_bad=skip_bad)
-    command = "nestviz " + shlex.join(sys.argv[1:])
 
     def on_epoch(s) -> None:  # noqa: ANN001
         val_txt = f"  val top-1 {s.val_top1:.2%}" if s.val_top1 is not None else ""
@@ -214,7 +234,8 @@ def train(
 
     try:
         result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume, init=init,
-                              cache_dir=cache_dir, device=dev, command=command, on_epoch=on_epoch)
+                              cache_dir=cache_dir, device=dev, on_epoch=on_epoch, keep_checkpoint=keep_checkpoint,
+                              command="nestviz " + shlex.join(sys.argv[1:]))
     except ValueError as e:
         fail(str(e))
     acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""

@@ -4,7 +4,7 @@
 
 Writes tests/fixtures/default_input.png (the 192x192 model-input crop of examples/mosaic.jpg,
 before normalization) and tests/fixtures/default_logits.json (the logits on it). Run it
-whenever weights/nestviz-imagenette.safetensors is retrained, never to paper over a change
+whenever nestviz/resources/nestviz-imagenette.safetensors is retrained, never to paper over a change
 in the model code.
 """
 

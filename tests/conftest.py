@@ -1,15 +1,27 @@
-"""Shared fixtures: a tiny NesT saved as nestviz weights, and small images made on the fly."""
+"""Shared fixtures: a tiny NesT saved as nestviz weights, and small images made on the fly; caches kept in a temp home."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
+
+# Keep the suite out of the user's home and off the network, before anything reads these: nestviz's
+# decoded-image cache ($XDG_CACHE_HOME), huggingface_hub (read at its import), matplotlib, torch hub.
+_HOME = tempfile.mkdtemp(prefix="nestviz-tests-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+os.environ.update({"XDG_CACHE_HOME": f"{_HOME}/cache", "XDG_CONFIG_HOME": f"{_HOME}/config",
+                   "HF_HOME": f"{_HOME}/huggingface", "HF_HUB_CACHE": f"{_HOME}/huggingface/hub",
+                   "HF_HUB_OFFLINE": "1", "MPLCONFIGDIR": f"{_HOME}/matplotlib", "TORCH_HOME": f"{_HOME}/torch"})
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from nestviz.model import Nest, NestConfig
+from nestviz.model import NAMED_CONFIGS, Nest, NestConfig
 from nestviz.preprocess import Preprocessing
 from nestviz.model.checkpoints import save_nestviz
 
@@ -21,6 +33,21 @@ torch.set_num_threads(1)
 TINY = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
                   depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)
 TINY_CLASSES = ["red thing", "green thing", "blue thing"]
+
+# nest_tiny_jx's heads and padding at a tiny size; with TINY_NAMED, tiny stand-ins for timm's named
+# sizes (nest_tiny alone has 17M parameters), so named architectures are tested on tiny random weights.
+TINY_JX = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(12, 24, 24), num_heads=(3, 6, 12),
+                     depths=(1, 1, 2), num_classes=5, mlp_ratio=2.0, pad_type="same")
+TINY_NAMED = {"nest_tiny": TINY_JX.with_(pad_type=""), "nest_tiny_jx": TINY_JX,
+              "nest_small": TINY_JX.with_(depths=(1, 1, 3), pad_type=""), "nest_small_jx": TINY_JX.with_(depths=(1, 1, 3))}
+
+
+@pytest.fixture
+def tiny_named(monkeypatch: pytest.MonkeyPatch) -> dict[str, NestConfig]:
+    """nest_tiny(_jx) and nest_small(_jx) replaced by the tiny stand-ins for one test."""
+    for name, cfg in TINY_NAMED.items():
+        monkeypatch.setitem(NAMED_CONFIGS, name, cfg)
+    return TINY_NAMED
 
 
 def tiny_model(seed: int = 0, cfg: NestConfig = TINY) -> Nest:

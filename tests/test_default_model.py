@@ -38,3 +38,14 @@ def test_default_model_reproduces_recorded_logits() -> None:
     with torch.no_grad():
         logits = bundle.model(normalize(x, bundle.preprocessing)[None])[0]
     assert logits.tolist() == pytest.approx(recorded["logits"], abs=1e-4)
+
+
+def test_default_model_records_no_absolute_paths() -> None:
+    """Its provenance (nestviz info) names the data as the model card does, not the training machine's paths."""
+    import shlex
+
+    prov = json.loads(read_safetensors(default_weights_path())[1]["provenance"])
+    assert prov["command"].startswith("nestviz train imagenette/train --val imagenette/val ")
+    assert not [w for w in shlex.split(prov["command"]) if w.startswith("/")]
+    assert (prov["train_data"], prov["val_data"], prov["init"]) == (
+        "imagenette/train", "imagenette/val", "run9/nestviz-imagenette.safetensors")

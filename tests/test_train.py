@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_loss_falls_and_output_is_complete(shapes: Path, tmp_path: Path) -> None
     assert prov["command"] == "nestviz train test"
     assert prov["epochs"] == 6 and prov["train_images"] == 36
     assert prov["val_top1"] == result.history[-1].val_top1
-    assert checkpoint_path(out).exists()
+    assert not checkpoint_path(out).exists()  # a completed run leaves no 49 MB .ckpt behind
 
 
 def test_resume_continues_exactly(shapes: Path, tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ def test_same_seed_same_model(shapes: Path, tmp_path: Path) -> None:
 
 def test_resume_refuses_another_architecture(shapes: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
-    train(shapes, out, CFG, opts(epochs=1), cache_dir=tmp_path / "c")
+    train(shapes, out, CFG, opts(epochs=1), cache_dir=tmp_path / "c", keep_checkpoint=True)
     other = CFG.with_(embed_dims=(8, 16, 24), num_heads=(2, 2, 4))
     with pytest.raises(ValueError, match="checkpoint is for another architecture or class list"):
         train(shapes, out, other, opts(epochs=2), cache_dir=tmp_path / "c", resume=checkpoint_path(out))
@@ -201,3 +202,85 @@ def test_peak_pooling_nears_the_maximum_as_the_temperature_falls() -> None:
     assert torch.allclose(mean[0, 0], cam.mean(0), atol=1e-6)
     assert torch.all(soft[0, 0] >= cam.mean(0)) and torch.all(soft[0, 0] <= cam.max(0).values + 1e-6)
     assert torch.allclose(sharp[0, 0], cam.max(0).values, atol=0.02)
+
+
+# -- before, after and around a run: the output, the checkpoint, class names, provenance, caches -----------
+def test_an_unwritable_out_is_refused_before_any_work(shapes: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+    from nestviz.train import record
+
+    def train_cli(out: Path):  # noqa: ANN202
+        return CliRunner().invoke(app, ["train", str(shapes), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                                        "--epochs", "1", "--precision", "fp32"])
+
+    (tmp_path / "a-file").write_text("")
+    for out, problem in [(tmp_path / "gone" / "m.safetensors", f"{tmp_path / 'gone'} is not an existing folder"),
+                         (tmp_path / "a-file" / "m.safetensors", f"{tmp_path / 'a-file'} is not an existing folder"),
+                         (tmp_path, "is a folder; --out names the weights file to write (.safetensors)")]:
+        result = train_cli(out)
+        assert result.exit_code == 2 and result.stderr.strip() == f"nestviz: error: {out}: {problem}"
+
+    def read_only(**kw):  # noqa: ANN003, ANN202
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(record.tempfile, "NamedTemporaryFile", read_only)  # root writes anywhere: feign it
+    result = train_cli(tmp_path / "m.safetensors")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"nestviz: error: {tmp_path / 'm.safetensors'}: cannot write in {tmp_path} "
+                                     "(Permission denied)")
+    assert not (tmp_path / "c").exists()  # refused before decoding a single image
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write in a read-only folder")
+def test_a_read_only_folder_is_refused(shapes: Path, tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(ValueError, match="cannot write in"):
+        train(shapes, tmp_path / "ro" / "m.safetensors", CFG, opts(epochs=1), cache_dir=tmp_path / "c")
+
+
+def test_a_completed_run_removes_its_checkpoint_unless_asked_to_keep_it(shapes: Path, tmp_path: Path) -> None:
+    cut, kept, done = (tmp_path / f"{n}.safetensors" for n in ("cut", "kept", "done"))
+    train(shapes, cut, CFG, opts(epochs=2), cache_dir=tmp_path / "c", max_steps=1)
+    train(shapes, kept, CFG, opts(epochs=1), cache_dir=tmp_path / "c", keep_checkpoint=True)
+    train(shapes, done, CFG, opts(epochs=1), cache_dir=tmp_path / "c")
+    assert checkpoint_path(cut).exists() and checkpoint_path(kept).exists()
+    assert not checkpoint_path(done).exists() and done.exists()
+
+
+def test_imagenet_style_folders_get_their_class_names(shapes: Path, tmp_path: Path) -> None:
+    import shutil
+
+    for folder, wnid in zip(SHAPES, ["n01440764", "n02102040", "n03888257"]):
+        shutil.copytree(shapes / folder, tmp_path / "data" / wnid)
+    out = tmp_path / "m.safetensors"
+    train(tmp_path / "data", out, CFG, opts(epochs=1), cache_dir=tmp_path / "c", max_steps=1)
+    assert load_weights(out).class_names == ["tench", "English springer", "parachute"]
+
+
+def test_provenance_paths_are_relative_to_the_data(shapes: Path, tmp_path: Path) -> None:
+    import shutil
+
+    train_dir, val_dir = (Path(shutil.copytree(shapes, tmp_path / "shapes" / s)) for s in ("train", "val"))
+    (tmp_path / "runs").mkdir()
+    out, labels = tmp_path / "runs" / "m.safetensors", tmp_path / "labels.tsv"
+    labels.write_text("c0\tred square\n")
+    command = (f"nestviz train {train_dir} --val {val_dir} --out {out} --labels={labels} "
+               f"--cache-dir /elsewhere/cache --epochs 1")
+    train(train_dir, out, CFG, opts(epochs=1), val_dir=val_dir, labels_file=labels, cache_dir=tmp_path / "c",
+          command=command, max_steps=1)
+    prov = load_weights(out).provenance
+    assert prov["command"] == ("nestviz train shapes/train --val shapes/val --out runs/m.safetensors "
+                               "--labels=labels.tsv --cache-dir cache --epochs 1")
+    assert (prov["train_data"], prov["val_data"]) == ("shapes/train", "shapes/val")
+    recorded = json.dumps({k: v for k, v in prov.items() if k != "source_path"})  # source_path: where it is now
+    assert str(tmp_path) not in recorded
+
+
+def test_the_suite_keeps_its_caches_out_of_the_home_folder() -> None:
+    from nestviz.train.loop import default_cache_dir
+
+    assert default_cache_dir() == Path(os.environ["XDG_CACHE_HOME"]) / "nestviz"
+    assert not default_cache_dir().is_relative_to(Path.home())

@@ -22,14 +22,15 @@ from nestviz.model.checkpoints import (
 from nestviz.model.classes import imagenet_class_names, imagenet_wnids
 from nestviz.model.convert import infer_config, shape_fields
 
-from .conftest import TINY, TINY_CLASSES, tiny_model
+from .conftest import TINY, TINY_CLASSES, TINY_JX, tiny_model
 
 # One head per level: exactly what shape inference assumes (head dim 32), so a bare state dict
 # is recovered completely and logits can be compared bit for bit.
 PLAIN = TINY.with_(num_heads=(1, 1, 1))
-# nest_tiny_jx's heads and padding at a tiny size: recovered only with arch="nest_tiny_jx".
-JX = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(12, 24, 24), num_heads=(3, 6, 12),
-                depths=(1, 1, 2), num_classes=5, mlp_ratio=2.0, pad_type="same")
+JX = TINY_JX  # nest_tiny_jx's heads and padding at a tiny size (the tiny_named fixture's nest_tiny_jx)
+# Bare checkpoints here name no architecture on purpose; the warning that says so is tested in
+# test_checkpoint_names.py.
+pytestmark = pytest.mark.filterwarnings("ignore::nestviz.model.bundle.WeightsWarning")
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
 
 
@@ -148,7 +149,7 @@ def test_every_checkpoint_form_loads_with_identical_logits(tmp_path: Path, form:
     assert b.provenance["source_path"] == str(path if path.is_file() else path / "model.safetensors")
 
 
-def test_timm_training_checkpoint_with_args_and_arch(tmp_path: Path) -> None:
+def test_timm_training_checkpoint_with_args_and_arch(tmp_path: Path, tiny_named: dict) -> None:
     """timm's train.py saves argparse args and the model name beside the weights."""
     import argparse
 
@@ -161,7 +162,7 @@ def test_timm_training_checkpoint_with_args_and_arch(tmp_path: Path) -> None:
     assert torch.equal(logits(b.model), logits(tiny_model(cfg=JX)))
 
 
-def test_hub_config_sets_architecture_labels_and_preprocessing(tmp_path: Path) -> None:
+def test_hub_config_sets_architecture_labels_and_preprocessing(tmp_path: Path, tiny_named: dict) -> None:
     save_file(state_dict(JX), tmp_path / "model.safetensors")
     labels = [f"label {i}" for i in range(5)]
     (tmp_path / "config.json").write_text(json.dumps({
@@ -186,18 +187,6 @@ def test_model_args_in_config_json_set_the_heads(tmp_path: Path) -> None:
     b = load_weights(tmp_path)
     assert b.config == TINY and "num_heads" not in b.provenance
     assert torch.equal(logits(b.model), logits(tiny_model()))
-
-
-def test_arch_supplies_heads_and_padding(tmp_path: Path) -> None:
-    save_file(state_dict(JX), tmp_path / "model.safetensors")
-    guessed = load_weights(tmp_path / "model.safetensors")
-    assert guessed.config == JX.with_(num_heads=(1, 1, 1), pad_type="")
-    assert guessed.provenance["num_heads"].startswith("assumed (head dim 32)")
-    assert guessed.provenance["architecture"] == "inferred from tensor shapes"
-    b = load_weights(tmp_path / "model.safetensors", arch="timm/nest_tiny_jx.goog_in1k")
-    assert b.config == JX and "num_heads" not in b.provenance
-    assert torch.equal(logits(b.model), logits(tiny_model(cfg=JX)))
-    assert not torch.allclose(logits(guessed.model), logits(b.model), atol=1e-3)
 
 
 def test_unknown_jx_name_in_config_means_same_padding(tmp_path: Path) -> None:
@@ -233,11 +222,12 @@ def meta_state_dict(cfg: NestConfig) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", ["nest_tiny", "nest_base"])
-def test_heads_of_a_known_size_come_from_the_named_config(name: str) -> None:
+def test_a_known_size_gets_its_heads_and_timms_published_variant_jx(name: str) -> None:
     provenance: dict = {}
     cfg = infer_config(meta_state_dict(NAMED_CONFIGS[name]), None, {}, None, provenance)
-    assert cfg == NAMED_CONFIGS[name]
+    assert cfg == NAMED_CONFIGS[name + "_jx"]
     assert "num_heads" not in provenance
+    assert infer_config(meta_state_dict(NAMED_CONFIGS[name]), name, {}, None, {}) == NAMED_CONFIGS[name]
 
 
 def test_a_1000_class_head_gets_imagenet_labels(tmp_path: Path) -> None:
@@ -278,13 +268,21 @@ def test_default_model_from_the_environment(tiny_weights: Path, monkeypatch: pyt
 def test_no_default_model_says_to_pass_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NESTVIZ_WEIGHTS", raising=False)
     monkeypatch.setattr(weights, "__file__", str(tmp_path / "pkg" / "nestviz" / "model" / "checkpoints.py"))
-    expected = tmp_path / "pkg" / "weights" / "nestviz-imagenette.safetensors"
-    assert error(None) == (f"{expected}: no default model found (nor a packaged copy, nor NESTVIZ_WEIGHTS); "
-                           "pass --weights with a nestviz, timm or Hugging Face checkpoint")
     packaged = tmp_path / "pkg" / "nestviz" / "resources" / "nestviz-imagenette.safetensors"
+    assert error(None) == (f"{packaged}: no default model found (the package was built without it, and "
+                           "NESTVIZ_WEIGHTS is not set); pass --weights with a nestviz, timm or Hugging Face "
+                           "checkpoint")
     packaged.parent.mkdir(parents=True)
     write_nestviz(tmp_path).rename(packaged)
     assert weights.default_weights_path() == packaged
+
+
+def test_the_default_model_is_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It lives inside the package, so editable installs, wheels and `pip install .` all have it."""
+    monkeypatch.delenv("NESTVIZ_WEIGHTS", raising=False)
+    import nestviz
+
+    assert weights.default_weights_path() == Path(nestviz.__file__).parent / "resources" / weights.DEFAULT_WEIGHTS_NAME
 
 
 def test_identity_follows_content_and_arch(tmp_path: Path) -> None:
@@ -471,4 +469,6 @@ def test_unknown_or_unfitting_arch(tmp_path: Path) -> None:
     assert error(path, arch="nest_huge") == (
         f"{path}: unknown architecture 'nest_huge'; known: {', '.join(NAMED_CONFIGS)} (--arch)")
     assert error(path, arch="nest_small") == (
-        f"{path}: does not fit architecture nest_small (embed dim 8 is not divisible by 3 heads)")
+        f"{path}: is not a nest_small checkpoint: img_size 32 vs 224, embed_dims (8, 16, 16) vs (96, 192, 384), "
+        "depths (1, 1, 1) vs (2, 2, 20), mlp_ratio 2.0 vs 4.0 (checkpoint vs nest_small); leave out --arch to "
+        "read the shapes")

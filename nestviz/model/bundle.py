@@ -4,6 +4,7 @@ a state dict or a model object; :class:`WeightsError`, the one error of weights 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,12 @@ from torch import Tensor, nn
 
 from ..preprocess import Preprocessing
 from .classes import class_names_for
-from .convert import check_nest_keys, infer_config, preprocessing_from
+from .convert import arch_from_file_name, check_nest_keys, infer_config, preprocessing_from, unknown_variant_note
 from .nest import Nest, NestConfig, count_params, default_preprocessing
+
+
+class WeightsWarning(UserWarning):
+    """A checkpoint that loads but leaves something to assume (which NesT variant); one line naming the file."""
 
 
 class WeightsError(Exception):
@@ -69,7 +74,9 @@ def bundle_from_model(model: nn.Module, class_names: list[str] | None = None,
     """A bundle around a model object: a nestviz ``Nest`` as it is, any other NesT (timm's) through its state dict."""
     if not isinstance(model, Nest):
         tensors = {k: v.detach() for k, v in model.state_dict().items()}
-        converted = bundle_from_state_dict(Path(f"<{type(model).__name__}>"), tensors, arch, {}, {},
+        timm_cfg = getattr(model, "pretrained_cfg", None)  # a timm model knows its name: nest_tiny_jx
+        hub = {"architecture": timm_cfg.get("architecture")} if isinstance(timm_cfg, dict) else {}
+        converted = bundle_from_state_dict(Path(f"<{type(model).__name__}>"), tensors, arch, hub, {},
                                            "in-memory model", None)
         model = converted.model
     cfg = model.cfg
@@ -96,12 +103,7 @@ def bundle_from_state_dict(file: Path, tensors: dict[str, Tensor], arch: str | N
         except (ValueError, TypeError) as e:
             raise WeightsError(file, f"invalid config in the checkpoint ({e})") from None
     else:
-        name = next((n for n in (arch, hub.get("architecture"), wrapper.get("arch")) if isinstance(n, str) and n), None)
-        model_args = hub.get("model_args") if arch is None and isinstance(hub.get("model_args"), dict) else {}
-        try:
-            cfg = infer_config(tensors, name, model_args, hub.get("num_classes"), provenance)
-        except ValueError as e:
-            raise WeightsError(file, str(e)) from None
+        cfg = config_from_names(file, tensors, arch, hub, wrapper, provenance)
     model = build_and_load(file, cfg, tensors)
     pretrained_cfg = hub.get("pretrained_cfg") if isinstance(hub.get("pretrained_cfg"), dict) else {}
     names = hub.get("label_names") or pretrained_cfg.get("label_names") or wrapper.get("classes")
@@ -110,6 +112,31 @@ def bundle_from_state_dict(file: Path, tensors: dict[str, Tensor], arch: str | N
     except ValueError as e:
         raise WeightsError(config_json or file, str(e)) from None
     return ModelBundle(model, cfg, class_names_for(cfg.num_classes, names), pre, provenance, str(file))
+
+
+def config_from_names(file: Path, tensors: dict[str, Tensor], arch: str | None, hub: dict[str, Any],
+                      wrapper: dict[str, Any], provenance: dict[str, Any]) -> NestConfig:
+    """The config of a bare state dict: named by ``--arch``, config.json, the checkpoint or timm's file name,
+    checked against the shapes; when nothing names it, what was assumed is a :class:`WeightsWarning`."""
+    name = next((n for n in (arch, hub.get("architecture"), wrapper.get("arch")) if isinstance(n, str) and n), None)
+    model_args = hub.get("model_args") if arch is None and isinstance(hub.get("model_args"), dict) else {}
+    try:
+        by_file = arch_from_file_name(file) if name is None else None
+        if by_file is not None:
+            try:
+                cfg = infer_config(tensors, by_file, model_args, hub.get("num_classes"), provenance)
+                provenance["architecture"] = f"{by_file} (from the file name)"
+                return cfg
+            except ValueError:
+                pass  # a file name is a hint: not this architecture, so read the shapes
+        cfg = infer_config(tensors, name, model_args, hub.get("num_classes"), provenance)
+    except ValueError as e:
+        raise WeightsError(file, str(e)) from None
+    if name is None and "num_heads" not in model_args:
+        note = unknown_variant_note(cfg)
+        provenance["assumed"] = note
+        warnings.warn(WeightsWarning(f"{file}: {note}"), stacklevel=2)
+    return cfg
 
 
 def build_and_load(path: Path, cfg: NestConfig, tensors: dict[str, Tensor]) -> Nest:
@@ -137,5 +164,5 @@ def summarize_mismatch(missing: list[str], unexpected: list[str], conflicts: lis
     return "; ".join(parts)
 
 
-__all__ = ["WeightsError", "ModelBundle", "bundle_from_model", "bundle_from_state_dict", "build_and_load",
+__all__ = ["WeightsError", "WeightsWarning", "config_from_names", "ModelBundle", "bundle_from_model", "bundle_from_state_dict", "build_and_load",
            "summarize_mismatch"]

@@ -1,4 +1,4 @@
-"""Finding, reading and saving NesT weight files, offline: nestviz files, timm and Hugging Face checkpoints.
+"""Finding, reading and saving NesT weight files: nestviz files, timm and Hugging Face checkpoints.
 
 nestviz's own format is one .safetensors file whose metadata (string -> string, JSON values)
 carries ``config`` (NestConfig), ``class_names``, ``preprocessing`` and ``provenance``, so a
@@ -34,12 +34,12 @@ from ..preprocess import Preprocessing
 from .bundle import ModelBundle, WeightsError, bundle_from_state_dict, build_and_load
 from .classes import default_class_names
 from .convert import unwrap_state_dict
+from .hub import HUB_FILES, hub_cache_folder, hub_download, is_hub_spec
 from .nest import Nest, NestConfig, named_config
 
 FORMAT_NAME = "nestviz"
 FORMAT_VERSION = "1"
 DEFAULT_WEIGHTS_NAME = "nestviz-imagenette.safetensors"
-HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what a Hugging Face model folder holds
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
@@ -118,7 +118,7 @@ def load_nestviz_file(path: Path, tensors: dict[str, Tensor], meta: dict[str, st
 # -- entry point -----------------------------------------------------------------------------------
 
 def load_weights(path: str | os.PathLike[str] | None = None, arch: str | None = None) -> ModelBundle:
-    """Load a nestviz, timm or Hugging Face checkpoint (file or hub folder) as a ready model, offline.
+    """Load a nestviz, timm or Hugging Face checkpoint (file, hub folder, ``hf-hub:org/name``) as a ready model.
 
     ``arch`` (``nest_tiny_jx``...) supplies what tensor shapes cannot: heads and pooling padding.
     ``path=None`` loads the default model (see :func:`default_weights_path`).
@@ -148,19 +148,18 @@ def load_weights(path: str | os.PathLike[str] | None = None, arch: str | None = 
 
 
 def default_weights_path() -> Path:
-    """The default model: $NESTVIZ_WEIGHTS, else <repo>/weights/, else the copy packaged in nestviz/resources/."""
+    """The default model: $NESTVIZ_WEIGHTS, else the file shipped in the package (nestviz/resources/)."""
     env = os.environ.get("NESTVIZ_WEIGHTS")
     if env:
         if not Path(env).exists():
             raise WeightsError(env, "no such file (named by NESTVIZ_WEIGHTS)")
         return Path(env)
-    package = Path(__file__).resolve().parent.parent
-    repo_copy = package.parent / "weights" / DEFAULT_WEIGHTS_NAME
-    for candidate in (repo_copy, package / "resources" / DEFAULT_WEIGHTS_NAME):
-        if candidate.is_file():
-            return candidate
-    raise WeightsError(repo_copy, "no default model found (nor a packaged copy, nor NESTVIZ_WEIGHTS); "
-                                  "pass --weights with a nestviz, timm or Hugging Face checkpoint")
+    packaged = Path(__file__).resolve().parent.parent / "resources" / DEFAULT_WEIGHTS_NAME
+    if not packaged.is_file():
+        raise WeightsError(packaged, "no default model found (the package was built without it, and "
+                                     "NESTVIZ_WEIGHTS is not set); pass --weights with a nestviz, timm or "
+                                     "Hugging Face checkpoint")
+    return packaged
 
 
 def load_weights_identity(path: str | os.PathLike[str] | None = None, arch: str | None = None) -> str:
@@ -181,7 +180,9 @@ def load_weights_identity(path: str | os.PathLike[str] | None = None, arch: str 
 # -- finding and reading checkpoint files ----------------------------------------------------------
 
 def find_checkpoint(path: Path) -> tuple[Path, Path | None]:
-    """The checkpoint file for ``path`` (a file, a hub folder, or a hub cache folder) and its config.json."""
+    """The checkpoint file for ``path`` (a file, a hub folder or cache folder, ``hf-hub:org/name``) and its config.json."""
+    if is_hub_spec(str(path)):
+        path = hub_download(str(path))
     if not path.exists():
         cached = hub_cache_folder(str(path))
         if cached is None:
@@ -209,16 +210,6 @@ def find_checkpoint(path: Path) -> tuple[Path, Path | None]:
         raise WeightsError(path, f"folder holds {len(found)} checkpoints ({', '.join(found[:4])}); pass one file")
     raise WeightsError(path, "folder has no checkpoint (expected model.safetensors, pytorch_model.bin, "
                              "or one .safetensors/.pth/.pt/.bin file)")
-
-
-def hub_cache_folder(repo_id: str) -> Path | None:
-    """``org/name`` (e.g. ``timm/nest_tiny_jx.goog_in1k``) -> its folder in the local Hugging Face cache."""
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
-        return None
-    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    cache = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub"))
-    folder = cache / ("models--" + repo_id.replace("/", "--"))
-    return folder if folder.is_dir() else None
 
 
 def sniff(file: Path) -> str:

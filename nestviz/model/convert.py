@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -56,32 +57,93 @@ def check_nest_keys(tensors: dict[str, Tensor]) -> None:
 
 def infer_config(tensors: dict[str, Tensor], name: str | None, model_args: dict[str, Any],
                  num_classes: Any, provenance: dict[str, Any]) -> NestConfig:
-    """Config from tensor shapes; heads and padding from ``name`` (or assumed, noted in ``provenance``)."""
+    """Config from tensor shapes; heads and padding from ``name`` (or assumed, noted in ``provenance``).
+
+    A ``name`` of a known architecture must fit the shapes (ValueError naming the ones that differ);
+    without a name, a checkpoint of a known size is taken for its ``_jx`` variant (timm's published
+    NesT weights are all ``_jx``) and :func:`unknown_variant_note` says what was assumed.
+    """
     try:
         fields = shape_fields(tensors)
     except (ValueError, IndexError, KeyError) as e:
         raise ValueError(f"not a complete NesT checkpoint (cannot read the architecture: {e})") from None
-    named = NAMED_CONFIGS.get(name.lower().split("/")[-1].split(".")[0]) if name else None
+    named = NAMED_CONFIGS.get(short_name(name)) if name else None
     if named is not None:
+        check_fits(fields, named.with_(**known_fields(model_args)), short_name(name))
         fields.update(num_heads=named.num_heads, pad_type=named.pad_type)
         provenance["architecture"] = name
     else:
-        known = next((c for c in NAMED_CONFIGS.values() if c.embed_dims == fields["embed_dims"]), None)
-        fields["num_heads"] = known.num_heads if known else tuple(assumed_heads(d) for d in fields["embed_dims"])
-        fields["pad_type"] = "same" if name and name.split(".")[0].endswith("_jx") else ""
+        sizes = [c for n, c in NAMED_CONFIGS.items() if n.endswith("_jx") and not mismatches(fields, c)]
+        fields["num_heads"] = sizes[0].num_heads if sizes else tuple(assumed_heads(d) for d in fields["embed_dims"])
+        fields["pad_type"] = "same" if (name or "").split(".")[0].endswith("_jx") or (sizes and not name) else ""
         provenance["architecture"] = name or "inferred from tensor shapes"
-        if not known and "num_heads" not in model_args:
+        if not sizes and "num_heads" not in model_args:
             provenance["num_heads"] = (f"assumed (head dim {ASSUMED_HEAD_DIM}): checkpoints do not store it; "
                                        "pass --arch if the outputs look wrong")
-    for k, v in model_args.items():
-        if k in NestConfig.__dataclass_fields__:
-            fields[k] = v[-1] if k in ("img_size", "patch_size") and isinstance(v, list) and len(set(v)) == 1 else v
+    fields.update(known_fields(model_args))
     if isinstance(num_classes, int) and num_classes > 0:
         fields["num_classes"] = num_classes
     try:
         return NestConfig(**fields)
     except (ValueError, TypeError) as e:
         raise ValueError(f"does not fit architecture {name or 'inferred from the shapes'} ({e})") from None
+
+
+SHAPE_FIELDS = ("img_size", "in_chans", "patch_size", "num_levels", "embed_dims", "depths", "mlp_ratio", "qkv_bias")
+TIMM_FILE_NAME = re.compile(r"(?<![a-z0-9])(jx_)?nest_(tiny|small|base)(_jx)?(?![a-z0-9])")
+
+
+def short_name(name: str | None) -> str:
+    """``timm/nest_tiny_jx.goog_in1k`` -> ``nest_tiny_jx``."""
+    return (name or "").lower().split("/")[-1].split(".")[0]
+
+
+def known_fields(model_args: dict[str, Any]) -> dict[str, Any]:
+    """The NestConfig fields of timm ``model_args`` (``img_size: [224, 224]`` -> 224)."""
+    return {k: v[-1] if k in ("img_size", "patch_size") and isinstance(v, list) and len(set(v)) == 1 else v
+            for k, v in model_args.items() if k in NestConfig.__dataclass_fields__}
+
+
+def mismatches(fields: dict[str, Any], cfg: NestConfig) -> list[str]:
+    """The shape-given fields where a checkpoint (``fields``) and ``cfg`` differ, as "name (here) vs (cfg)"."""
+    def show(v: Any) -> str:
+        return str(tuple(v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return [f"{k} {show(fields[k])} vs {show(getattr(cfg, k))}" for k in SHAPE_FIELDS
+            if (tuple(fields[k]) if isinstance(fields[k], list) else fields[k]) != getattr(cfg, k)]
+
+
+def check_fits(fields: dict[str, Any], cfg: NestConfig, name: str) -> None:
+    """ValueError naming the shapes that differ when a checkpoint is not architecture ``name``."""
+    differ = mismatches(fields, cfg)
+    if differ:
+        fits = [n for n, c in NAMED_CONFIGS.items()
+                if not mismatches(fields, c) and n.endswith("_jx") == name.endswith("_jx")]
+        hint = f"; the shapes fit {fits[0]}" if fits else "; leave out --arch to read the shapes"
+        raise ValueError(f"is not a {name} checkpoint: {', '.join(differ)} (checkpoint vs {name}){hint}")
+
+
+def arch_from_file_name(path: Path) -> str | None:
+    """timm's names for NesT files and folders: ``jx_nest_tiny-e3428fb9.pth``, ``nest_small_jx.goog_in1k``,
+    ``models--timm--nest_base_jx.goog_in1k/snapshots/<sha>/model.safetensors`` -> ``nest_..._jx``."""
+    for part in (path.name, *(p.name for p in list(path.parents)[:3])):
+        found = TIMM_FILE_NAME.search(part.lower())
+        if found:
+            return f"nest_{found.group(2)}" + ("_jx" if found.group(1) or found.group(3) else "")
+    return None
+
+
+def unknown_variant_note(cfg: NestConfig) -> str:
+    """What was assumed about a checkpoint that names no architecture, and how to choose (one line)."""
+    size = next((n for n, c in NAMED_CONFIGS.items()
+                 if n.endswith("_jx") and c.with_(num_classes=cfg.num_classes) == cfg), None)
+    if size is not None:
+        plain = size.removesuffix("_jx")
+        return (f"the checkpoint does not say whether it is {plain} or {size} (their pooling padding differs); "
+                f"assuming {size} like timm's published weights: pass --arch {plain} for the plain variant, "
+                f"--arch {size} to silence this")
+    return (f"the checkpoint names no architecture and is none of nestviz's named sizes: heads {cfg.num_heads} "
+            "and plain pooling are assumed; put a timm config.json (architecture, model_args) beside it to say")
 
 
 def shape_fields(tensors: dict[str, Tensor]) -> dict[str, Any]:
@@ -135,4 +197,5 @@ def preprocessing_from(pretrained_cfg: dict[str, Any], img_size: int) -> Preproc
 
 
 __all__ = ["unwrap_state_dict", "strip_prefixes", "check_nest_keys", "infer_config", "shape_fields",
-           "assumed_heads", "preprocessing_from"]
+           "assumed_heads", "preprocessing_from", "arch_from_file_name", "check_fits", "mismatches",
+           "unknown_variant_note"]

@@ -7,13 +7,13 @@ Each epoch ends with an atomic checkpoint; every epoch draws its randomness from
 ``seed`` and the epoch number, so ``resume`` continues exactly where a run stopped (torch's
 global random state is left as it was). Unreadable images stop training, listed, unless
 ``skip_bad`` is set, which leaves them out and records them in the weights' provenance.
+See ``record.py`` for the checks before a run and what its weights record.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..model.nest import Nest, NestConfig, param_groups
 from ..preprocess import Preprocessing, normalize
 from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip, region_weights
 from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
+from .record import check_writable, environment, paths_record, wnid_label_names
 
 
 @dataclass
@@ -276,13 +277,6 @@ def _save_checkpoint(run: _Run, path: Path, epoch: int, elapsed: float, history:
         torch.save(state, f)
 
 
-def _environment(device: torch.device) -> dict[str, str]:
-    """Where a model was trained, for its provenance."""
-    threads = torch.get_num_threads()
-    return {"hardware": f"{platform.machine()} {platform.processor() or ''}, {threads} threads, {device}".strip(),
-            "torch": torch.__version__}
-
-
 def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: NestConfig,
           opts: TrainOptions, *, val_dir: str | os.PathLike[str] | None = None,
           labels_file: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
@@ -290,16 +284,17 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
           cache_dir: str | os.PathLike[str] | None = None, device: torch.device | None = None,
           command: str = "", on_epoch: Callable[[EpochStats], None] | None = None,
           on_step: Callable[[int, int, float, float], None] | None = None,
-          max_steps: int | None = None) -> TrainResult:
+          max_steps: int | None = None, keep_checkpoint: bool = False) -> TrainResult:
     """Train and write a nestviz weights file to ``out``; returns the per-epoch history.
 
     ``on_step(step_in_epoch, steps_per_epoch, loss, images_per_s)`` and ``on_epoch`` report progress.
-    ``max_steps`` stops early (for tests); the weights are still written.
+    ``max_steps`` stops early (for tests). A completed run removes ``OUT.ckpt`` unless ``keep_checkpoint``.
     """
     out, device = Path(out), device or torch.device("cpu")
+    check_writable(out)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     ds = scan_class_folders(train_dir)
-    names = read_label_names(labels_file) if labels_file else {}
+    names = read_label_names(labels_file) if labels_file else wnid_label_names(ds.classes)
     cfg = cfg.with_(num_classes=len(ds.classes))
     pre = Preprocessing(input_size=cfg.img_size, crop_pct=opts.crop_pct)
     data = _decode_split(ds, cache, opts.skip_bad, train_size=int(round(cfg.img_size * 1.15)))
@@ -331,11 +326,12 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
             if last:
                 break
     val_top1 = history[-1].val_top1 if history else None
-    provenance = {"trained_with": "nestviz train", "command": command, "init": str(init) if init else None,
-                  "train_data": str(train_dir), "train_images": len(data.x), "val_data": str(val_dir) if val_dir else None,
-                  "val_images": len(val.x) if val else None, "class_folders": ds.classes,
+    provenance = {"trained_with": "nestviz train", **paths_record(command, train_dir, val_dir, init),
+                  "train_images": len(data.x), "val_images": len(val.x) if val else None, "class_folders": ds.classes,
                   "skipped_images": data.skipped + (val.skipped if val else []), "epochs": len(history),
-                  "val_top1": val_top1, "train_seconds": round(elapsed, 1), **_environment(device),
+                  "val_top1": val_top1, "train_seconds": round(elapsed, 1), **environment(device),
                   "options": asdict(opts)}
     save_nestviz(out, model.eval(), [names.get(c, c) for c in ds.classes], pre, provenance)
+    if history and history[-1].epoch == opts.epochs and not keep_checkpoint:
+        checkpoint_path(out).unlink(missing_ok=True)  # finished: nothing left to resume
     return TrainResult(out, history, val_top1, elapsed)
