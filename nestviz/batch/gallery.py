@@ -27,7 +27,7 @@ import tempfile
 import uuid
 from html import escape
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -100,7 +100,7 @@ def _item(files: FileIndex, index: int, image: str, recs: list[dict[str, Any]]) 
     item = {
         "id": index,
         "image": image,
-        "name": PurePosixPath(image.replace("\\", "/")).name or image,
+        "name": image.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or image,
         "status": "ok" if good else "error",
         "error": error_text,
         "commands": sorted({str(r["command"]) for r in recs if isinstance(r.get("command"), str)}),
@@ -310,7 +310,9 @@ def _clean(value: Any) -> Any:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    t = type(v)
+    return t is int or (t is float and math.isfinite(v)) or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
 
 
 def _box(v: Any) -> bool:
@@ -319,8 +321,9 @@ def _box(v: Any) -> bool:
 
 def _kind(output: str) -> str:
     """``a/cat.gradcat.png`` -> ``gradcat png``: the figure kind and format, for link text."""
-    parts = PurePosixPath(output).name.split(".")
-    return " ".join(parts[-2:]) if len(parts) >= 3 else PurePosixPath(output).name
+    name = output.rsplit("/", 1)[-1]
+    parts = name.split(".")
+    return " ".join(parts[-2:]) if len(parts) >= 3 else name
 
 
 def _text(value: Any) -> str:
@@ -329,7 +332,7 @@ def _text(value: Any) -> str:
 
 def _url(relative: str) -> str:
     """A relative URL for a path under OUT, percent-encoded (not HTML-escaped: the page sets it through the DOM)."""
-    return quote(PurePosixPath(relative.replace(os.sep, "/")).as_posix())
+    return quote(relative.replace(os.sep, "/"))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

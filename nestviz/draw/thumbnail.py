@@ -86,7 +86,7 @@ def thumbnail(image: Image.Image, record: dict[str, Any], max_side: int = 256) -
     for n in nodes[:-1]:
         rect(n["box"], NODE_RGB + (200,), 0.5 * k)
     if nodes:
-        rect(nodes[-1]["box"], PATH_RGB, 1.5 * k)
+        rect(nodes[-1]["box"], PATH_RGB, 2.0 * k)
 
     if _box(pred.get("box")):
         rect(pred["box"], CAM_RGB, 1.0 * k)
