@@ -502,8 +502,10 @@
     var panel = el('section', { cls: 'panel cam', 'aria-label': 'Image with CAM and GradCAT for ' + label });
     panel.appendChild(el('h3', { text: 'CAM and GradCAT leaf — ' + label }));
     var stage = el('div', { cls: 'stage', style: 'width:' + cw + 'px;height:' + ch + 'px' });
+    // the photo is an <img> under the heatmap canvas: a file:// image drawn into the canvas would taint it
+    if (it.thumb) stage.appendChild(el('img', { src: it.thumb, width: cw, height: ch, alt: 'Thumbnail of ' + it.name + (it.pred ? ' with the top class’s marks' : '') }));
     var canvas = el('canvas', { width: cw, height: ch, id: 'cam-canvas', role: 'img',
-      'aria-label': 'The thumbnail of ' + it.name + (hasMap ? ' with the CAM heatmap of ' + label : '') });
+      'aria-label': hasMap ? 'CAM heatmap of ' + label : 'No CAM heatmap' });
     stage.appendChild(canvas);
     var o = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, width: cw, height: ch, cls: 'marks', 'aria-hidden': 'true' });
     o.setAttribute('class', 'marks');
@@ -534,7 +536,6 @@
     }
     var readout = el('p', { cls: 'readout', id: 'cam-readout', 'aria-live': 'polite' });
     var ctx = canvas.getContext('2d');
-    var photo = null;
     var heat = hasMap ? camHeat(p.cam_map) : null;
     function setBox(b) {
       if (!b) { camBox.setAttribute('visibility', 'hidden'); camHalo.setAttribute('visibility', 'hidden'); return; }
@@ -547,9 +548,6 @@
     }
     function redraw() {
       ctx.clearRect(0, 0, cw, ch);
-      ctx.globalAlpha = 1;
-      ctx.fillStyle = '#ddd'; ctx.fillRect(0, 0, cw, ch);
-      if (photo) ctx.drawImage(photo, 0, 0, cw, ch);
       var thr = detailState.threshold !== null ? detailState.threshold : (num(p.threshold) ? p.threshold : 0.2);
       if (heat) {
         ctx.globalAlpha = detailState.opacity;
@@ -566,11 +564,6 @@
         setBox(isBox(p.box) ? p.box : null);
         readout.textContent = isBox(p.box) ? 'CAM box [' + p.box.map(Math.round).join(', ') + '] px (no raw map in the record: the sliders need one)' : 'No CAM for this class.';
       }
-    }
-    if (it.thumb) {
-      var img = new Image();
-      img.onload = function () { photo = img; redraw(); };
-      img.src = it.thumb;
     }
     var controls = el('div', { cls: 'sliders' });
     var op = el('input', { type: 'range', id: 'opacity', min: 0, max: 100, step: 1, value: Math.round(detailState.opacity * 100), disabled: !heat });
