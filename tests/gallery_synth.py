@@ -81,8 +81,9 @@ def synthetic_records(n: int, thumbs: list[str], figures: list[str], seed: int =
         top = true if correct else rng.choice([c for c in CLASSES if c != true])
         p1 = rng.uniform(0.3, 0.99)
         others = rng.sample([c for c in CLASSES if c != top], 2)
-        p2 = rng.uniform(0, 1 - p1)
-        probs = [(top, p1), (others[0], p2), (others[1], rng.uniform(0, 1 - p1 - p2))]
+        p2 = rng.uniform(0, min(p1, 1 - p1))
+        p3 = rng.uniform(0, min(p2, 1 - p1 - p2))
+        probs = [(top, p1), (others[0], p2), (others[1], p3)]
         region = [0.0, 0.0, float(w), float(h)]
         preds = []
         for rank, (label, p) in enumerate(probs, 1):

@@ -254,8 +254,9 @@
   function setActive(pos) {
     active = pos;
     var row = Math.floor(pos / cols), gTop = grid.getBoundingClientRect().top + window.scrollY;
+    var bar = form.getBoundingClientRect().height + 8; // the sticky filter bar covers the top of the window
     var y0 = gTop + row * ROW_H, y1 = y0 + ROW_H, sTop = window.scrollY, sBot = sTop + window.innerHeight;
-    if (y0 < sTop + 8) window.scrollTo(0, y0 - 8); else if (y1 > sBot) window.scrollTo(0, y1 - window.innerHeight + 8);
+    if (y0 < sTop + bar) window.scrollTo(0, y0 - bar); else if (y1 > sBot) window.scrollTo(0, y1 - window.innerHeight + 8);
     draw();
   }
   window.addEventListener('scroll', queueDraw, { passive: true });
@@ -406,8 +407,8 @@
     if (pos < 0 || pos >= view.length) return;
     openPos = pos; active = pos;
     detailState.cls = 0; detailState.threshold = null;
+    if (!dialog.open) dialog.showModal(); // first: the layout needs the dialog's width
     renderDetail();
-    if (!dialog.open) dialog.showModal();
     writeHash();
     draw();
   }
@@ -495,7 +496,8 @@
   // ---- CAM panel: canvas heatmap + SVG marks -------------------------------------------------------
   function camPanel(it, p) {
     var W = num(it.width) && it.width > 0 ? it.width : 256, H = num(it.height) && it.height > 0 ? it.height : 256;
-    var scale = Math.min(480 / W, 400 / H), cw = Math.max(1, Math.round(W * scale)), ch = Math.max(1, Math.round(H * scale));
+    var avail = Math.max(160, Math.min(480, (body.clientWidth || 520) - 40));
+    var scale = Math.min(avail / W, 400 / H), cw = Math.max(1, Math.round(W * scale)), ch = Math.max(1, Math.round(H * scale));
     var hasMap = Array.isArray(p.cam_map) && p.cam_map.length && Array.isArray(p.cam_map[0]) && p.cam_map[0].length;
     var region = isBox(p.cam_region) ? p.cam_region : [0, 0, W, H];
     var label = p.label || ('class ' + p.class_index);
