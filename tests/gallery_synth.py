@@ -121,7 +121,8 @@ def real_run(out: Path) -> list[dict[str, Any]]:
     from nestviz.draw.thumbnail import thumbnail, thumbnail_name
 
     out.mkdir(parents=True, exist_ok=True)
-    records = [json.loads(line) for line in (REPO / "tests" / "fixtures" / "gallery_run.jsonl").read_text().splitlines()]
+    fixture = REPO / "tests" / "fixtures" / "gallery_run.jsonl"
+    records = [json.loads(line) for line in fixture.read_text().splitlines()]
     for rec in records:
         stem = Path(rec["image"]).stem
         with Image.open(REPO / rec["image"]) as im:

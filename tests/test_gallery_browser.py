@@ -232,7 +232,8 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     g.shot("detail")
 
     pixels = "(() => { const c = document.getElementById('cam-canvas'); const d = c.getContext('2d')" \
-             ".getImageData(0, 0, c.width, c.height).data; let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; " \
+             ".getImageData(0, 0, c.width, c.height).data; let s = 0; " \
+             "for (let i = 0; i < d.length; i += 4) s += d[i]; " \
              "return s; })()"
     before = page.evaluate(pixels)
     page.focus("#opacity")

@@ -53,7 +53,8 @@ def test_marks_follow_the_top_prediction() -> None:
     changed = np.abs(t - plain).sum(axis=2) > 30
     # the leaf box (bottom-right quadrant) is outlined in the path colour
     y, x0, x1 = round(h / 2 * s), round(w / 2 * s) + 10, round(w * s) - 10
-    orange = [((t[r, x0:x1, 0] - t[r, x0:x1, 2] > 100) & (t[r, x0:x1, 0] > t[r, x0:x1, 1])).mean() for r in range(y - 3, y + 4)]
+    orange = [((t[r, x0:x1, 0] - t[r, x0:x1, 2] > 100) & (t[r, x0:x1, 0] > t[r, x0:x1, 1])).mean()
+              for r in range(y - 3, y + 4)]
     assert max(orange) > 0.9 and PATH_RGB[0] > PATH_RGB[1] > PATH_RGB[2]
     # the CAM box's top edge is drawn, the middle of the top-left quadrant's interior is not touched
     assert changed[round(h * 0.1 * s) + 1, round(w * 0.2 * s):round(w * 0.3 * s)].mean() > 0.5

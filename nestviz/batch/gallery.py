@@ -75,13 +75,15 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
         item, detail = _item(files, len(items), image, recs)
         items.append(item)
         details.append(_json(detail))
-    return {"version": 1, "token": uuid.uuid4().hex, "title": str(title), "summary": _clean(summary if isinstance(summary, dict) else {}),
+    return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
+            "summary": _clean(summary if isinstance(summary, dict) else {}),
             "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details}
 
 
-def _item(files: FileIndex, index: int, image: str, recs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _item(files: FileIndex, index: int, image: str,
+          recs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     good = [r for r in recs if r.get("status", "ok") in OK_STATUSES]
-    errors = [r for r in recs if r not in good]
+    errors = [r for r in recs if r.get("status", "ok") not in OK_STATUSES]
     first = (good or recs)[0]
     preds = merge_predictions(good)
     top = preds[0] if preds else None

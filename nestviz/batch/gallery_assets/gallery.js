@@ -504,7 +504,7 @@
     var panel = el('section', { cls: 'panel cam', 'aria-label': 'Image with CAM and GradCAT for ' + label });
     panel.appendChild(el('h3', { text: 'CAM and GradCAT leaf — ' + label }));
     var stage = el('div', { cls: 'stage', style: 'width:' + cw + 'px;height:' + ch + 'px' });
-    // the photo is an <img> under the heatmap canvas: a file:// image drawn into the canvas would taint it
+    // the photo is an <img> under the heatmap canvas: an image from disk drawn into the canvas would taint it
     if (it.thumb) stage.appendChild(el('img', { src: it.thumb, width: cw, height: ch, alt: 'Thumbnail of ' + it.name + (it.pred ? ' with the top class’s marks' : '') }));
     var canvas = el('canvas', { width: cw, height: ch, id: 'cam-canvas', role: 'img',
       'aria-label': hasMap ? 'CAM heatmap of ' + label : 'No CAM heatmap' });
