@@ -52,8 +52,8 @@ def test_titles_fit_their_panel_with_an_ellipsis():
     pred = make_result(k=8).predictions[7]
     assert pred.label == LABELS[7]
     title = title_text(pred, 350)
-    assert title.startswith("8. a very long label") and title.endswith("\u2026 6.2%") and len(title) < 60
-    assert title_text(make_result(k=1).predictions[0], 350) == "1. French horn 50.0%"
+    assert title.startswith("#8 a very long label") and title.endswith("\u2026 6.2%") and len(title) < 60
+    assert title_text(make_result(k=1).predictions[0], 350) == "#1 French horn 50.0%"
 
 
 @pytest.mark.parametrize("lo, hi, ticks", [(0.0, 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]), (-3.0, 12.0, [0.0, 5.0, 10.0]),
@@ -150,9 +150,9 @@ def test_both_renderers_draw_the_marks_at_the_same_pixels(size):
 
 
 def test_each_class_has_its_own_frame_colour():
-    result = make_result(k=8)
+    result = make_result(k=10)
     canvas = np.asarray(gradcat_image(grey(), result))
-    lay = figure_layout(result, 8, colorbars=False)
+    lay = figure_layout(result, 10, colorbars=False)
     frames = {tuple(canvas[p.top + p.height // 2, p.left - 2]) for p in lay.panels}
     assert frames == {rgb(c) for c in PALETTE}
 

@@ -89,8 +89,9 @@ def _item(files: FileIndex, index: int, image: str,
     preds = merge_predictions(good)
     top = preds[0] if preds else None
     outputs: list[str] = []
-    for r in recs:
-        outputs += [o for o in existing_outputs(files.root, r.get("outputs"), files) if o not in outputs]
+    for r in recs:  # the current outputs, then those earlier runs made with other options (still there)
+        for field in ("outputs", "earlier_outputs"):
+            outputs += [o for o in existing_outputs(files.root, r.get(field), files) if o not in outputs]
     thumb = _thumbnail(files, recs, outputs)
     true_label = next((r["true_label"] for r in recs if isinstance(r.get("true_label"), str)), None)
     true_index = next((r["true_class_index"] for r in recs if _number(r.get("true_class_index"))), None)
@@ -323,10 +324,10 @@ def _box(v: Any) -> bool:
 
 
 def _kind(output: str) -> str:
-    """``a/cat.gradcat.png`` -> ``gradcat png``: the figure kind and format, for link text."""
+    """``a/cat.gradcat.k2.png`` -> ``gradcat k2 png``: the figure kind, options and format, for link text."""
     name = output.rsplit("/", 1)[-1]
     parts = name.split(".")
-    return " ".join(parts[-2:]) if len(parts) >= 3 else name
+    return " ".join(parts[1:]) if len(parts) >= 3 else name
 
 
 def _text(value: Any) -> str:

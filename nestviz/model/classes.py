@@ -35,4 +35,18 @@ def class_names_for(num_classes: int, candidates: object = None) -> list[str]:
     return imagenet_class_names() if num_classes == 1000 else default_class_names(num_classes)
 
 
-__all__ = ["default_class_names", "imagenet_class_names", "imagenet_wnids", "class_names_for"]
+def label_for_folder(folder: str, class_names: list[str], trained_folders: object = None) -> str | None:
+    """The label a class folder's name stands for: the label itself (any case), one of the folders
+    the model was trained on (``trained_folders``, one per class), or an ImageNet WordNet id of a
+    1000-class model; else None."""
+    lower = {n.casefold(): n for n in class_names}
+    if folder.casefold() in lower:
+        return lower[folder.casefold()]
+    if isinstance(trained_folders, list) and folder in trained_folders and len(trained_folders) == len(class_names):
+        return class_names[trained_folders.index(folder)]
+    if len(class_names) == 1000 and folder in imagenet_wnids():
+        return class_names[imagenet_wnids().index(folder)]
+    return None
+
+
+__all__ = ["label_for_folder", "default_class_names", "imagenet_class_names", "imagenet_wnids", "class_names_for"]

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..api import Nestviz
+from ..defaults import PREDICT_FIT
 from ..model.classes import imagenet_wnids
 from .data import scan_class_folders
 
@@ -48,8 +49,9 @@ def folder_to_class(folders: list[str], nv: Nestviz) -> list[int]:
 
 
 def evaluate_folder(nv: Nestviz, data_dir: str | os.PathLike[str], batch_size: int = 32,
-                    progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """Evaluate ``nv`` on ``data_dir/<class>/*``; unreadable images are listed, not counted."""
+                    progress: Callable[[int, int], None] | None = None, fit: str = PREDICT_FIT) -> EvalReport:
+    """Evaluate ``nv`` on ``data_dir/<class>/*`` (images made square by ``fit``); unreadable images are listed,
+    not counted."""
     ds = scan_class_folders(data_dir)
     target_of = folder_to_class(ds.classes, nv)
     label_of = dict(zip(map(str, ds.paths), ds.labels))
@@ -59,7 +61,7 @@ def evaluate_folder(nv: Nestviz, data_dir: str | os.PathLike[str], batch_size: i
     hits5 = 0
     confusion = torch.zeros(len(ds.classes), K, dtype=torch.long)
     failed, seen = [], 0
-    for batch in nv.prepared_batches(map(str, ds.paths), batch_size):
+    for batch in nv.prepared_batches(map(str, ds.paths), batch_size, fit=fit):
         ok = [p for p in batch if p.error is None]
         failed += [p.error for p in batch if p.failure is not None]
         if ok:
