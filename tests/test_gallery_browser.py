@@ -23,7 +23,7 @@ if CHROMIUM is None:
     pytest.skip("no Chromium (apt-get install chromium)", allow_module_level=True)
 
 from nestviz.batch.gallery import gallery_data, write_gallery  # noqa: E402
-from tests.gallery_synth import real_run, synthetic_run  # noqa: E402
+from tests.gallery_synth import REPO, real_run, synthetic_run  # noqa: E402
 
 N = 5000
 METRICS = {"metrics": {"cam": {"maxboxacc_v2": 0.512, "pointing_game": 0.908},
@@ -293,4 +293,47 @@ def test_narrow_screen(browser: Any, real: tuple[Path, list[dict]], tmp_path: Pa
     page.keyboard.press("Enter")
     page.wait_for_selector("dialog#detail[open]")
     g.shot("narrow-detail")
+    g.close()
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real folder run of the CLI: explain, then cam, into the same OUT (the embedded model)."""
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+
+    work = tmp_path_factory.mktemp("cli-run")
+    src = work / "photos"
+    src.mkdir()
+    for p in sorted((REPO / "examples").glob("*.jpg")):
+        shutil.copy(p, src / p.name)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    out = work / "out"
+    for command in ("explain", "cam"):
+        result = CliRunner().invoke(app, [command, str(src), "--out", str(out), "-q", "-k", "2"])
+        assert result.exit_code == 3, result.output
+    return out
+
+
+def test_a_real_cli_run_of_two_commands_in_the_gallery(browser: Any, cli_run: Path, tmp_path: Path) -> None:
+    g = Gallery(browser, cli_run, tmp_path)
+    page = g.page
+    n_photos = len(list((REPO / "examples").glob("*.jpg")))
+    assert g.count() == n_photos + 1  # every photo once (two commands, one card) and the broken file
+    assert page.locator("#grid .card img").count() == n_photos  # each with its thumbnail
+    assert "Failures (1)" in page.inner_text("#failures")
+    g.shot("cli-run-grid")
+    page.focus("#grid")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")  # astronaut, broken, chelsea
+    page.keyboard.press("Enter")
+    page.wait_for_selector("dialog#detail[open]")
+    page.wait_for_selector("#tree-svg")
+    page.wait_for_selector("#cam-box")
+    assert page.locator(".links a").count() == 2  # explain's GradCAT figure and cam's CAM figure
+    assert "JSON records (2 commands)" in page.inner_text(".jsonbox summary")
+    page.wait_for_timeout(300)
+    g.shot("cli-run-detail")
+    page.keyboard.press("Escape")
     g.close()

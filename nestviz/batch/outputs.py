@@ -89,8 +89,9 @@ def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
 
 
 def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], fmt: str,
-                   options: dict[str, bool] | None = None) -> None:
-    """Draw and save one image's figures and thumbnail (runs in a worker process)."""
+                   options: dict[str, bool] | None = None, thumb_record: dict[str, Any] | None = None) -> None:
+    """Draw and save one image's figures and thumbnail (runs in a worker process); the thumbnail shows
+    ``thumb_record`` (the image's records of every command, merged) or else the result."""
     from ..draw import write_figure
     from ..draw.thumbnail import write_thumbnail
     from ..images import load_rgb
@@ -98,7 +99,7 @@ def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], 
     image = load_rgb(image_path)
     for kind, path in files.items():
         if kind == "thumb":
-            write_thumbnail(image, result.to_json(with_outputs=False), path)
+            write_thumbnail(image, thumb_record or result.to_json(with_outputs=False), path)
         else:  # "gradcat" or "cam"
             write_figure(kind, image, result, path, fmt, **(options or {}))
 

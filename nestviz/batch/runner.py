@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 from ..defaults import EXPLAIN_FIT
 from ..results import ImageResult, error_json
 from .discover import InputItem
-from .gallery import write_gallery
+from .gallery import merge_predictions, write_gallery
 from .outputs import RunOptions, dumps, planned_outputs, public_json, render_outputs, save_maps
 from .manifest import ManifestWriter, is_done, load_done, merge_records, options_key, record_id
 
@@ -125,6 +125,10 @@ class _FolderRun:
         """The items still to do; those an earlier run of this command finished with the same options are
         counted as skipped (records of other commands stand beside them, untouched)."""
         self.before = load_done(self.opts.out_dir)
+        self.by_image: dict[str, list[dict[str, Any]]] = {}
+        for (image, command), rec in self.before.items():
+            if command != self.opts.mode and rec.get("status") == "ok":
+                self.by_image.setdefault(image, []).append(rec)
         todo = []
         for item in self.items:
             rec = self.before.get((str(item.path), self.opts.mode))
@@ -157,7 +161,7 @@ class _FolderRun:
                     save_maps(r, files["maps"])
                 record = self.record(r, rel.get("thumb"))
                 figs = {k: str(p) for k, p in files.items() if k != "maps"}
-                args = (str(item.path), r, figs, opts.fmt, opts.figure_options())
+                args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record))
                 if figs and pool is None:
                     render_outputs(*args)
                 if not figs or pool is None:
@@ -182,6 +186,12 @@ class _FolderRun:
         if kept:
             rec["earlier_outputs"] = list(dict.fromkeys(kept))
         return rec
+
+    def thumb_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What the image's thumbnail shows: its predictions merged over every command's current record
+        (the GradCAT path of explain, the CAM box of cam), this one's first."""
+        return {"width": record["width"], "height": record["height"],
+                "predictions": merge_predictions([record, *self.by_image.get(record["image"], [])])}
 
     def finish(self, record: dict[str, Any]) -> None:
         """Record one finished image: manifest line, counts, --json, progress."""

@@ -155,11 +155,9 @@ def title_text(pred: ClassExplanation, width_px: float) -> str:
     return f"{prefix}{label}{suffix}"
 
 
-LEGENDS = {
-    "gradcat": "Path: root \u2192 leaf block. Numbers: each child's share of its parent's total |score| "
-               "(bold: the child taken).",
-    "cam": "Heat: the class map (logit). White box: largest region above the threshold (bar tick \u2018box\u2019). "
-           "\u2715: peak.",
+LEGENDS = {  # short: a one-panel compact figure has room for about 55 characters
+    "gradcat": "Numbers: each child's share of its parent's |score|; bold: the path",
+    "cam": "White box: the map above the threshold (bar tick); \u2715: the peak",
 }
 
 
@@ -176,8 +174,7 @@ def header_lines(result: ImageResult, kind: str, width_px: float) -> list[str]:
         bits.append(f"true: {result.true_label}")
     if result.top is not None:
         bits.append(f"model's top class: {result.top.heading}")
-    bits.append({"crop": "fit crop (the framed square)", "pad": "fit pad (the whole image, padded)",
-                 "squash": "fit squash (the whole image, squashed)"}.get(result.fit, f"fit {result.fit}"))
+    bits.append(f"fit: {result.fit}")
     return [fit_text("  \u00b7  ".join(bits), width_px, HEADER_PT), fit_text(LEGENDS[kind], width_px, HEADER_PT - 1)]
 
 
