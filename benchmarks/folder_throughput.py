@@ -69,8 +69,8 @@ def main() -> None:
     runs = {
         "predict": nestviz + ["predict", str(folder), "--json"] + wopt,
         "explain --no-render": nestviz + ["explain", str(folder), "--no-render", "-q", "--out"],
-        "explain (png)": nestviz + ["explain", str(folder), "-q", "--out"],
-        "annotate (png)": nestviz + ["annotate", str(folder), "-q", "--out"],
+        "explain (png)": nestviz + ["explain", str(folder), "-q", "--format", "png", "--full-size", "--out"],
+        "annotate (png)": nestviz + ["annotate", str(folder), "-q", "--format", "png", "--full-size", "--out"],
     }
     rates = {}
     for name, cmd in runs.items():

@@ -25,8 +25,14 @@ _LAZY = {
     "load_weights": "model.checkpoints", "save_nestviz": "model.checkpoints",
     "metrics": "measure", "MetricsReport": "measure",
     "ImageResult": "results", "ClassExplanation": "results", "PathNode": "results", "CamResult": "results",
+    "Result": "display", "write_figure": "draw", "FITS": "defaults",
 }
 __all__ = ["__version__", "explain", *_LAZY]
+
+
+def __dir__() -> list[str]:
+    """The entry points (lazy names included), so that ``dir(nestviz)`` and tab completion show them."""
+    return sorted(set(globals()) | set(__all__))
 
 
 class _CallableExplain(types.ModuleType):

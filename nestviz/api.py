@@ -24,14 +24,17 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from .defaults import EXPLAIN_FIT, PREDICT_FIT, check_fit
 from .devices import resolve_device
+from .display import Result
 from .explain.cam import cam, cam_maps, localize
 from .explain.common import explaining, select_classes
 from .explain.gradcat import BlockNode, gradcat
 from .images import ImageReadError, load_rgb, to_rgb
 from .model.bundle import ModelBundle, bundle_from_model
 from .model.checkpoints import load_weights
-from .preprocess import Geometry, Preprocessing, to_input
+from .model.classes import label_for_folder
+from .preprocess import Geometry, Preprocessing, pad_colour, to_input
 from .results import CamResult, ClassExplanation, ImageResult, PathNode
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
@@ -47,6 +50,7 @@ class Prepared:
     tensor: Tensor | None = None
     geometry: Geometry | None = None
     failure: ImageReadError | None = None
+    image: Image.Image | None = None  # the decoded RGB image, kept only for the API's results (``keep``)
 
     @property
     def error(self) -> str | None:
@@ -96,6 +100,14 @@ class Nestviz:
         cfg = bundle.config
         self.grid_sizes = [cfg.grid(i) for i in range(cfg.num_levels)]
 
+    def __repr__(self) -> str:
+        b = self.bundle
+        return f"Nestviz({os.path.basename(str(b.source)) or 'model object'!r}, {len(b.class_names)} classes, {self.device})"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.bundle.class_names)
+
     @classmethod
     def load(cls, weights: Weights = None, arch: str | None = None, device: str = "auto", *,
              class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> "Nestviz":
@@ -114,8 +126,9 @@ class Nestviz:
         return cls(bundle, resolve_device(device))
 
     # -- inputs ---------------------------------------------------------------------------------
-    def prepare(self, image: ImageLike) -> Prepared:
-        """Decode and preprocess one image; a bad file becomes ``Prepared(failure=...)``, never an exception."""
+    def prepare(self, image: ImageLike, fit: str = PREDICT_FIT, keep: bool = False) -> Prepared:
+        """Decode and preprocess one image under ``fit`` (crop, pad, squash; see ``nestviz.preprocess``);
+        a bad file becomes ``Prepared(failure=...)``, never an exception. ``keep`` keeps the decoded image."""
         if isinstance(image, Image.Image):
             name, im = getattr(image, "filename", "") or "<image>", to_rgb(image)
         elif isinstance(image, (np.ndarray, Tensor)):
@@ -126,16 +139,17 @@ class Nestviz:
                 im = load_rgb(image)
             except ImageReadError as e:
                 return Prepared(name, failure=e)
-        tensor, geo = to_input(im, self.bundle.preprocessing)
-        return Prepared(name, tensor, geo)
+        tensor, geo = to_input(im, self.bundle.preprocessing, fit)
+        return Prepared(name, tensor, geo, image=im if keep else None)
 
-    def prepared_batches(self, images: Iterable[ImageLike], batch_size: int = 16,
-                         workers: int = 2) -> Iterator[list[Prepared]]:
+    def prepared_batches(self, images: Iterable[ImageLike], batch_size: int = 16, workers: int = 2,
+                         fit: str = PREDICT_FIT, keep: bool = False) -> Iterator[list[Prepared]]:
         """Decode in background threads, one batch ahead of the model, yielding lists of ``Prepared``."""
+        fit = check_fit(fit)
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="nestviz-decode") as pool:
             pending: list = []
             for image in images:
-                pending.append(pool.submit(self.prepare, image))
+                pending.append(pool.submit(self.prepare, image, fit, keep))
                 if len(pending) >= 2 * batch_size:
                     yield [f.result() for f in pending[:batch_size]]
                     pending = pending[batch_size:]
@@ -163,6 +177,10 @@ class Nestviz:
             out.append(match[0])
         return out
 
+    def label_for_folder(self, folder: str) -> str | None:
+        """The model label a class folder's name stands for, or None (see ``model.classes.label_for_folder``)."""
+        return label_for_folder(folder, self.bundle.class_names, self.bundle.provenance.get("class_folders"))
+
     # -- the work -------------------------------------------------------------------------------
     def run(self, batch: Sequence[Prepared], mode: str = "predict", *, top_k: int = 5,
             classes: Sequence[int] | None = None, threshold: float = 0.2, sign: float = 1.0) -> list[ImageResult]:
@@ -180,7 +198,7 @@ class Nestviz:
             out = self._explain(x, mode, top_k, classes, sign)
             for i, p in enumerate(ok):
                 results[id(p)] = self._result(p, out, i, threshold)
-        return [results.get(id(p)) or ImageResult(p.name, error=p.error) for p in batch]
+        return [results.get(id(p)) or Result(p.name, error=p.error) for p in batch]
 
     def _explain(self, x: Tensor, mode: str, top_k: int, classes: Sequence[int] | None, sign: float) -> _Explained:
         """The explanation methods ``mode`` needs, from one forward pass."""
@@ -205,10 +223,11 @@ class Nestviz:
         """Image ``i`` of a batch's explanations, every location converted to original-image pixels."""
         geo = prep.geometry
         assert geo is not None
-        region = geo.box_to_original((0.0, 0.0, float(geo.size), float(geo.size)))
+        region = geo.region()
+        probs = out.probs[i]
         preds = []
         for r, c in enumerate(out.classes[i].tolist()):
-            pred = ClassExplanation(r + 1, c, self.bundle.label(c), float(out.probs[i, c]))
+            pred = ClassExplanation(self._rank(probs, c), c, self.bundle.label(c), float(probs[c]))
             if out.paths is not None:
                 pred.path = [PathNode(n.level, n.node, geo.box_to_original(n.box), n.score, n.child_scores,
                                       n.chosen_child) for n in out.paths[i][r]]
@@ -217,40 +236,56 @@ class Nestviz:
                 pred.cam = CamResult(out.maps[i, r].numpy(), region, geo.box_to_original(box),
                                      geo.point_to_original(*peak), threshold)
             preds.append(pred)
-        return ImageResult(prep.name, geo.width, geo.height, region, preds, list(self.grid_sizes))
+        best = int(probs.argmax())
+        top = next((p for p in preds if p.class_index == best), None) or \
+            ClassExplanation(1, best, self.bundle.label(best), float(probs[best]))
+        return Result(prep.name, geo.width, geo.height, region, preds, list(self.grid_sizes), fit=geo.fit,
+                      pad_rgb=pad_colour(self.bundle.preprocessing), top=top, picture=prep.image)
 
-    def _many(self, images: ImageLike | Iterable[ImageLike], mode: str, batch_size: int, **kw) -> list[ImageResult]:
-        """Results for every image; the first unreadable one raises its :class:`ImageReadError`."""
+    @staticmethod
+    def _rank(probs: Tensor, c: int) -> int:
+        """1 + the number of classes more probable than ``c`` (ties share the better rank)."""
+        return 1 + int((probs > probs[c]).sum())
+
+    def _many(self, images: ImageLike | Iterable[ImageLike], mode: str, batch_size: int, fit: str,
+              **kw) -> list[ImageResult]:
+        """Results for every image (each keeps its picture, to show and save itself); the first
+        unreadable one raises its :class:`ImageReadError`."""
         results: list[ImageResult] = []
-        for batch in self.prepared_batches(as_list(images), batch_size):
+        for batch in self.prepared_batches(as_list(images), batch_size, fit=fit, keep=True):
             failed = next((p.failure for p in batch if p.failure is not None), None)
             if failed is not None:
                 raise failed
             results += self.run(batch, mode, **kw)
         return results
 
-    def predict(self, images: ImageLike | Iterable[ImageLike], top_k: int = 5,
-                batch_size: int = 16) -> list[ImageResult]:
+    def predict(self, images: ImageLike | Iterable[ImageLike], top_k: int = 5, batch_size: int = 16,
+                fit: str = PREDICT_FIT) -> list[ImageResult]:
         """Top-k classes and probabilities per image."""
-        return self._many(images, "predict", batch_size, top_k=top_k)
+        return self._many(images, "predict", batch_size, fit, top_k=top_k)
 
     def explain(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
-                classes: Sequence[int | str] | None = None, batch_size: int = 16) -> list[ImageResult]:
-        """GradCAT paths for the top-k classes (or the named ``classes``) of each image."""
-        return self._many(images, "explain", batch_size, top_k=top_k,
+                classes: Sequence[int | str] | None = None, batch_size: int = 16,
+                fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+        """GradCAT paths for the top-k classes (or the named ``classes``) of each image.
+
+        ``fit`` says how the image becomes the model's square: crop (timm's centre crop), pad
+        (the whole image, letterboxed) or squash (the whole image, resized to the square).
+        """
+        return self._many(images, "explain", batch_size, fit, top_k=top_k,
                           classes=self.resolve_classes(classes) if classes else None)
 
     def cam(self, images: ImageLike | Iterable[ImageLike], top_k: int = 1, classes: Sequence[int | str] | None = None,
-            threshold: float = 0.2, batch_size: int = 16) -> list[ImageResult]:
+            threshold: float = 0.2, batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
         """Class activation maps, weak-localization boxes and peaks for the top-k (or named) classes."""
-        return self._many(images, "cam", batch_size, top_k=top_k, threshold=threshold,
+        return self._many(images, "cam", batch_size, fit, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
 
     def annotate(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
                  classes: Sequence[int | str] | None = None, threshold: float = 0.2,
-                 batch_size: int = 16) -> list[ImageResult]:
+                 batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
         """GradCAT and CAM together, from one forward pass."""
-        return self._many(images, "annotate", batch_size, top_k=top_k, threshold=threshold,
+        return self._many(images, "annotate", batch_size, fit, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
 
 
@@ -285,20 +320,21 @@ def clear_cache() -> None:
 
 
 def predict(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
-            arch: str | None = None, device: str = "auto", top_k: int = 5) -> list[ImageResult]:
+            arch: str | None = None, device: str = "auto", top_k: int = 5, fit: str = PREDICT_FIT) -> list[ImageResult]:
     """One-call prediction; the model is loaded once per (weights, device) and reused."""
-    return _cached(weights, arch, device).predict(images, top_k=top_k)
+    return _cached(weights, arch, device).predict(images, top_k=top_k, fit=fit)
 
 
 def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
             arch: str | None = None, device: str = "auto", top_k: int = 4,
-            classes: Sequence[int | str] | None = None) -> list[ImageResult]:
+            classes: Sequence[int | str] | None = None, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
     """One-call GradCAT: ``nestviz.explain("cat.jpg")[0].predictions[0].path``."""
-    return _cached(weights, arch, device).explain(images, top_k=top_k, classes=classes)
+    return _cached(weights, arch, device).explain(images, top_k=top_k, classes=classes, fit=fit)
 
 
 def class_maps(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
                arch: str | None = None, device: str = "auto", top_k: int = 1,
-               classes: Sequence[int | str] | None = None, threshold: float = 0.2) -> list[ImageResult]:
+               classes: Sequence[int | str] | None = None, threshold: float = 0.2,
+               fit: str = EXPLAIN_FIT) -> list[ImageResult]:
     """One-call CAM: ``nestviz.class_maps("cat.jpg")[0].predictions[0].cam.box``."""
-    return _cached(weights, arch, device).cam(images, top_k=top_k, classes=classes, threshold=threshold)
+    return _cached(weights, arch, device).cam(images, top_k=top_k, classes=classes, threshold=threshold, fit=fit)

@@ -26,8 +26,9 @@ import typer
 
 from . import __version__
 from .commands import (ARCH, BATCH, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_UNEXPECTED,
-                       FORMAT, JSON, NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD, WEIGHTS, emit, fail,
-                       find_inputs, load_or_fail)
+                       FIT, FORMAT, FULL_SIZE, JSON, NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT,
+                       TREE, WEIGHTS, check_fit_option, emit, fail, find_inputs, load_or_fail, note_top_k)
+from .defaults import THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
 from .metrics_cli import metrics
 
@@ -78,7 +79,10 @@ class FolderArgs:
     overwrite: bool
     shard: Optional[str]
     quiet: bool
-    threshold: float = 0.2
+    fit: str
+    tree: bool = False
+    full_size: bool = False
+    threshold: float = THRESHOLD
     save_maps: bool = False
 
 
@@ -95,12 +99,15 @@ def run_mode(a: FolderArgs) -> None:
         fail(f"--format must be png, jpg, svg or pdf, got {a.fmt.lower().lstrip('.')!r}")
     if not 0.0 <= a.threshold <= 1.0:
         fail(f"--threshold must be between 0 and 1, got {a.threshold}")
+    fit = check_fit_option(a.fit)
     try:
         part = parse_shard(a.shard) if a.shard else None
     except ValueError as e:
         fail(str(e))
-    try:
+    try:  # creates nothing: OUT is made when the run starts, after every setup check
         check_writable(a.out)
+    except NotADirectoryError as e:
+        fail(f"--out {a.out}: {e}")
     except OSError as e:
         fail(f"{a.out}: output folder is not writable ({e.strerror or e})")
     items, problems = find_inputs(a.inputs, exclude=[a.out])
@@ -110,7 +117,10 @@ def run_mode(a: FolderArgs) -> None:
 
     @cache
     def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
-        return load_or_fail(a.weights, a.arch, a.device)
+        nv = load_or_fail(a.weights, a.arch, a.device)
+        if not a.classes:
+            note_top_k(a.top_k, nv.num_classes)
+        return nv
 
     try:
         weights_id = load_weights_identity(a.weights, arch=a.arch)
@@ -124,7 +134,7 @@ def run_mode(a: FolderArgs) -> None:
             fail(str(e))
     opts = RunOptions(mode=a.mode, out_dir=a.out, top_k=a.top_k, classes=class_ids, threshold=a.threshold, fmt=fmt,
                       render=not a.no_render, save_maps=a.save_maps, overwrite=a.overwrite, batch_size=a.batch_size,
-                      shard=part, multi_root=multi_root)
+                      shard=part, multi_root=multi_root, fit=fit, tree=a.tree, full_size=a.full_size)
     with sigterm_interrupts():
         summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet)
     summary.failed += len(problems)
@@ -156,11 +166,29 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
+    """What folder mode prints per image: its JSON (``--json``), else its classes with leaf and box (unless
+    ``quiet``); a failure's error line on stderr in every case."""
+    from .batch.runner import public_json
+
+    def on_record(record: dict) -> None:
+        if record.get("status") == "error":
+            typer.echo(f"nestviz: error: {public_json(record).get('error')}", err=True)
+        if json_out:
+            emit(public_json(record))
+        elif not quiet and record.get("status") != "error":
+            from .reports import image_lines
+
+            typer.echo("\n".join(image_lines(record)))
+
+    return on_record
+
+
 def run_with_progress(items, opts, load_model, weights_id, json_out, quiet):  # noqa: ANN001, ANN201
     """Run folder mode with a progress bar and a closing summary on stderr (unless ``quiet``)."""
     from .batch.runner import run_folder
 
-    on_record = (lambda r: emit({k: v for k, v in r.items() if k not in ("key", "status", "time")})) if json_out else None
+    on_record = on_record_printer(json_out, quiet)
     if quiet:
         return run_folder(items, opts, load_model, weights_id, on_record=on_record, worker_init=ignore_sigint)
     from .reports import print_run_summary, progress_bar
@@ -175,7 +203,7 @@ def run_with_progress(items, opts, load_model, weights_id, json_out, quiet):  # 
 @app.command(epilog=EXIT_CODES_HELP)
 def explain(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    top_k: int = typer.Option(4, "--top-k", "-k", min=1, help="Explain the k most probable classes."),
+    top_k: int = typer.Option(TOP_K["explain"], "--top-k", "-k", min=1, help="Explain the k most probable classes."),
     classes: Optional[list[str]] = CLASSES,
     out: Path = OUT,
     fmt: str = FORMAT,
@@ -188,19 +216,22 @@ def explain(
     overwrite: bool = OVERWRITE,
     shard: Optional[str] = SHARD,
     quiet: bool = QUIET,
+    fit: str = FIT,
+    tree: bool = TREE,
+    full_size: bool = FULL_SIZE,
 ) -> None:
     """GradCAT: follow the NesT block tree from the root to the leaf block that drives each class."""
     run_mode(FolderArgs("explain", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
                         out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
-                        overwrite=overwrite, shard=shard, quiet=quiet))
+                        overwrite=overwrite, shard=shard, quiet=quiet, fit=fit, tree=tree, full_size=full_size))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 def cam(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Map the k most probable classes."),
+    top_k: int = typer.Option(TOP_K["cam"], "--top-k", "-k", min=1, help="Map the k most probable classes."),
     classes: Optional[list[str]] = CLASSES,
-    threshold: float = THRESHOLD,
+    threshold: float = THRESHOLD_OPT,
     out: Path = OUT,
     fmt: str = FORMAT,
     json_out: bool = JSON,
@@ -213,19 +244,23 @@ def cam(
     overwrite: bool = OVERWRITE,
     shard: Optional[str] = SHARD,
     quiet: bool = QUIET,
+    fit: str = FIT,
+    full_size: bool = FULL_SIZE,
 ) -> None:
     """Class activation maps: a heatmap, a weakly-supervised box and the peak per class."""
     run_mode(FolderArgs("cam", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
                         out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
-                        overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps))
+                        overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps,
+                        fit=fit, full_size=full_size))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 def annotate(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    top_k: int = typer.Option(4, "--top-k", "-k", min=1),
+    top_k: int = typer.Option(TOP_K["annotate"], "--top-k", "-k", min=1, help="Explain and map the k most probable "
+                              "classes."),
     classes: Optional[list[str]] = CLASSES,
-    threshold: float = THRESHOLD,
+    threshold: float = THRESHOLD_OPT,
     out: Path = OUT,
     fmt: str = FORMAT,
     json_out: bool = JSON,
@@ -238,11 +273,15 @@ def annotate(
     overwrite: bool = OVERWRITE,
     shard: Optional[str] = SHARD,
     quiet: bool = QUIET,
+    fit: str = FIT,
+    tree: bool = TREE,
+    full_size: bool = FULL_SIZE,
 ) -> None:
     """GradCAT and CAM figures for every image from one forward pass."""
     run_mode(FolderArgs("annotate", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
                         out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
-                        overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps))
+                        overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps,
+                        fit=fit, tree=tree, full_size=full_size))
 
 
 app.command(epilog=EXIT_CODES_HELP)(train)

@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from .defaults import EXPLAIN_FIT, FITS, PREDICT_FIT, THRESHOLD, TOP_K
+
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 EXIT_CODES_HELP = (
@@ -35,15 +37,39 @@ ARCH = typer.Option(None, "--arch", help="Architecture name (nest_tiny, nest_bas
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 BATCH = typer.Option(16, "--batch-size", min=1, help="Images per forward pass.")
 CLASSES = typer.Option(None, "--class", "-c", help="Explain this class (index or label); repeatable. Default: the top-k.")
-OUT = typer.Option(Path("nestviz-out"), "--out", "-o", help="Output folder; the input tree is mirrored under it.")
-FORMAT = typer.Option("png", "--format", help="Figure format: png, jpg, svg or pdf.")
+OUT = typer.Option(Path("nestviz-out"), "--out", "-o", help="Output folder; the input tree is mirrored under it. "
+                   "Commands share it: each image gets one current record per command.")
+FORMAT = typer.Option("jpg", "--format", help="Figure format: jpg (default), png, svg or pdf.")
 JSON = typer.Option(False, "--json", help="Print JSON Lines on stdout, one object per image.")
-NO_RENDER = typer.Option(False, "--no-render", help="Compute and record results, draw no figures.")
+NO_RENDER = typer.Option(False, "--no-render", help="Compute and record results, draw no figures or thumbnails.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Redo images already finished by an earlier run.")
 SHARD = typer.Option(None, "--shard", help="Process only part I of N of the inputs (I/N, 0-based), e.g. 0/4.")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
-THRESHOLD = typer.Option(0.2, "--threshold", help="CAM box threshold, as a fraction of the map's range.")
-SAVE_MAPS = typer.Option(False, "--save-maps", help="Also write the raw CAMs as .npy (k, h, w).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar, per-image lines or summary (errors are still "
+                     "printed).")
+THRESHOLD_OPT = typer.Option(THRESHOLD, "--threshold", help="CAM box threshold, as a fraction of the map's range.")
+SAVE_MAPS = typer.Option(False, "--save-maps", help="Also write the raw CAMs with their class indices, ranks and "
+                         "labels as .npz (maps: k x h x w).")
+FIT_HELP = ("How the image becomes the model's square input: crop (timm's eval transform: the centre square), "
+            "pad (the whole image, letterboxed with the mean colour) or squash (the whole image, resized).")
+FIT = typer.Option(EXPLAIN_FIT, "--fit", help=FIT_HELP)
+FIT_PREDICT = typer.Option(PREDICT_FIT, "--fit", help=FIT_HELP)
+TREE = typer.Option(False, "--tree", help="Draw a tree diagram of the GradCAT path beside each panel.")
+FULL_SIZE = typer.Option(False, "--full-size", help="Full-size figures (JPEG quality 90); default: compact "
+                         "(smaller panels, JPEG quality 80).")
+
+
+def check_fit_option(fit: str) -> str:
+    """``--fit`` as one of the fits, else a setup error."""
+    if fit.lower() not in FITS:
+        fail(f"--fit must be {', '.join(FITS[:-1])} or {FITS[-1]}, got {fit!r}")
+    return fit.lower()
+
+
+def note_top_k(top_k: int, num_classes: int) -> None:
+    """One line when ``-k`` asks for more classes than the model has."""
+    if top_k > num_classes:
+        typer.echo(f"nestviz: note: --top-k {top_k} is more than the model's {num_classes} classes; "
+                   f"showing all {num_classes}", err=True)
 
 
 def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # noqa: ANN201
@@ -91,15 +117,18 @@ def predict(
     weights: Optional[Path] = WEIGHTS,
     arch: Optional[str] = ARCH,
     device: str = DEVICE,
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Classes to show per image."),
+    top_k: int = typer.Option(TOP_K["predict"], "--top-k", "-k", min=1, help="Classes to show per image."),
     batch_size: int = BATCH,
     json_out: bool = JSON,
+    fit: str = FIT_PREDICT,
 ) -> None:
     """Classify images: the top-k classes and their probabilities."""
+    fit = check_fit_option(fit)
     items, problems = find_inputs(inputs)
     nv = load_or_fail(weights, arch, device)
+    note_top_k(top_k, nv.num_classes)
     rows, failed = [], len(problems)
-    for batch in nv.prepared_batches([str(i.path) for i in items], batch_size):
+    for batch in nv.prepared_batches([str(i.path) for i in items], batch_size, fit=fit):
         for r in nv.run(batch, "predict", top_k=top_k):
             failed += r.error is not None
             if r.error is not None and not json_out:
@@ -138,10 +167,11 @@ def evaluate(
     weights: Optional[Path] = WEIGHTS,
     arch: Optional[str] = ARCH,
     device: str = DEVICE,
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Folder name -> class label: TSV lines "
                                           "'folder<TAB>label', or the ImageNet table 'index<TAB>wnid<TAB>name'."),
     json_out: bool = JSON,
+    fit: str = FIT_PREDICT,
 ) -> None:
     """Top-1, top-5 and per-class accuracy on a class-per-folder dataset; class folders that match no
     model class are named and left out (exit code 3)."""
@@ -155,7 +185,8 @@ def evaluate(
     _check_paths((labels, "labels file", False))
     nv = load_or_fail(weights, arch, device)
     try:
-        report = evaluate_folder(nv, data_dir, batch_size, labels=read_label_names(labels) if labels else None)
+        report = evaluate_folder(nv, data_dir, batch_size, labels=read_label_names(labels) if labels else None,
+                                 fit=check_fit_option(fit))
     except ValueError as e:
         fail(str(e))
     if json_out:
@@ -185,10 +216,10 @@ def train(
     out: Path = typer.Option(..., "--out", help="Output weights file (.safetensors)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation folder with the same class subfolders."),
     arch: str = typer.Option("nestviz_imagenette", "--arch", help="Named architecture to train."),
-    epochs: int = typer.Option(50, "--epochs", min=1),
-    batch_size: int = typer.Option(128, "--batch-size", min=1),
-    lr: float = typer.Option(1e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
+    epochs: int = typer.Option(50, "--epochs", min=1, help="Passes over the training images."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per optimizer step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, cosine schedule after the warm-up)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialization, augmentation and data order."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint (OUT.ckpt) of a cut-off run."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="TSV mapping folder names to readable class names."),
     precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast) or fp32."),
@@ -199,7 +230,8 @@ def train(
     peak_temperature: float = typer.Option(1.0, "--peak-temperature", min=0.01,
                                            help="Temperature of the region loss's peak pooling (lower: nearer the max)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
-    warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
+    warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0, help="Epochs of linear learning-rate "
+                                        "warm-up."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where decoded images are cached "
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),

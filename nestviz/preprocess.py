@@ -1,7 +1,12 @@
 """Image -> model input, with the geometry recorded so every location maps back to original pixels.
 
-timm's eval transform for NesT: resize the shorter side to floor(img_size / crop_pct)
-(bicubic), centre-crop img_size, scale to [0, 1], normalize by mean/std.
+Three fits (``nestviz.defaults.FITS``), then scale to [0, 1] and normalize by mean/std:
+
+- ``crop``: timm's eval transform for NesT: resize the shorter side to floor(img_size / crop_pct)
+  (bicubic), centre-crop img_size;
+- ``pad``: resize the longer side to img_size, centre the image on a square of the mean colour
+  (what normalizes to zero);
+- ``squash``: resize the whole image to img_size x img_size.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+from .defaults import PREDICT_FIT, check_fit
 
 if TYPE_CHECKING:  # torch loads with the first tensor made: planning a geometry does not need it
     from torch import Tensor
@@ -66,6 +73,7 @@ class Geometry:
     """How an original image of ``width`` x ``height`` became the square model input.
 
     Model-input pixel (u, v) came from original pixel ((u + left) / scale_x, (v + top) / scale_y).
+    ``left`` and ``top`` are negative for ``pad``: the resized image sits inside the square.
     """
 
     width: int
@@ -75,6 +83,7 @@ class Geometry:
     left: int
     top: int
     size: int
+    fit: str = "crop"
 
     @property
     def scale_x(self) -> float:
@@ -89,38 +98,62 @@ class Geometry:
         return (u + self.left) / self.scale_x, (v + self.top) / self.scale_y
 
     def box_to_original(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        """[x0, y0, x1, y1] in model-input pixels -> original pixels, clipped to the image."""
-        x0, y0 = self.point_to_original(box[0], box[1])
-        x1, y1 = self.point_to_original(box[2], box[3])
-        return (max(0.0, x0), max(0.0, y0), min(float(self.width), x1), min(float(self.height), y1))
+        """[x0, y0, x1, y1] in model-input pixels -> original pixels, clipped to the image (a box wholly
+        in ``pad``'s border becomes an empty box on the image's edge)."""
+        x0, y0, x1, y1 = self.region(box)
+        w, h = float(self.width), float(self.height)
+        return (min(max(0.0, x0), w), min(max(0.0, y0), h), min(max(0.0, x1), w), min(max(0.0, y1), h))
+
+    def region(self, box: tuple[float, float, float, float] | None = None) -> tuple[float, float, float, float]:
+        """``box`` (default: the whole model input) in original pixels, not clipped: for ``pad`` it reaches
+        past the image, over the border the model saw."""
+        box = box if box is not None else (0.0, 0.0, float(self.size), float(self.size))
+        return (*self.point_to_original(box[0], box[1]), *self.point_to_original(box[2], box[3]))
 
 
-def plan_geometry(width: int, height: int, pre: Preprocessing) -> Geometry:
-    """Resize so the shorter side is ``pre.resize_to`` (aspect kept), then centre-crop the input size."""
+def plan_geometry(width: int, height: int, pre: Preprocessing, fit: str = PREDICT_FIT) -> Geometry:
+    """How an image of ``width`` x ``height`` becomes the square input under ``fit`` (see the module)."""
+    fit = check_fit(fit)
+    size = pre.input_size
+    if fit == "squash":
+        return Geometry(width, height, size, size, 0, 0, size, fit)
+    if fit == "pad":
+        scale = size / max(width, height)
+        rw, rh = max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale)))
+        return Geometry(width, height, rw, rh, -((size - rw) // 2), -((size - rh) // 2), size, fit)
     short = pre.resize_to
     if width <= height:
         rw, rh = short, max(short, int(short * height / width))
     else:
         rw, rh = max(short, int(short * width / height)), short
-    size = pre.input_size
     left = int(round((rw - size) / 2.0))
     top = int(round((rh - size) / 2.0))
     return Geometry(width, height, rw, rh, left, top, size)
 
 
-def resize_and_crop(image: Image.Image, pre: Preprocessing) -> tuple[np.ndarray, Geometry]:
-    """An RGB PIL image -> the (S, S, 3) uint8 model-input crop (not normalized) and its :class:`Geometry`."""
-    geo = plan_geometry(image.width, image.height, pre)
+def pad_colour(pre: Preprocessing) -> tuple[int, int, int]:
+    """The mean colour as 0..255 RGB: ``pad``'s border, which normalizes to (about) zero."""
+    r, g, b = (round(255 * m) for m in pre.mean)
+    return r, g, b
+
+
+def resize_and_crop(image: Image.Image, pre: Preprocessing, fit: str = PREDICT_FIT) -> tuple[np.ndarray, Geometry]:
+    """An RGB PIL image -> the (S, S, 3) uint8 model input (not normalized) under ``fit``, and its :class:`Geometry`."""
+    geo = plan_geometry(image.width, image.height, pre, fit)
     resized = image.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
+    if geo.fit == "pad":
+        square = Image.new("RGB", (geo.size, geo.size), pad_colour(pre))
+        square.paste(resized, (-geo.left, -geo.top))
+        return np.asarray(square, dtype=np.uint8), geo
     crop = resized.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size))
     return np.asarray(crop, dtype=np.uint8), geo
 
 
-def to_input(image: Image.Image, pre: Preprocessing) -> tuple[Tensor, Geometry]:
-    """An RGB PIL image -> a normalized (3, S, S) float tensor and its :class:`Geometry`."""
+def to_input(image: Image.Image, pre: Preprocessing, fit: str = PREDICT_FIT) -> tuple[Tensor, Geometry]:
+    """An RGB PIL image -> a normalized (3, S, S) float tensor under ``fit`` and its :class:`Geometry`."""
     import torch
 
-    crop, geo = resize_and_crop(image, pre)
+    crop, geo = resize_and_crop(image, pre, fit)
     return normalize(torch.from_numpy(crop.copy()).permute(2, 0, 1), pre), geo
 
 

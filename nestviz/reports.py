@@ -29,6 +29,31 @@ def print_predictions(results: list[ImageResult], title: str) -> None:
     Console().print(table)
 
 
+def image_lines(record: dict[str, Any]) -> list[str]:
+    """A folder run's image on the terminal: its path (and true label), then one line per class with the
+    GradCAT leaf, the CAM box and peak, in original pixels."""
+
+    def box(b: Any) -> str:
+        return "[" + ", ".join(f"{v:.0f}" for v in b) + "]"
+
+    head = str(record.get("image"))
+    if record.get("true_label"):
+        head += f"  (true: {record['true_label']})"
+    if record.get("status") == "skipped":
+        head += "  (done earlier)"
+    lines = [head]
+    for p in record.get("predictions") or []:
+        bits = [f"  #{p.get('rank')} {p.get('label')} {100 * float(p.get('probability', 0)):.1f}%"]
+        if p.get("path"):
+            bits.append(f"leaf {box(p['path'][-1]['box'])}")
+        if p.get("box"):
+            bits.append(f"box {box(p['box'])}")
+        if p.get("peak"):
+            bits.append(f"peak ({p['peak'][0]:.0f}, {p['peak'][1]:.0f})")
+        lines.append("  ".join(bits))
+    return lines
+
+
 def print_card(rows: list[tuple[str, str]]) -> None:
     """The model card, one (field, text) row each."""
     t = Table(show_header=False, title="nestviz model card")
@@ -89,5 +114,6 @@ def print_run_summary(summary: Any, out_dir: Path) -> None:
               f"{summary.images_per_s:.2f}")
     console.print(t)
     for f in summary.failures[:20]:
-        console.print(f"failed: {f}", markup=False, highlight=False)
-    console.print(f"outputs in {out_dir}/ (gallery: {out_dir / 'index.html'})", markup=False, highlight=False)
+        console.print(f"failed: {f}", markup=False, highlight=False, soft_wrap=True)  # one line each, whole
+    console.print(f"outputs in {out_dir}/ (gallery: {out_dir / 'index.html'})", markup=False, highlight=False,
+                  soft_wrap=True)

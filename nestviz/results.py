@@ -33,6 +33,9 @@ class PathNode:
     child_scores: list[float] | None = None
     chosen_child: int | None = None
 
+    def __repr__(self) -> str:
+        return f"PathNode(level {self.level}, node {self.node}, box {box_text(self.box)}, score {self.score:.3g})"
+
     def to_json(self) -> dict[str, Any]:
         return {"level": self.level, "node": self.node, "box": [round(v, 2) for v in self.box],
                 "score": self.score, "child_scores": self.child_scores, "chosen_child": self.chosen_child}
@@ -52,10 +55,23 @@ class CamResult:
     peak: tuple[float, float]
     threshold: float
 
+    def __repr__(self) -> str:
+        h, w = np.shape(self.raw)
+        return (f"CamResult({h}x{w} map, box {box_text(self.box)}, peak ({self.peak[0]:.0f}, {self.peak[1]:.0f}), "
+                f"threshold {self.threshold:g})")
+
+    def map_json(self) -> list[list[float]]:
+        """The raw map as nested lists, 4 significant digits (the manifest's ``cam_map``)."""
+        return [[float(f"{v:.4g}") for v in row] for row in np.asarray(self.raw, dtype=np.float64).tolist()]
+
 
 @dataclass
 class ClassExplanation:
-    """One explained class of one image, with whichever explanations were computed."""
+    """One explained class of one image, with whichever explanations were computed.
+
+    ``rank`` is the class's rank among all the model's classes (1: the most probable), also for a
+    class asked for by name.
+    """
 
     rank: int
     class_index: int
@@ -64,7 +80,21 @@ class ClassExplanation:
     path: list[PathNode] | None = None
     cam: CamResult | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def heading(self) -> str:
+        """'#7 tench 0.6%': rank among all classes, label, probability."""
+        return f"#{self.rank} {self.label} {self.probability * 100:.1f}%"
+
+    def __repr__(self) -> str:
+        parts = [self.heading]
+        if self.path:
+            parts.append(f"leaf {box_text(self.path[-1].box)}")
+        if self.cam is not None:
+            parts.append(f"cam box {box_text(self.cam.box)}")
+        return f"ClassExplanation({', '.join(parts)})"
+
+    def to_json(self, maps: bool = False) -> dict[str, Any]:
+        """The ``--json`` object; ``maps`` adds ``cam_map`` (the raw map) and ``cam_region`` (where it lies)."""
         d: dict[str, Any] = {"rank": self.rank, "class_index": self.class_index, "label": self.label,
                              "probability": self.probability}
         if self.path is not None:
@@ -73,6 +103,9 @@ class ClassExplanation:
             d["box"] = [round(v, 2) for v in self.cam.box]
             d["peak"] = [round(v, 2) for v in self.cam.peak]
             d["threshold"] = self.cam.threshold
+            if maps:
+                d["cam_map"] = self.cam.map_json()
+                d["cam_region"] = [round(v, 2) for v in self.cam.region]
         return d
 
 
@@ -80,8 +113,11 @@ class ClassExplanation:
 class ImageResult:
     """Everything nestviz computed for one image, or why it could not: ``error`` is set and nothing else is.
 
-    ``region`` is the part of the image the model saw (its centre crop), ``grid_sizes`` the
-    blocks per side at each level, leaves first: together they place every block.
+    ``region`` is the model input's square in original pixels (``fit`` crop: the centre crop;
+    pad: past the image, over the border of ``pad_rgb``; squash: the whole image), ``grid_sizes``
+    the blocks per side at each level, leaves first: together they place every block. ``top`` is
+    the model's most probable class, explained or not; ``true_label`` the label the image is known
+    to have (a folder run's class folder), if any.
     """
 
     image: str
@@ -92,6 +128,17 @@ class ImageResult:
     grid_sizes: list[int] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
+    fit: str = "crop"
+    pad_rgb: tuple[int, int, int] = (124, 116, 104)
+    top: ClassExplanation | None = None
+    true_label: str | None = None
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self.error is not None:
+            return f"{name}({self.image!r}, error={self.error!r})"
+        shown = ", ".join(p.heading for p in self.predictions[:4]) + (", ..." if len(self.predictions) > 4 else "")
+        return f"{name}({self.image!r}, {self.width}x{self.height}, fit {self.fit}: {shown})"
 
     @property
     def ok(self) -> bool:
@@ -103,14 +150,18 @@ class ImageResult:
         g = self.grid_sizes[level]
         return [x0 + k * (x1 - x0) / g for k in range(1, g)], [y0 + k * (y1 - y0) / g for k in range(1, g)]
 
-    def to_json(self, with_outputs: bool = True) -> dict[str, Any]:
+    def to_json(self, with_outputs: bool = True, maps: bool = False) -> dict[str, Any]:
         if self.error is not None:
             return error_json(self.image, self.error)
         d: dict[str, Any] = {"image": self.image, "width": self.width, "height": self.height,
-                             "predictions": [p.to_json() for p in self.predictions]}
+                             "predictions": [p.to_json(maps) for p in self.predictions]}
         if with_outputs:
             d["outputs"] = list(self.outputs)
         return d
+
+
+def box_text(box: Box) -> str:
+    return "[" + ", ".join(f"{v:.0f}" for v in box) + "]"
 
 
 def error_json(image: str, error: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from nestviz.explain.cam import cam, localize
 from nestviz.explain.gradcat import gradcat
 from nestviz.images import ImageReadError, load_rgb
 from nestviz.preprocess import Preprocessing, to_input
+from nestviz.display import Result
 from nestviz.results import ImageResult
 
 from .conftest import TINY_CLASSES, tiny_model, write_image
@@ -89,7 +90,7 @@ def test_one_result_type_with_the_error_as_a_field(nv: Nestviz, images: list[Pat
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")
     results = nv.run([nv.prepare(p) for p in (images[0], bad, images[1])], "explain", top_k=1)
-    assert [type(r) for r in results] == [ImageResult] * 3
+    assert [type(r) for r in results] == [Result] * 3 and all(isinstance(r, ImageResult) for r in results)
     assert [r.ok for r in results] == [True, False, True]
     assert results[1].image == str(bad) and "bad.jpg" in results[1].error and results[1].predictions == []
     assert results[1].to_json() == {"image": str(bad), "error": results[1].error}
@@ -149,3 +150,101 @@ def test_nestviz_explain_is_the_helper_and_the_package(tiny_weights: Path, image
 def test_a_string_is_one_image_not_its_characters(nv: Nestviz, tmp_path: Path) -> None:
     path = write_image(tmp_path / "one.png")
     assert len(nv.explain(str(path), top_k=1)) == 1
+
+
+# -- fit, rank, the top class ---------------------------------------------------------------------------
+@pytest.mark.parametrize("fit", ["crop", "pad", "squash"])
+def test_fit_in_the_api_and_locations_in_original_pixels(nv: Nestviz, tmp_path: Path, fit: str) -> None:
+    path = write_image(tmp_path / "wide.png", (96, 40))
+    x, geo = to_input(load_rgb(path), nv.bundle.preprocessing, fit)
+    [res] = nv.annotate(path, top_k=2, fit=fit)
+    raw = gradcat(nv.model, x[None], top_k=2)
+    assert res.fit == fit and res.region == pytest.approx(geo.region())
+    for r, pred in enumerate(res.predictions):
+        assert [n.box for n in pred.path] == [geo.box_to_original(n.box) for n in raw.paths[0][r]]
+        for n in pred.path:
+            assert 0 <= n.box[0] <= n.box[2] <= 96 and 0 <= n.box[1] <= n.box[3] <= 40
+        assert pred.cam.region == res.region
+    if fit == "pad":  # the whole image, and the border the model saw above and below it
+        assert res.region[0] == 0 and res.region[2] == 96 and res.region[1] < 0 < 40 < res.region[3]
+    if fit == "squash":
+        assert res.region == (0.0, 0.0, 96.0, 40.0)
+    assert nestviz.predict(path, weights=nv.bundle.source, device="cpu", fit=fit)[0].fit == fit
+    nestviz.clear_cache()
+
+
+def test_rank_is_among_all_classes_also_for_a_named_class(nv: Nestviz, images: list[Path]) -> None:
+    [ranked] = nv.predict(images[0], top_k=3)
+    order = [p.class_index for p in ranked.predictions]
+    [res] = nv.explain(images[0], classes=[order[2], order[0]])
+    assert [(p.class_index, p.rank) for p in res.predictions] == [(order[2], 3), (order[0], 1)]
+    assert res.predictions[0].heading.startswith(f"#3 {TINY_CLASSES[order[2]]} ")
+    [only_last] = nv.cam(images[0], classes=[order[2]])
+    assert only_last.top.class_index == order[0] and only_last.top.rank == 1  # the top class, explained or not
+    assert only_last.top.probability == pytest.approx(ranked.predictions[0].probability, abs=1e-6)
+
+
+# -- notebooks -------------------------------------------------------------------------------------------
+def test_results_show_and_save_themselves(nv: Nestviz, images: list[Path], tmp_path: Path) -> None:
+    [res] = nv.annotate(images[1], top_k=2)
+    png = res._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    html = res._repr_html_()
+    assert html.count("data:image/png;base64,") == 2 and "<table>" in html and "<td>#1</td>" in html
+    assert TINY_CLASSES[res.predictions[0].class_index] in html
+    for name in ("x.pdf", "x.svg", "x.jpg", "x.png"):
+        assert res.save(tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "x.pdf").read_bytes()[:5] == b"%PDF-"
+    res.save(tmp_path / "c.png", kind="cam", tree=False)
+    [pred_only] = nv.predict(images[1])
+    assert pred_only._repr_png_() is None and "<table>" in pred_only._repr_html_()
+    with pytest.raises(ValueError, match="no path or map"):
+        pred_only.save(tmp_path / "p.png")
+    r = repr(res)
+    assert len(r) < 200 and r.startswith("Result('") and "#1 " in r and "array" not in r
+    assert len(repr(res.predictions[0])) < 120 and "CamResult(2x2 map" in repr(res.predictions[0].cam)
+    assert repr(nv).startswith("Nestviz('tiny.safetensors', 3 classes, cpu")
+
+
+def test_a_result_from_a_path_saves_without_its_picture(nv: Nestviz, images: list[Path], tmp_path: Path) -> None:
+    import pickle
+
+    [res] = nv.explain(images[0], top_k=1)
+    light = pickle.loads(pickle.dumps(res))  # what a figure worker gets: no decoded image
+    assert light.picture is None and res.picture is not None
+    assert light.save(tmp_path / "g.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_dir_lists_the_entry_points() -> None:
+    names = dir(nestviz)
+    for name in ("load", "explain", "class_maps", "predict", "clear_cache", "Nestviz", "ImageResult", "Result",
+                 "write_figure", "FITS"):
+        assert name in names, name
+
+
+def test_write_figure_takes_the_format_from_the_suffix_and_checks_the_image(nv: Nestviz, images: list[Path],
+                                                                           tmp_path: Path) -> None:
+    from nestviz.draw import write_figure
+
+    [res] = nv.explain(images[0], top_k=1)
+    image = load_rgb(images[0])
+    tmp_path = tmp_path / "figures"
+    write_figure("gradcat", image, res, tmp_path / "a.pdf")
+    assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(ValueError, match=r"a\.png: the suffix says png but the format asked for is pdf"):
+        write_figure("gradcat", image, res, tmp_path / "a.png", "pdf")
+    with pytest.raises(ValueError, match="no suffix"):
+        write_figure("gradcat", image, res, tmp_path / "figure")
+    with pytest.raises(ValueError, match=r"the image is 20x10 but the result is of a 40x32 image"):
+        write_figure("gradcat", image.resize((20, 10)), res, tmp_path / "b.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf"]
+
+
+def test_class_folders_name_true_labels() -> None:
+    from nestviz.model.classes import imagenet_class_names, label_for_folder
+
+    names = imagenet_class_names()
+    assert label_for_folder("n01440764", names) == "tench"  # an ImageNet WordNet id, with the shipped table
+    assert label_for_folder("TENCH", names) == "tench" and label_for_folder("misc", names) is None
+    assert label_for_folder("n01440764", ["a", "b"]) is None  # not a 1000-class model
+    assert label_for_folder("n02", ["fish", "dog"], ["n01", "n02"]) == "dog"  # the model's own training folders

@@ -127,6 +127,7 @@ def test_long_functions_say_why_they_are_one_piece() -> None:
 
 
 def test_one_atomic_writer() -> None:
-    """Only _files renames temporary files over outputs (the gallery's own copy goes with its rewrite)."""
-    writers = {name for name, path in modules().items() if "os.replace(" in path.read_text()}
-    assert writers <= {"nestviz._files", "nestviz.batch.gallery"}
+    """Only _files renames temporary files over outputs (figures, thumbnails, maps, the gallery, the manifest)."""
+    writers = {name for name, path in modules().items() if "os.replace(" in path.read_text() or "mkstemp(" in
+               path.read_text()}
+    assert writers == {"nestviz._files"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,12 +104,38 @@ def test_setup_errors_are_one_line_exit_2(args: list[str], code: int, message: s
     assert "Traceback" not in result.output
 
 
-def test_unwritable_out_is_exit_2_before_model_work(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:
+def test_out_naming_a_file_is_exit_2_and_says_so(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = run("explain", images[0], "--weights", tiny_weights, "--out", blocker / "sub")
+    for out in (blocker, blocker / "sub"):
+        result = run("explain", images[0], "--weights", tiny_weights, "--out", out)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == f"nestviz: error: --out {out}: {blocker} is a file, not a folder"
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_out_is_exit_2_before_model_work(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = run("explain", images[0], "--weights", tiny_weights, "--out", locked / "sub")
     assert result.exit_code == 2
     assert "output folder is not writable" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--class", "zebra"], ["--fit", "stretch"], ["--weights", "missing.safetensors"],
+                                  ["--shard", "9/2"]])
+def test_a_setup_error_leaves_no_output_folder(tiny_weights: Path, images: list[Path], tmp_path: Path,
+                                               args: list[str]) -> None:
+    out = tmp_path / "new" / "out"
+    args = args if "--weights" in args else ["--weights", str(tiny_weights), *args]
+    result = run("annotate", images[0], "--out", out, *args)
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "new").exists()
+    bad_weights = tmp_path / "bad.safetensors"
+    bad_weights.write_bytes(b"not a checkpoint")
+    result = run("cam", images[0], "--out", out, "--weights", bad_weights)
+    assert result.exit_code == 2 and not (tmp_path / "new").exists(), result.output
 
 
 def test_explain_writes_figures_and_json(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:
@@ -117,8 +144,8 @@ def test_explain_writes_figures_and_json(tiny_weights: Path, images: list[Path],
     assert result.exit_code == 0, result.output
     [record] = json_lines(result.stdout)
     assert set(record) == {"image", "width", "height", "predictions", "outputs"}
-    assert record["outputs"] == ["img1.gradcat.png"]
-    assert (out / "img1.gradcat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record["outputs"] == ["img1.gradcat.k2.jpg"]  # -k 2 is not explain's default: the name says so
+    assert (out / "img1.gradcat.k2.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     pred = record["predictions"][0]
     assert set(pred) == {"rank", "class_index", "label", "probability", "path"}
     path = pred["path"]
@@ -140,9 +167,12 @@ def test_cam_json_and_saved_maps(tiny_weights: Path, images: list[Path], tmp_pat
                  "--save-maps", "--no-render", "--threshold", "0.3", "-q")
     assert result.exit_code == 0, result.output
     [record] = json_lines(result.stdout)
-    assert record["outputs"] == ["img2.cam.npy"]
-    maps = np.load(out / "img2.cam.npy")
+    assert record["outputs"] == ["img2.cam.k2.t0.3.npz"]
+    saved = np.load(out / "img2.cam.k2.t0.3.npz")
+    maps = saved["maps"]
     assert maps.shape == (2, 2, 2)  # k classes x the 2x2 top-level map of the tiny model
+    assert saved["class_index"].tolist() == [p["class_index"] for p in record["predictions"]]
+    assert saved["rank"].tolist() == [1, 2] and saved["label"].tolist() == [p["label"] for p in record["predictions"]]
     pred = record["predictions"][0]
     assert set(pred) == {"rank", "class_index", "label", "probability", "box", "peak", "threshold"}
     assert pred["threshold"] == 0.3
@@ -219,3 +249,59 @@ def test_batch_matches_single(tiny_weights: Path, images: list[Path]) -> None:
         for pa, pb in zip(a.predictions, b.predictions):
             assert [n.node for n in pa.path] == [n.node for n in pb.path]
             assert np.allclose([n.score for n in pa.path], [n.score for n in pb.path], rtol=1e-4, atol=1e-6)
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    missing = [f"{name} {p.opts[0]}" for name, cmd in group.commands.items() for p in cmd.params
+               if p.param_type_name == "option" and not (p.help or "").strip()]
+    assert missing == []
+
+
+def test_folder_commands_print_each_image_with_its_leaf_and_box(tiny_weights: Path, images: list[Path],
+                                                                 tmp_path: Path) -> None:
+    result = run("annotate", *images[:2], "--weights", tiny_weights, "--out", tmp_path / "o", "-k", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for image in images[:2]:
+        at = lines.index(str(image))
+        assert all(lines[at + 1 + r].startswith(f"  #{r + 1} ") for r in range(2))
+        assert " leaf [" in lines[at + 1] and " box [" in lines[at + 1] and " peak (" in lines[at + 1]
+    again = run("annotate", images[0], "--weights", tiny_weights, "--out", tmp_path / "o", "-k", "2")
+    assert f"{images[0]}  (done earlier)" in again.stdout
+
+
+def test_quiet_hides_progress_never_errors_and_failures_are_named_once(tiny_weights: Path, images: list[Path],
+                                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    quiet = run("cam", images[0], bad, "--weights", tiny_weights, "--out", tmp_path / "q", "-q")
+    assert quiet.exit_code == 3 and quiet.stdout == ""
+    assert quiet.stderr.splitlines() == [f"nestviz: error: {bad}: empty file (0 bytes)"]
+    loud = run("cam", images[0], bad, "--weights", tiny_weights, "--out", tmp_path / "l")
+    assert loud.stderr.count(str(bad)) == 2  # as it happened, and in the summary: never "bad.png: bad.png"
+    assert f"{bad}: {bad}" not in loud.stderr and f"failed: {bad}: empty file (0 bytes)" in loud.stderr
+
+
+def test_top_k_above_the_class_count_says_so_once(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:
+    for args in (["predict", *images], ["explain", *images, "--out", tmp_path / "o", "-q"]):
+        result = run(*args, "--weights", tiny_weights, "-k", "5")
+        assert result.exit_code == 0, result.output
+        note = "nestviz: note: --top-k 5 is more than the model's 3 classes; showing all 3"
+        assert result.stderr.count(note) == 1, result.stderr
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad", "squash"])
+def test_fit_on_every_command(tiny_weights: Path, images: list[Path], tmp_path: Path, fit: str) -> None:
+    for command in ("predict", "explain", "cam", "annotate"):
+        extra = [] if command == "predict" else ["--out", tmp_path / fit, "-q"]
+        result = run(command, images[2], "--weights", tiny_weights, "--fit", fit, "--json", *extra)
+        assert result.exit_code == 0, result.output
+        [record] = json_lines(result.stdout)
+        api = getattr(Nestviz.load(tiny_weights, device="cpu"), command)(images[2], fit=fit)[0]
+        assert record["predictions"][0]["class_index"] == api.predictions[0].class_index
+    data = tmp_path / "data" / "green thing"
+    write_image(data / "x.png")
+    assert run("evaluate", tmp_path / "data", "--weights", tiny_weights, "--fit", fit).exit_code == 0

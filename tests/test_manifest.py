@@ -52,7 +52,7 @@ def test_round_trip_one_line_per_record(tmp_path: Path, clock: list[float]) -> N
             clock[0] += 1
     lines = (tmp_path / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [{**r, "time": 1000.0 + n} for n, r in enumerate(records)]
-    assert load_done(tmp_path) == {r["image"]: {**r, "time": 1000.0 + n} for n, r in enumerate(records)}
+    assert load_done(tmp_path) == {(r["image"], ""): {**r, "time": 1000.0 + n} for n, r in enumerate(records)}
     assert [r["image"] for r in merge_records(tmp_path)] == ["src/a.jpg", "src/b.jpg", "src/ü c.png"]
 
 
@@ -68,14 +68,14 @@ def test_torn_last_line_is_skipped_and_does_not_corrupt_appends(tmp_path: Path, 
         w.write(ok("b.jpg"))
     assert [r["image"] for r in read_records(path)] == ["a.jpg", "b.jpg"]
     assert path.read_bytes().endswith(b"\n")
-    assert set(load_done(tmp_path)) == {"a.jpg", "b.jpg"}
+    assert set(load_done(tmp_path)) == {("a.jpg", ""), ("b.jpg", "")}
 
 
 def test_an_empty_or_clean_file_gets_no_extra_line(tmp_path: Path) -> None:
     for _ in range(2):
         with ManifestWriter(tmp_path) as w:
             w.write(ok("a.jpg"))
-    assert (tmp_path / "manifest.jsonl").read_bytes().count(b"\n") == 2
+    assert (tmp_path / "manifest.jsonl").read_bytes().count(b"\n") == 1  # compacted: one current record
     assert b"\n\n" not in (tmp_path / "manifest.jsonl").read_bytes()
 
 
@@ -88,8 +88,8 @@ def test_later_lines_win_and_skipped_records_do_not_hide_results(tmp_path: Path,
         w.write(ok("b.jpg"))
         w.write({**ok("b.jpg", key="old"), "status": "skipped"})
     done = load_done(tmp_path)
-    assert done["a.jpg"]["key"] == "k2"
-    assert done["b.jpg"]["status"] == "ok" and done["b.jpg"]["key"] == "k1"
+    assert done[("a.jpg", "")]["key"] == "k2"
+    assert done[("b.jpg", "")]["status"] == "ok" and done[("b.jpg", "")]["key"] == "k1"
 
 
 def test_is_done_needs_ok_same_key_and_every_output(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_resume_reads_the_latest_record_across_shard_parts(tmp_path: Path, clock
     merged = merge_records(tmp_path)
     assert [(r["image"], r["status"], r["key"]) for r in merged] == [
         ("a.jpg", "ok", "k9"), ("b.jpg", "ok", "k1"), ("c.jpg", "ok", "k1")]
-    assert load_done(tmp_path) == {r["image"]: r for r in merged}
+    assert load_done(tmp_path) == {(r["image"], ""): r for r in merged}
 
 
 def test_foreign_lines_are_ignored(tmp_path: Path) -> None:
@@ -133,3 +133,30 @@ def test_foreign_lines_are_ignored(tmp_path: Path) -> None:
     path.write_text('[1, 2]\n"text"\n{"no_image": 1}\n{"image": 3}\n\n' + json.dumps(ok("a.jpg")) + "\n")
     assert [r["image"] for r in read_records(path)] == ["a.jpg"]
     assert load_done(tmp_path / "missing") == {} and merge_records(tmp_path / "missing") == []
+
+
+def test_one_current_record_per_image_and_command_compacted_on_close(tmp_path: Path, clock: list[float]) -> None:
+    """Commands sharing OUT keep their records side by side; the file keeps only the current ones."""
+    with ManifestWriter(tmp_path) as w:
+        for n in range(3):
+            w.write({**ok("a.jpg", key=f"e{n}"), "command": "explain"})
+            clock[0] += 1
+        w.write({**ok("a.jpg", key="c"), "command": "cam"})
+        w.write({**ok("b.jpg"), "command": "explain", "status": "skipped"})
+    done = load_done(tmp_path)
+    assert {k: r["key"] for k, r in done.items()} == {("a.jpg", "explain"): "e2", ("a.jpg", "cam"): "c"}
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    assert [(json.loads(x)["command"], json.loads(x)["key"]) for x in lines] == [("explain", "e2"), ("cam", "c")]
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.jsonl"]  # no temporary or lock file left
+
+
+def test_a_run_still_writing_keeps_the_file_from_being_compacted(tmp_path: Path) -> None:
+    first = ManifestWriter(tmp_path)
+    with ManifestWriter(tmp_path) as second:  # another run into the same OUT, ending first
+        second.write({**ok("a.jpg", key="old"), "command": "cam"})
+        second.write({**ok("a.jpg", key="new"), "command": "cam"})
+    assert len(read_records(tmp_path / "manifest.jsonl")) == 2  # not compacted under the running one
+    first.write({**ok("b.jpg"), "command": "cam"})
+    first.close()  # the last one out compacts, and nothing it wrote is lost
+    assert [(r["image"], r["key"]) for r in read_records(tmp_path / "manifest.jsonl")] == [("a.jpg", "new"),
+                                                                                           ("b.jpg", "k1")]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nestviz.preprocess import Geometry, Preprocessing, normalize, plan_geometry, to_input
+from nestviz.preprocess import Geometry, Preprocessing, normalize, pad_colour, plan_geometry, resize_and_crop, to_input
 
 PRE = Preprocessing(input_size=32, crop_pct=0.875)  # shorter side -> floor(32 / 0.875) = 36, then crop 32
 
@@ -87,3 +87,33 @@ def test_box_to_original_clips_to_the_image() -> None:
     assert geo.point_to_original(0, 0) == pytest.approx((20 / 0.36, 2 / 0.36))
     assert geo.box_to_original((0, 0, 32, 32)) == pytest.approx((20 / 0.36, 2 / 0.36, 52 / 0.36, 34 / 0.36))
     assert geo.box_to_original((-100, -100, 500, 500)) == (0.0, 0.0, 200.0, 100.0)
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad", "squash"])
+@pytest.mark.parametrize(("size", "box"), [((300, 200), (180, 60, 210, 90)), ((150, 260), (40, 150, 80, 190)),
+                                           ((300, 200), (5, 10, 40, 50))])  # the last one: outside the centre crop
+def test_every_fit_maps_back_to_original_pixels(fit: str, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    pre = Preprocessing(input_size=64, crop_pct=0.875, interpolation="bilinear")
+    x, geo = to_input(red_square(size, box), pre, fit)
+    assert x.shape == (3, 64, 64) and geo.fit == fit
+    rgb = x * torch.tensor(pre.std).view(3, 1, 1) + torch.tensor(pre.mean).view(3, 1, 1)
+    ys, xs = torch.nonzero((rgb[0] > 0.9) & (rgb[1] < 0.5), as_tuple=True)
+    if fit == "crop" and box[0] < 20:
+        assert len(xs) == 0  # the centre crop does not see the corner: pad and squash do
+        return
+    found = (xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1)
+    back = geo.box_to_original(found)
+    assert np.abs(np.subtract(back, box)).max() <= 1 / min(geo.scale_x, geo.scale_y) + 0.5
+
+
+def test_pad_letterboxes_the_whole_image_with_the_mean_colour() -> None:
+    pre = Preprocessing(input_size=32)
+    crop, geo = resize_and_crop(Image.new("RGB", (200, 100), (255, 0, 0)), pre, "pad")
+    assert (geo.resized_width, geo.resized_height, geo.left, geo.top) == (32, 16, 0, -8)
+    assert tuple(crop[0, 0]) == pad_colour(pre) == (124, 116, 104) and tuple(crop[16, 16]) == (255, 0, 0)
+    assert geo.region() == pytest.approx((0.0, -50.0, 200.0, 150.0))  # the square, past the image: the border
+    assert geo.box_to_original((0, 0, 32, 8)) == (0.0, 0.0, 200.0, 0.0)  # a box wholly in the border: empty, on the edge
+    squash = plan_geometry(200, 100, pre, "squash")
+    assert squash.region() == (0.0, 0.0, 200.0, 100.0) and (squash.scale_x, squash.scale_y) == (0.16, 0.32)
+    with pytest.raises(ValueError, match="fit must be crop, pad or squash, got 'zoom'"):
+        plan_geometry(10, 10, pre, "zoom")

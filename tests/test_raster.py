@@ -52,8 +52,8 @@ def test_titles_fit_their_panel_with_an_ellipsis():
     pred = make_result(k=8).predictions[7]
     assert pred.label == LABELS[7]
     title = title_text(pred, 350)
-    assert title.startswith("8. a very long label") and title.endswith("\u2026 6.2%") and len(title) < 60
-    assert title_text(make_result(k=1).predictions[0], 350) == "1. French horn 50.0%"
+    assert title.startswith("#8 a very long label") and title.endswith("\u2026 6.2%") and len(title) < 60
+    assert title_text(make_result(k=1).predictions[0], 350) == "#1 French horn 50.0%"
 
 
 @pytest.mark.parametrize("lo, hi, ticks", [(0.0, 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]), (-3.0, 12.0, [0.0, 5.0, 10.0]),
@@ -150,9 +150,9 @@ def test_both_renderers_draw_the_marks_at_the_same_pixels(size):
 
 
 def test_each_class_has_its_own_frame_colour():
-    result = make_result(k=8)
+    result = make_result(k=10)
     canvas = np.asarray(gradcat_image(grey(), result))
-    lay = figure_layout(result, 8, colorbars=False)
+    lay = figure_layout(result, 10, colorbars=False)
     frames = {tuple(canvas[p.top + p.height // 2, p.left - 2]) for p in lay.panels}
     assert frames == {rgb(c) for c in PALETTE}
 
@@ -198,3 +198,82 @@ def test_png_is_the_same_image_with_plain_zlib(monkeypatch):
     pixels = np.random.default_rng(2).integers(0, 256, (31, 17, 3), dtype=np.uint8)
     monkeypatch.setattr(raster, "deflate", zlib.compress)  # the fallback where no isal wheel exists
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(pixels)))), pixels)
+
+
+# -- what the figures say ---------------------------------------------------------------------------------
+def test_the_tree_diagram_lands_at_the_same_pixels_in_both_renderers():
+    from nestviz.draw.tree import tree_diagram
+
+    result = make_result(200, 110, k=2, levels=4, size=64)
+    canvas = np.asarray(gradcat_image(grey(200, 110), result, tree=True))
+    fig = gradcat_figure(grey(200, 110), result, tree=True)
+    fig.canvas.draw()
+    vector = np.asarray(fig.canvas.buffer_rgba())[:, :, :3]
+    assert canvas.shape == vector.shape
+    lay = figure_layout(result, 2, colorbars=False, tree=True)
+    for i, (panel, pred) in enumerate(zip(lay.panels, result.predictions)):
+        diagram = tree_diagram(pred, panel.tree)
+        assert len(diagram.nodes) == 1 + 4 * 3 and sum(n.chosen for n in diagram.nodes) == 4  # root + one per level
+        chosen = [n for n in diagram.nodes if n.chosen]
+        for n in diagram.nodes:
+            x0, y0, x1, y1 = (round(v) for v in n.box)
+            fill = rgb(PALETTE[i]) if n.chosen else (255, 255, 255)
+            for pixels in (canvas, vector):  # a corner inside the box, off its text
+                assert tuple(pixels[y0 + 4, x0 + 3]) == pytest.approx(fill, abs=3), (n, pixels is canvas)
+        below = [e for e in diagram.edges if e.chosen]  # the chosen path, top to bottom
+        assert [e.end for e in below] == [((n.box[0] + n.box[2]) / 2, n.box[1]) for n in chosen[1:]]
+    assert len([a for a in fig.axes if a.get_gid() == "gradcat-tree"]) == 2
+
+
+def test_header_names_the_file_true_label_top_class_and_fit():
+    from nestviz.draw.layout import header_lines
+
+    result = make_result(k=2)
+    result.true_label, result.top = "church", result.predictions[0]
+    lines = header_lines(result, "gradcat", 2000)
+    assert lines[0] == "img.jpg  \u00b7  true: church  \u00b7  model's top class: #1 French horn 50.0%  \u00b7  fit: crop"
+    assert "share of its parent" in lines[1] and "threshold" in header_lines(result, "cam", 2000)[1]
+    assert header_lines(result, "gradcat", 200)[0].endswith("\u2026")  # cut to the figure's width
+    fig = gradcat_figure(grey(), result)
+    assert [t.get_text() for t in fig.texts if t.get_gid() == "header-0"][0].startswith("img.jpg")
+
+
+def test_the_threshold_tick_is_labelled_where_the_box_threshold_lies():
+    from nestviz.draw.layout import threshold_value
+
+    result = make_result(k=1)
+    cam = result.predictions[0].cam
+    lo, hi = float(cam.raw.min()), float(cam.raw.max())
+    assert threshold_value(lo, hi, 0.2) == pytest.approx(lo + 0.2 * (hi - lo))
+    fig = cam_figure(grey(), result)
+    cax = fig.axes[1]
+    assert "box" in [t.get_text().strip() for t in cax.texts]
+    [tick] = [a for a in cax.get_children() if a.get_gid() == "cam-threshold"]
+    assert tick.get_ydata()[0] == pytest.approx(threshold_value(lo, hi, 0.2))
+    canvas = np.asarray(cam_image(grey(), result))
+    panel = figure_layout(result, 1, colorbars=True).panels[0]
+    left, top, width, height = panel.colorbar
+    y = round(top + (hi - threshold_value(lo, hi, 0.2)) / (hi - lo) * (height - 1))
+    assert tuple(canvas[y, left + width // 2]) == (255, 255, 255)
+
+
+def test_pad_figures_show_the_border_the_model_saw():
+    from nestviz.preprocess import Preprocessing, plan_geometry
+
+    result = make_result(120, 60, k=1)
+    geo = plan_geometry(120, 60, Preprocessing(input_size=32), "pad")
+    result.fit, result.region = "pad", geo.region()
+    assert view(result) == result.region
+    picture = np.asarray(panel_picture(grey(120, 60), result, (100, 100)))
+    assert tuple(picture[5, 50]) == result.pad_rgb and tuple(picture[95, 50]) == result.pad_rgb  # above, below
+    assert tuple(picture[50, 50]) == GREY
+    lay = figure_layout(result, 1, colorbars=False)
+    assert lay.panels[0].width == lay.panels[0].height  # the square the model saw
+
+
+def test_compact_figures_are_smaller():
+    result = make_result(320, 240, k=4)
+    full = figure_bytes("gradcat", grey(320, 240), result, "jpg")
+    small = figure_bytes("gradcat", grey(320, 240), result, "jpg", compact=True)
+    assert len(small) < 0.7 * len(full)
+    assert Image.open(io.BytesIO(small)).width < Image.open(io.BytesIO(full)).width

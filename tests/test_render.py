@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.draw.layout import MAX_ASPECT
+from nestviz.draw.layout import MAX_ASPECT, child_shares, figure_layout, score_labels, view
+from nestviz.draw.style import PALETTE, rgb
 from nestviz.draw import FORMATS, figure_bytes, write_figure
 from nestviz.draw.vector import cam_figure, gradcat_figure
 from nestviz.results import CamResult, ClassExplanation, ImageResult, PathNode
@@ -94,12 +95,12 @@ def test_a_failing_save_leaves_no_file_and_no_temp(tmp_path, fmt, monkeypatch):
     import nestviz.draw.raster as raster
     import nestviz.draw.vector as vector
 
-    def gradcat_with_boom(*args):
-        fig = gradcat_figure(*args)
+    def gradcat_with_boom(*args, **kwargs):
+        fig = gradcat_figure(*args, **kwargs)
         fig.axes[0].add_artist(Boom())
         return fig
 
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(vector, "gradcat_figure", gradcat_with_boom)
@@ -196,14 +197,14 @@ def test_large_images_are_drawn_at_panel_resolution_with_the_unseen_part_dimmed(
 # -- content -------------------------------------------------------------------------------------------
 def test_titles_give_rank_label_and_percentage():
     fig = gradcat_figure(image(), make_result(k=2))
-    assert [ax.get_title(loc="left") for ax in fig.axes] == ["1. French horn 50.0%", "2. tabby cat 25.0%"]
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["#1 French horn 50.0%", "#2 tabby cat 25.0%"]
     fig = cam_figure(image(), make_result(k=1))
-    assert fig.axes[0].get_title(loc="left") == "1. French horn 50.0%"
+    assert fig.axes[0].get_title(loc="left") == "#1 French horn 50.0%"
 
 
 def test_long_labels_are_cut_with_an_ellipsis():
     title = gradcat_figure(image(), make_result(k=8)).axes[7].get_title(loc="left")
-    assert title.startswith("8. a very long label") and title.endswith("\u2026 6.2%")
+    assert title.startswith("#8 a very long label") and title.endswith("\u2026 6.2%")
     assert len(title) < len(LABELS[7])
 
 
@@ -219,24 +220,54 @@ def test_path_dots_are_the_node_centres_root_to_leaf_and_the_leaf_is_outlined():
         np.testing.assert_allclose(leaf.get_xydata(), [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
 
 
-def test_child_scores_are_written_in_their_quadrants_and_the_chosen_one_highlighted():
-    result = make_result(k=1)
-    fig = gradcat_figure(image(), result)
+def test_child_scores_are_shares_near_their_quadrants_and_the_chosen_one_highlighted():
+    result = make_result(320, 240, k=1)
+    fig = gradcat_figure(image(320, 240), result)
     chosen, others = by_gid(fig, "gradcat-score-chosen"), by_gid(fig, "gradcat-score")
     inner = [n for n in sorted(result.predictions[0].path, key=lambda n: -n.level) if n.child_scores]
-    assert [t.get_text() for t in chosen] == [f"{n.child_scores[n.chosen_child]:.3g}" for n in inner]
-    assert len(others) == 3 * len(inner)
+    for n in inner:  # one scale for every level: each child's share of the node's total |score|
+        total = sum(abs(v) for v in n.child_scores)
+        assert child_shares(n) == [f"{100 * v / total:.0f}%".replace("-", "\u2212") for v in n.child_scores]
+    assert [t.get_text() for t in chosen] == [child_shares(n)[n.chosen_child] for n in inner]
+    assert len(others) == 3 * len(inner)  # a large panel has room for every label
+    lay = figure_layout(result, 1, colorbars=False)
+    panel = lay.panels[0]
+    vx0, vy0, vx1, vy1 = view(result)
     root = inner[0]
-    x0, y0, x1, y1 = root.box
-    anchors = [t.get_position() for t in chosen + others if t.get_text() in {f"{s:.3g}" for s in root.child_scores}]
-    quadrant_centres = {(x0 + (x1 - x0) * fx, y0 + (y1 - y0) * fy) for fx in (0.25, 0.75) for fy in (0.25, 0.75)}
-    assert {(round(x, 6), round(y, 6)) for x, y in anchors} == {(round(x, 6), round(y, 6)) for x, y in quadrant_centres}
+    for q, text in enumerate(child_shares(root)):  # within a label's width of its quadrant's centre
+        qx = root.box[0] + (root.box[2] - root.box[0]) * (0.25 if q % 2 == 0 else 0.75)
+        qy = root.box[1] + (root.box[3] - root.box[1]) * (0.25 if q < 2 else 0.75)
+        px = panel.left + (qx - vx0) * panel.width / (vx1 - vx0)
+        py = panel.top + (qy - vy0) * panel.height / (vy1 - vy0)
+        placed = [t.get_position() for t in chosen + others if t.get_text() == text]  # texts may repeat
+        assert min(abs(x * lay.width - px) + abs((1 - y) * lay.height - py) for x, y in placed) < 50
     assert chosen[0].get_bbox_patch().get_facecolor() != others[0].get_bbox_patch().get_facecolor()
 
 
-def test_each_class_has_its_own_colour():
-    fig = gradcat_figure(image(), make_result(k=8))
-    assert len({line.get_color() for line in by_gid(fig, "gradcat-path")}) == 8
+@pytest.mark.parametrize("size", [(64, 48), (320, 240), (1000, 50), (50, 1000)])
+@pytest.mark.parametrize("levels", [3, 4, 5])
+def test_score_labels_never_overlap_and_stay_in_their_panel(size, levels):
+    result = make_result(*size, k=4, levels=levels, size=2 ** (levels + 2))
+    lay = figure_layout(result, 4, colorbars=False)
+    for panel, pred in zip(lay.panels, result.predictions):
+        vx0, vy0, vx1, vy1 = view(result)
+
+        def to_px(x, y, panel=panel):
+            return panel.left + (x - vx0) * panel.width / (vx1 - vx0), panel.top + (y - vy0) * panel.height / (vy1 - vy0)
+
+        labels = score_labels(pred, to_px, panel)
+        assert labels and labels[0].chosen  # the chosen child of the root is always shown
+        for i, a in enumerate(labels):
+            assert panel.left <= a.x and a.x + a.width <= panel.left + panel.width
+            assert panel.top <= a.y - a.height / 2 and a.y + a.height / 2 <= panel.top + panel.height
+            assert not any(a.overlaps(b, gap=0) for b in labels[i + 1:])
+
+
+def test_each_of_ten_classes_has_its_own_colour():
+    fig = gradcat_figure(image(), make_result(k=10))
+    assert len({line.get_color() for line in by_gid(fig, "gradcat-path")}) == 10
+    rgbs = [np.array(rgb(c), dtype=float) for c in PALETTE[:10]]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(rgbs) for b in rgbs[i + 1:]) > 60  # distinct, not shades
 
 
 def test_cam_map_box_and_peak_are_placed_in_original_pixels():

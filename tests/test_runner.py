@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -65,11 +66,12 @@ def test_folder_end_to_end_and_resume(tiny_weights: Path, tmp_path: Path, monkey
     for rel in ("a/corrupt.jpg", "a/empty.png", "b/notes.jpg"):
         assert by_rel[rel]["error"].startswith(str(src / rel) + ": ")
     # mirrored tree: the two cat.jpg do not collide
-    assert (out / "a" / "cat.gradcat.png").exists() and (out / "b" / "cat.gradcat.png").exists()
-    assert (out / "b" / "deep" / "er" / "dog.cam.png").exists()
+    assert (out / "a" / "cat.annotate-gradcat.k2.jpg").exists() and (out / "b" / "cat.annotate-gradcat.k2.jpg").exists()
+    assert (out / "b" / "deep" / "er" / "dog.annotate-cam.k2.jpg").exists()
     for rel, rec in by_rel.items():
         if rec["status"] == "ok":
             assert len(rec["outputs"]) == 2 and all((out / o).exists() for o in rec["outputs"])
+            assert (out / rec["thumbnail"]).exists() and rec["thumbnail"].endswith(".thumb.jpg")
             assert [p["rank"] for p in rec["predictions"]] == [1, 2]
     assert not list(out.rglob("*.tmp"))
 
@@ -89,10 +91,10 @@ def test_folder_end_to_end_and_resume(tiny_weights: Path, tmp_path: Path, monkey
     assert redo.exit_code == 3 and calls
 
     # a deleted figure is redone on the next run
-    (out / "a" / "cat.cam.png").unlink()
+    (out / "a" / "cat.annotate-cam.k1.jpg").unlink()
     calls.clear()
     invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "1", "-q")
-    assert (out / "a" / "cat.cam.png").exists() and len(calls) == 1
+    assert (out / "a" / "cat.annotate-cam.k1.jpg").exists() and len(calls) == 1
 
 
 def test_gallery_links_only_existing_files(tiny_weights: Path, tmp_path: Path) -> None:
@@ -100,8 +102,9 @@ def test_gallery_links_only_existing_files(tiny_weights: Path, tmp_path: Path) -
     build_tree(src)
     invoke("explain", src, "--weights", tiny_weights, "--out", out, "-q")
     html = (out / "index.html").read_text()
-    links = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert links, "the gallery shows the figures"
+    data = json.loads((out / "gallery-data.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))
+    links = [it["thumb"] for it in data["items"] if it["thumb"]]
+    assert len(links) == 4, "every explained image has its thumbnail"
     for link in links:
         assert not link.startswith(("http:", "https:", "//")), link
         assert (out / link).exists(), link
@@ -131,7 +134,7 @@ def test_sigint_leaves_no_partial_files_and_rerun_completes(tiny_weights: Path, 
            "-q", "--batch-size", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(out.rglob("*.gradcat.png")):
+    while time.time() < deadline and not list(out.rglob("*.gradcat.jpg")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -147,3 +150,64 @@ def test_sigint_leaves_no_partial_files_and_rerun_completes(tiny_weights: Path, 
     final = {r["image"] for r in manifest(out) if r["status"] == "ok"}
     assert len(final) == n
     assert len([r for r in manifest(out) if r["status"] == "ok"]) == n  # nothing done twice
+
+
+def gallery_items(out: Path) -> list[dict]:
+    return json.loads((out / "gallery-data.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))["items"]
+
+
+def test_records_carry_command_thumbnail_true_label_and_cam_maps(tiny_weights: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    write_image(src / "Green Thing" / "g.png", (64, 40), seed=1)  # a class folder: the true label
+    write_image(src / "misc" / "m.png", (40, 64), seed=2)
+    assert invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "2", "--fit", "pad", "-q").exit_code == 0
+    recs = {Path(r["image"]).name: r for r in manifest(out)}
+    g, m = recs["g.png"], recs["m.png"]
+    assert g["command"] == m["command"] == "annotate"
+    assert g["options"] == {"top_k": 2, "classes": None, "fit": "pad", "threshold": 0.2, "format": "jpg",
+                            "render": True, "save_maps": False, "tree": False, "full_size": False}
+    assert g["true_label"] == "green thing" and "true_label" not in m
+    assert g["thumbnail"] == "Green Thing/g.thumb.jpg" and (out / g["thumbnail"]).stat().st_size > 0
+    for pred in g["predictions"]:
+        assert np.shape(pred["cam_map"]) == (2, 2)  # the raw top-level map, 4 significant digits
+        assert all(len(f"{abs(v):.10g}".replace(".", "").lstrip("0")) <= 4 for row in pred["cam_map"] for v in row)
+        x0, y0, x1, y1 = pred["cam_region"]  # pad: the square reaches past the 64x40 image
+        assert (x0, x1) == (0, 64) and y0 < 0 and y1 > 40
+    items = {it["name"]: it for it in gallery_items(out)}
+    assert items["g.png"]["true"] == "green thing" and items["g.png"]["thumb"].endswith("g.thumb.jpg")
+
+
+def test_commands_sharing_out_coexist_and_alternating_redoes_nothing(tiny_weights: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(3):
+        write_image(src / f"im{i}.png", (48, 40), seed=i)
+    base = ("--weights", tiny_weights, "--out", out, "-q")
+    calls = []
+    original = PatchEmbed.forward
+    monkeypatch.setattr(PatchEmbed, "forward", lambda self, x: calls.append(1) or original(self, x))
+    for command in ("explain", "cam", "explain", "cam", "annotate"):
+        assert invoke(command, src, *base).exit_code == 0
+    assert len(calls) == 3  # explain, cam, annotate once each: alternating redid nothing
+    assert invoke("explain", src, "-k", "2", *base).exit_code == 0  # other options: new names, the old stay
+    names = sorted(p.name for p in out.iterdir() if p.name.startswith("im0."))
+    assert names == ["im0.annotate-cam.jpg", "im0.annotate-gradcat.jpg", "im0.cam.jpg", "im0.gradcat.jpg",
+                     "im0.gradcat.k2.jpg", "im0.thumb.jpg"]
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 9  # compacted: one current record per (image, command)
+    current = {(Path(r["image"]).name, r["command"]): r for r in manifest(out)}
+    assert current[("im0.png", "explain")]["options"]["top_k"] == 2
+    assert current[("im0.png", "explain")]["earlier_outputs"] == ["im0.gradcat.jpg"]
+    [item] = [it for it in gallery_items(out) if it["name"] == "im0.png"]
+    assert item["commands"] == ["annotate", "cam", "explain"]
+    details = (out / "gallery-details.js").read_text()
+    for name in names[:-1]:  # the gallery links every figure in the folder
+        assert name in details, name
+
+
+def test_a_folder_input_skips_nestviz_output_folders(tiny_weights: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_image(src / "a.png", seed=1)
+    assert invoke("explain", src, "--weights", tiny_weights, "--out", src / "explained", "-q").exit_code == 0
+    result = runner.invoke(app, ["predict", str(src), "--weights", str(tiny_weights), "--json"])
+    assert [Path(json.loads(x)["image"]).name for x in result.stdout.splitlines()] == ["a.png"]

@@ -3,7 +3,8 @@
 Folders are walked recursively in sorted order. A file inside a folder is an input when its
 extension is an image one (any case) or, with no or an unknown extension, its first bytes are;
 hidden files and folders are skipped, symlinked folders are followed once (loops are cut),
-and the output folder is never entered. A file named on the command line is always an input:
+and the output folder is never entered, nor any folder below an input that holds a nestviz
+manifest (another run's outputs: figures are not inputs). A file named on the command line is always an input:
 if it is not an image, the runner reports it as a failed one.
 
 Outputs mirror the input tree: ``OUT/<rel without suffix>``, under one folder per input root
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..images import IMAGE_EXTENSIONS, looks_like_image
+from .manifest import MANIFEST, PART
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def discover(inputs: Sequence[str | os.PathLike[str]],
         except OSError as e:
             problems.append(f"{folder}: cannot read folder ({e.strerror or e})")
             return
+        if folder != root and any(e.name == MANIFEST or PART.fullmatch(e.name) for e in entries):
+            return  # nestviz's own output folder
         for entry in entries:
             if entry.name.startswith("."):
                 continue

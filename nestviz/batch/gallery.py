@@ -1,120 +1,333 @@
-"""OUT/index.html: a self-contained gallery of a folder run, openable straight from disk.
+"""OUT/index.html: the interactive gallery of a folder run, openable straight from disk.
 
-One card per image with its figure as a lazily loaded thumbnail, the image path and the top
-predictions; then the failures with their errors. CSS is inline, there is no script and no
-external URL; only output files that exist inside OUT are linked, by relative URL.
+Three files, each written atomically (``nestviz._files``):
+
+- ``OUT/gallery-data.js``: ``window.NESTVIZ_DATA = {...};`` the run's data. A script rather
+  than JSON so that the page works from ``file://`` (no fetch, no CORS). One *item* per image
+  (records of several commands for the same image are merged) with what the grid, the filters
+  and the sorts need, computed here.
+- ``OUT/gallery-details.js``: ``window.NESTVIZ_DETAILS``, per item its records (and merged
+  predictions) as a JSON *string*, parsed only when its detail view opens. The page loads it
+  after the grid is on screen, so the page is usable before the bulk (CAM maps, paths) arrives.
+- ``OUT/index.html``: the page, self-contained: CSS and vanilla JS inline (read from
+  ``gallery_assets/``), no network, no framework. Title, run summary and the failures are also
+  written as static HTML, so they read without JavaScript.
+
+Only files that exist inside OUT are ever linked (thumbnails, figures), by relative URL. The
+module imports neither torch nor anything that does.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-import tempfile
+import re
+import uuid
 from html import escape
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-THUMBNAIL_FORMATS = (".png", ".jpg", ".jpeg", ".svg", ".webp", ".gif")
+from .._files import atomic_write_text
 
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
-h1{font-size:1.4em;margin:0 0 .3em}
-.summary{color:#555;margin-bottom:1.2em}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;overflow:hidden}
-.card img{width:100%;height:200px;object-fit:contain;background:#eee;display:block}
-.noimg{height:200px;display:flex;align-items:center;justify-content:center;background:#eee;color:#888}
-.path{font-family:monospace;font-size:12px;word-break:break-all;margin:6px 0 4px}
-.files a{margin-right:.6em;font-size:12px}
-ol{margin:4px 0 0;padding-left:1.4em}
-.p{color:#666;font-variant-numeric:tabular-nums}
-table{border-collapse:collapse;margin-top:.5em}
-td{border-top:1px solid #ddd;padding:4px 10px 4px 0;vertical-align:top}
-td:first-child{font-family:monospace;word-break:break-all}
-"""
+DATA_NAME = "gallery-data.js"
+DETAILS_NAME = "gallery-details.js"
+INDEX_NAME = "index.html"
+IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".svg", ".webp", ".gif")
+THUMB_SUFFIX = ".thumb.jpg"  # nestviz.draw.thumbnail's convention, looked for when a record names none
+OK_STATUSES = ("ok", "skipped")
 
 
-def write_gallery(out_dir: Path, records: list[dict[str, Any]], title: str, summary: dict[str, Any]) -> Path:
-    """Write ``out_dir/index.html`` for ``records`` (manifest records) atomically and return its path."""
+# -- the entry point ---------------------------------------------------------------------------------
+def write_gallery(out_dir: Path, records: list[dict[str, Any]], title: str, summary: dict[str, Any], *,
+                  metrics: dict[str, Any] | None = None) -> Path:
+    """Write ``out_dir/gallery-data.js`` then ``out_dir/index.html`` for ``records``; return the page's path.
+
+    ``records`` are manifest records (shards already merged); ``summary`` the last run's counts
+    (``done``, ``failed``, ``skipped``, ``seconds``, ``images_per_s``, ``interrupted``);
+    ``metrics`` what ``nestviz metrics`` computed (``{"metrics": {method: {metric: value}}}``),
+    shown as a method x metric table.
+    """
     out_dir = Path(out_dir)
-    path = out_dir / "index.html"
-    _atomic_write_text(path, gallery_html(out_dir, records, title, summary))
-    return path
+    data = gallery_data(out_dir, records, title, summary, metrics)
+    atomic_write_text(out_dir / DETAILS_NAME, details_script(data))
+    atomic_write_text(out_dir / DATA_NAME, data_script(data))
+    page = out_dir / INDEX_NAME
+    atomic_write_text(page, gallery_html(data))
+    return page
 
 
-def gallery_html(out_dir: Path, records: list[dict[str, Any]], title: str, summary: dict[str, Any]) -> str:
-    """The gallery page; links only outputs that exist under ``out_dir``."""
-    shown = [r for r in records if r.get("status") != "error"]
-    failed = [r for r in records if r.get("status") == "error"]
-    cards = "\n".join(_card(out_dir, r) for r in shown)
-    rows = "\n".join(f"<tr><td>{_text(r.get('image'))}</td><td>{_text(r.get('error'))}</td></tr>" for r in failed)
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{_text(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{_text(title)}</h1>",
-        f'<div class="summary">{_summary_line(summary)}<br>'
-        f"{len(shown)} image(s) shown, {len(failed)} failed</div>",
-        f'<div class="grid">\n{cards}\n</div>' if shown else "<p>No images.</p>",
-    ]
-    if failed:
-        parts.append(f'<h2 id="failures">Failures ({len(failed)})</h2><table>\n{rows}\n</table>')
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+# -- data --------------------------------------------------------------------------------------------
+def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summary: dict[str, Any],
+                 metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The page's data: ``items`` (one per image), ``details`` (JSON strings, same order) and the run's facts."""
+    files = FileIndex(out_dir)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        if not isinstance(rec, dict):
+            continue
+        key = rec.get("image")
+        key = key if isinstance(key, str) and key else f"(record {len(groups) + 1} without an image)"
+        groups.setdefault(key, []).append(rec)
+    items, details = [], []
+    for image, recs in groups.items():
+        item, detail = _item(files, len(items), image, recs)
+        items.append(item)
+        details.append(_json(detail))
+    return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
+            "summary": _clean(summary if isinstance(summary, dict) else {}),
+            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details}
 
 
-def _card(out_dir: Path, record: dict[str, Any]) -> str:
-    files = existing_outputs(out_dir, record.get("outputs"))
-    thumbs = [f for f in files if f.lower().endswith(THUMBNAIL_FORMATS)]
-    if thumbs:
-        thumb = (f'<a href="{_url(thumbs[0])}"><img src="{_url(thumbs[0])}" loading="lazy" '
-                 f'alt="{_text(record.get("image"))}"></a>')
-    else:
-        thumb = '<div class="noimg">no figure</div>'
-    links = " ".join(f'<a href="{_url(f)}">{_text(_kind(f))}</a>' for f in files)
-    preds = "".join(
-        f"<li>{_text(p.get('label'))} <span class=\"p\">{_percent(p.get('probability'))}</span></li>"
-        for p in record.get("predictions") or [] if isinstance(p, dict))
-    size = f" ({_text(record.get('width'))}&times;{_text(record.get('height'))})" if record.get("width") else ""
-    return (f'<div class="card">{thumb}<div class="path">{_text(record.get("image"))}{size}</div>'
-            f'<div class="files">{links}</div><ol>{preds}</ol></div>')
+def _item(files: FileIndex, index: int, image: str,
+          recs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    good = [r for r in recs if r.get("status", "ok") in OK_STATUSES]
+    errors = [r for r in recs if r.get("status", "ok") not in OK_STATUSES]
+    first = (good or recs)[0]
+    preds = merge_predictions(good)
+    top = preds[0] if preds else None
+    outputs: list[str] = []
+    for r in recs:  # the current outputs, then those earlier runs made with other options (still there)
+        for field in ("outputs", "earlier_outputs"):
+            outputs += [o for o in existing_outputs(files.root, r.get(field), files) if o not in outputs]
+    thumb = _thumbnail(files, recs, outputs)
+    true_label = next((r["true_label"] for r in recs if isinstance(r.get("true_label"), str)), None)
+    true_index = next((r["true_class_index"] for r in recs if _number(r.get("true_class_index"))), None)
+    probs = [p["probability"] for p in preds if _number(p.get("probability"))]
+    correct = None
+    if top is not None and (true_label is not None or true_index is not None):
+        correct = bool((true_label is not None and str(top.get("label", "")).casefold() == true_label.casefold())
+                       or (true_index is not None and top.get("class_index") == true_index))
+    error_text = "; ".join(_error_text(r) for r in errors) or None
+    item = {
+        "id": index,
+        "image": image,
+        "name": image.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or image,
+        "status": "ok" if good else "error",
+        "error": error_text,
+        "commands": sorted({str(r["command"]) for r in recs if isinstance(r.get("command"), str)}),
+        "width": first.get("width") if _number(first.get("width")) else None,
+        "height": first.get("height") if _number(first.get("height")) else None,
+        "thumb": _url(thumb) if thumb else None,
+        "thumb_is_figure": bool(thumb) and not thumb.endswith(THUMB_SUFFIX) and thumb not in _named_thumbs(recs),
+        "pred": str(top.get("label")) if top is not None and top.get("label") is not None else None,
+        "pred_index": top.get("class_index") if top is not None and _number(top.get("class_index")) else None,
+        "p": round(float(probs[0]), 6) if top is not None and probs and _number(top.get("probability")) else None,
+        "margin": round(float(probs[0] - probs[1]), 6) if len(probs) >= 2 and top is not None
+        and _number(top.get("probability")) else None,
+        "true": true_label if true_label is not None else (str(true_index) if true_index is not None else None),
+        "correct": correct,
+        "agree": agreement(top) if top is not None else None,
+        "classes": len(preds),
+    }
+    detail: dict[str, Any] = {"outputs": [{"href": _url(o), "name": o, "kind": _kind(o)} for o in outputs],
+                              "records": recs}
+    if len(good) != 1:  # else the page takes the predictions from the one record
+        detail["predictions"] = preds
+    return item, detail
 
 
-def existing_outputs(out_dir: Path, outputs: Any) -> list[str]:
+def merge_predictions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The predictions of several records of one image, merged per class (first value of a field wins).
+
+    An ``explain`` record brings the path, a ``cam`` record the box, peak and map; ``annotate``
+    both. Sorted by rank, then by probability (highest first).
+    """
+    merged: dict[Any, dict[str, Any]] = {}
+    for r in records:
+        for p in r.get("predictions") or []:
+            if not isinstance(p, dict):
+                continue
+            key = p.get("class_index") if _number(p.get("class_index")) else ("label", str(p.get("label")))
+            into = merged.setdefault(key, {})
+            for k, v in p.items():
+                if into.get(k) is None and v is not None:
+                    into[k] = v
+    preds = list(merged.values())
+    preds.sort(key=lambda p: (p["rank"] if _number(p.get("rank")) else math.inf,
+                              -p["probability"] if _number(p.get("probability")) else 0.0))
+    return preds
+
+
+def agreement(pred: dict[str, Any]) -> bool | None:
+    """Does the CAM peak lie inside the GradCAT leaf box (edges included)? None when either is missing."""
+    peak = pred.get("peak")
+    path = [n for n in pred.get("path") or [] if isinstance(n, dict) and _box(n.get("box"))]
+    if not path or not (isinstance(peak, list) and len(peak) == 2 and all(_number(v) for v in peak)):
+        return None
+    leaf = min(path, key=lambda n: n["level"] if _number(n.get("level")) else math.inf)
+    x0, y0, x1, y1 = leaf["box"]
+    return bool(x0 <= peak[0] <= x1 and y0 <= peak[1] <= y1)
+
+
+def existing_outputs(out_dir: Path | str, outputs: Any, files: "FileIndex | None" = None) -> list[str]:
     """The entries of ``outputs`` (paths relative to ``out_dir``) that are files inside it."""
     if not isinstance(outputs, list):
         return []
-    root = os.path.realpath(out_dir)
-    found = []
+    files = files or FileIndex(out_dir)
+    return [o for o in outputs if files.has(o)]
+
+
+class FileIndex:
+    """Which relative paths name a file inside OUT: one ``realpath`` + ``isfile`` per distinct path, cached.
+
+    A path qualifies when it is relative, and its real path (symbolic links resolved) is a file
+    strictly inside OUT's real path.
+    """
+
+    def __init__(self, out_dir: Path | str):
+        self.root = os.path.realpath(out_dir)
+        self._known: dict[str, bool] = {}
+
+    def has(self, rel: Any) -> bool:
+        if not isinstance(rel, str) or not rel or "\x00" in rel or os.path.isabs(rel):
+            return False
+        hit = self._known.get(rel)
+        if hit is None:
+            path = os.path.join(self.root, rel)
+            # a path with no ".." and no symbolic link on the way cannot leave OUT: skip realpath's per-component lstat
+            simple = ".." not in rel.replace("\\", "/").split("/") and not self._links_below_root(rel)
+            real = os.path.normpath(path) if simple else os.path.realpath(path)
+            hit = self._known[rel] = real.startswith(self.root + os.sep) and os.path.isfile(real)
+        return hit
+
+    def _links_below_root(self, rel: str) -> bool:
+        """Is any folder on the way to ``rel`` or ``rel`` itself a symbolic link? (Folders cached.)"""
+        parts = rel.replace("\\", "/").split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            key = "\x00link:" + sub
+            link = self._known.get(key)
+            if link is None:
+                link = self._known[key] = os.path.islink(os.path.join(self.root, sub))
+            if link:
+                return True
+        return False
+
+
+def _named_thumbs(recs: list[dict[str, Any]]) -> list[str]:
+    return [r["thumbnail"] for r in recs if isinstance(r.get("thumbnail"), str)]
+
+
+def _thumbnail(files: FileIndex, recs: list[dict[str, Any]], outputs: list[str]) -> str | None:
+    """The record's thumbnail if it exists; else ``<stem>.thumb.jpg`` beside an output; else a figure."""
+    for t in _named_thumbs(recs):
+        if files.has(t):
+            return t
     for o in outputs:
-        if not isinstance(o, str) or not o or Path(o).is_absolute():
-            continue
-        real = os.path.realpath(Path(out_dir) / o)
-        if real.startswith(root + os.sep) and os.path.isfile(real):
-            found.append(o)
-    return found
+        parts = o.rsplit("/", 1)
+        stem = parts[-1].split(".")[0]
+        guess = (parts[0] + "/" if len(parts) == 2 else "") + stem + THUMB_SUFFIX
+        if files.has(guess):
+            return guess
+    return next((o for o in outputs if o.lower().endswith(IMAGE_FORMATS)), None)
 
 
-def _summary_line(summary: dict[str, Any]) -> str:
+def _error_text(r: dict[str, Any]) -> str:
+    err = r.get("error")
+    text = str(err) if err is not None else f"status {r.get('status')!s}"
+    return f"{r['command']}: {text}" if isinstance(r.get("command"), str) else text
+
+
+def data_script(data: dict[str, Any]) -> str:
+    """``window.NESTVIZ_DATA = {...};`` without the details (ASCII only: U+2028 and friends never break it)."""
+    return "window.NESTVIZ_DATA = " + _json({k: v for k, v in data.items() if k != "details"}, ascii=True) + ";\n"
+
+
+def details_script(data: dict[str, Any]) -> str:
+    """``window.NESTVIZ_DETAILS = {"token": ..., "details": ["{...}", ...]};`` loaded after the grid shows."""
+    return ("window.NESTVIZ_DETAILS = " + _json({"token": data["token"], "details": data["details"]}, ascii=True)
+            + ";\n")
+
+
+# -- page --------------------------------------------------------------------------------------------
+def gallery_html(data: dict[str, Any]) -> str:
+    """The page for ``data`` (from :func:`gallery_data`): template, inline CSS and JS, static summary."""
+    css, js, template = (_asset(n) for n in ("gallery.css", "gallery.js", "template.html"))
+    js = js.replace("</", "<\\/")  # never closes the inline script early
+    items = data["items"]
+    failed = [it for it in items if it["status"] == "error"]
+    partial = [it for it in items if it["status"] != "error" and it["error"]]
+    values = {
+        "title": _text(data["title"]),
+        "lastrun": _text(summary_line(data["summary"])),
+        "counts": _text(f"{len(items)} image(s): {len(items) - len(failed)} explained, {len(failed)} failed"),
+        "failures": _failures_html(failed + partial),
+        "data": DATA_NAME,
+        "details": DETAILS_NAME,
+        "css": css,
+        "js": js,
+    }
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
+
+
+def _failures_html(failed: list[dict[str, Any]]) -> str:
+    if not failed:
+        return ""
+    rows = "\n".join(f'<tr><td class="mono">{_text(it["image"])}</td><td>{_text(it["error"])}</td></tr>'
+                     for it in failed)
+    return (f'<details id="failures" open><summary><h2>Failures ({len(failed)})</h2></summary>'
+            f'<p><a href="#status=error">Show only the failures in the grid</a></p>'
+            f'<div class="scroll-y"><table class="failures"><thead><tr><th scope="col">image</th>'
+            f'<th scope="col">error</th></tr></thead>'
+            f"<tbody>\n{rows}\n</tbody></table></div></details>")
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """``Last run: 2 done, 1 failed, 5 skipped (already done), 12.5 s, 0.16 images/s[, interrupted]``."""
     labels = (("done", "done"), ("failed", "failed"), ("skipped", "skipped (already done)"))
-    bits = [f"{_text(summary[k])} {name}" for k, name in labels if k in summary]
+    bits = [f"{summary[k]} {name}" for k, name in labels if k in summary]
     if "seconds" in summary:
-        bits.append(f"{_text(summary['seconds'])} s")
+        bits.append(f"{summary['seconds']} s")
     if "images_per_s" in summary:
-        bits.append(f"{_text(summary['images_per_s'])} images/s")
+        bits.append(f"{summary['images_per_s']} images/s")
     if summary.get("interrupted"):
         bits.append("interrupted")
     return "Last run: " + ", ".join(bits) if bits else ""
 
 
+def _asset(name: str) -> str:
+    return (resources.files("nestviz") / "batch" / "gallery_assets" / name).read_text(encoding="utf-8")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _json(value: Any, ascii: bool = False) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=ascii, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError):  # NaN / infinity / odd objects: null and str
+        return json.dumps(_clean(value), ensure_ascii=ascii, allow_nan=False, separators=(",", ":"))
+
+
+def _clean(value: Any) -> Any:
+    """``value`` as plain JSON: non-finite floats -> None, unknown objects -> str, keys -> str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return str(value)
+
+
+def _number(v: Any) -> bool:
+    t = type(v)
+    return t is int or (t is float and math.isfinite(v)) or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def _box(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 4 and all(_number(x) for x in v)
+
+
 def _kind(output: str) -> str:
-    """``cat.gradcat.png`` -> ``gradcat png``: the figure kind and format, for link text."""
-    parts = Path(output).name.split(".")
-    return " ".join(parts[-2:]) if len(parts) >= 3 else Path(output).name
-
-
-def _percent(p: Any) -> str:
-    return f"{100 * p:.1f}%" if isinstance(p, (int, float)) else ""
+    """``a/cat.gradcat.k2.png`` -> ``gradcat k2 png``: the figure kind, options and format, for link text."""
+    name = output.rsplit("/", 1)[-1]
+    parts = name.split(".")
+    return " ".join(parts[1:]) if len(parts) >= 3 else name
 
 
 def _text(value: Any) -> str:
@@ -122,21 +335,9 @@ def _text(value: Any) -> str:
 
 
 def _url(relative: str) -> str:
-    """A relative URL for a path under OUT, percent-encoded and HTML-escaped for an attribute."""
-    return escape(quote(Path(relative).as_posix()), quote=True)
+    """A relative URL for a path under OUT, percent-encoded (not HTML-escaped: the page sets it through the DOM)."""
+    return quote(relative.replace(os.sep, "/"))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a gallery is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-__all__ = ["write_gallery", "gallery_html", "existing_outputs"]
+__all__ = ["write_gallery", "gallery_data", "gallery_html", "data_script", "existing_outputs", "merge_predictions",
+           "agreement", "summary_line", "details_script", "FileIndex", "DATA_NAME", "DETAILS_NAME", "INDEX_NAME"]

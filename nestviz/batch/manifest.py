@@ -1,11 +1,17 @@
-"""OUT/manifest.jsonl: one JSON line per finished image, appended as it finishes, read back to resume.
+"""OUT/manifest.jsonl: one JSON line per finished image and command, appended as it finishes, read back to resume.
 
 A record is the ``--json`` object of an image (``image``, ``width``, ``height``, ``predictions``,
-``outputs``; ``outputs`` relative to OUT) plus ``status`` ("ok" | "error" | "skipped"),
-``error`` for failures, ``key`` (``options_key`` of the weights and output options) and ``time``
-(added by the writer, seconds since the epoch). Shard I of N writes
-``manifest.part-I-of-N.jsonl``. Each line is flushed and fsynced, so a killed process leaves at
-most one torn last line, which readers skip and the next writer closes with a newline.
+``outputs``; ``outputs`` relative to OUT) plus ``command`` (explain, cam, annotate), ``options``
+(those that made its outputs), ``status`` ("ok" | "error"), ``error`` for failures, ``key``
+(``options_key`` of the weights and output options) and ``time`` (added by the writer, seconds
+since the epoch). Shard I of N writes ``manifest.part-I-of-N.jsonl``. Each line is flushed and
+fsynced, so a killed process leaves at most one torn last line, which readers skip and the next
+writer closes with a newline.
+
+The current record of an (image, command) is its latest; several commands' records of one image
+stand side by side. When a run ends, its manifest file is compacted to the current records
+(atomically, under a lock: a run still writing the same file keeps it from being compacted until
+it ends, and then compacts it itself).
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+
+from .._files import atomic_write_bytes
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process lock, compaction goes ahead
+    fcntl = None  # type: ignore[assignment]
 
 MANIFEST = "manifest.jsonl"
 PART = re.compile(r"manifest\.part-(\d+)-of-(\d+)\.jsonl")
@@ -40,7 +53,7 @@ class ManifestWriter:
         self.path = manifest_path(Path(out_dir), shard)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the run, closed by close()
+        self._file = _open_shared(self.path)
         if self._file.tell() > 0 and not _ends_with_newline(self.path):
             self._file.write(b"\n")  # end a line torn by a crash, so it does not swallow the next record
 
@@ -53,13 +66,37 @@ class ManifestWriter:
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        """Compact the file unless another run still writes it (that run compacts it when it ends), then close it."""
+        try:
+            if fcntl is not None:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            compact(self.path)
+        except BlockingIOError:
+            pass
+        finally:
+            self._file.close()
 
     def __enter__(self) -> ManifestWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open_shared(path: Path):  # noqa: ANN202 - a binary file
+    """``path`` opened to append, with a shared lock on the file that is ``path`` now (a compaction that
+    replaced it while we waited means opening the new one)."""
+    while True:
+        f = open(path, "ab")  # noqa: SIM115 - held open for the run, closed by ManifestWriter.close()
+        if fcntl is None:
+            return f
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+                return f
+        except FileNotFoundError:
+            pass
+        f.close()
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -93,37 +130,64 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def load_done(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """The latest record of each image across all manifest parts in ``out_dir`` (for resume).
+def record_id(rec: dict[str, Any]) -> tuple[str, str]:
+    """What a record is the current one of: (image, command); "" for records older than commands in records."""
+    command = rec.get("command")
+    return rec["image"], command if isinstance(command, str) else ""
 
-    Latest means the largest ``time``, then the later part and line. "skipped" records are
-    ignored: they only say that an earlier record still stands. Use :func:`is_done` to decide.
-    """
-    latest: dict[str, tuple[tuple[float, int, int], dict[str, Any]]] = {}
-    for part_no, part in enumerate(manifest_parts(out_dir)):
-        for line_no, rec in enumerate(read_records(part)):
-            if rec.get("status") == "skipped":
-                continue
-            t = rec.get("time")
-            order = (float(t) if isinstance(t, (int, float)) else float("-inf"), part_no, line_no)
-            old = latest.get(rec["image"])
-            if old is None or order >= old[0]:
-                latest[rec["image"]] = (order, rec)
-    return {image: rec for image, (_, rec) in latest.items()}
+
+def _latest(parts: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The latest record per :func:`record_id` in ``parts``: the largest ``time``, then the later part and line.
+    "skipped" records are ignored: they only say that an earlier record still stands."""
+    return _current([(part_no, line_no, rec) for part_no, part in enumerate(parts)
+                     for line_no, rec in enumerate(read_records(part))])
+
+
+def _current(records: list) -> dict[tuple[str, str], dict[str, Any]]:  # noqa: ANN001
+    """The latest of ``records`` (dicts in file order, or (part, line, dict)) per :func:`record_id`."""
+    latest: dict[tuple[str, str], tuple[tuple[float, int, int], dict[str, Any]]] = {}
+    for n, item in enumerate(records):
+        part_no, line_no, rec = item if isinstance(item, tuple) else (0, n, item)
+        if rec.get("status") == "skipped":
+            continue
+        t = rec.get("time")
+        order = (float(t) if isinstance(t, (int, float)) else float("-inf"), part_no, line_no)
+        old = latest.get(record_id(rec))
+        if old is None or order >= old[0]:
+            latest[record_id(rec)] = (order, rec)
+    return {rid: rec for rid, (_, rec) in latest.items()}
+
+
+def load_done(out_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The current record of each (image, command) across all manifest parts in ``out_dir`` (for resume).
+    Use :func:`is_done` to decide whether it still stands."""
+    return _latest(manifest_parts(out_dir))
+
+
+def compact(path: Path) -> None:
+    """Rewrite one manifest file with only its current records, in their order (atomically)."""
+    if not path.is_file():
+        return
+    records = read_records(path)
+    keep = {id(r) for r in _current(records).values()}
+    records = [r for r in records if id(r) in keep]
+    atomic_write_bytes(path, b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records))
 
 
 def is_done(record: dict[str, Any] | None, key: str, out_dir: Path) -> bool:
-    """An image needs no work when its latest record is ok, has ``key``, and all its outputs exist."""
+    """An image needs no work when its current record is ok, has ``key``, and all its files exist."""
     if not record or record.get("status") != "ok" or record.get("key") != key:
         return False
     outputs = record.get("outputs")
-    return isinstance(outputs, list) and all(isinstance(o, str) and (Path(out_dir) / o).is_file() for o in outputs)
+    files = (outputs if isinstance(outputs, list) else [None]) + (
+        [record["thumbnail"]] if "thumbnail" in record else [])
+    return all(isinstance(o, str) and (Path(out_dir) / o).is_file() for o in files)
 
 
 def merge_records(out_dir: Path) -> list[dict[str, Any]]:
-    """The latest record of each image across all parts, sorted by image path (for the gallery)."""
+    """The current record of each (image, command) across all parts, sorted by image and command (for the gallery)."""
     return [rec for _, rec in sorted(load_done(out_dir).items())]
 
 
-__all__ = ["ManifestWriter", "options_key", "manifest_path", "manifest_parts", "read_records", "load_done",
+__all__ = ["ManifestWriter", "record_id", "compact", "options_key", "manifest_path", "manifest_parts", "read_records", "load_done",
            "is_done", "merge_records"]

@@ -9,8 +9,6 @@ Bad inputs are recorded and the batch goes on. This module installs no signal ha
 
 from __future__ import annotations
 
-import io
-import json
 import multiprocessing
 import os
 import time
@@ -20,48 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-import numpy as np
-
-from .._files import atomic_write_bytes
+from ..defaults import EXPLAIN_FIT
 from ..results import ImageResult, error_json
-from .discover import InputItem, output_stem
-from .gallery import write_gallery
-from .manifest import ManifestWriter, is_done, load_done, merge_records, options_key
+from .discover import InputItem
+from .gallery import merge_predictions, write_gallery
+from .outputs import RunOptions, dumps, planned_outputs, public_json, render_outputs, save_maps
+from .manifest import ManifestWriter, is_done, load_done, merge_records, options_key, record_id
 
 
 class Explainer(Protocol):
     """What folder mode needs of the model: ``nestviz.api.Nestviz`` is one."""
 
-    def prepared_batches(self, images: Any, batch_size: int = 16) -> Any: ...
+    def prepared_batches(self, images: Any, batch_size: int = 16, *, fit: str = EXPLAIN_FIT) -> Any: ...
 
     def run(self, batch: Any, mode: str = "predict", **kw: Any) -> list[ImageResult]: ...
 
-
-FIGURES = {"explain": ("gradcat",), "cam": ("cam",), "annotate": ("gradcat", "cam")}
-
-
-@dataclass
-class RunOptions:
-    """What to compute and write for each image."""
-
-    mode: str  # explain | cam | annotate
-    out_dir: Path
-    top_k: int = 4
-    classes: list[int] | None = None
-    threshold: float = 0.2
-    fmt: str = "png"
-    render: bool = True
-    save_maps: bool = False
-    overwrite: bool = False
-    batch_size: int = 16
-    render_workers: int = 1  # processes drawing figures (0: draw in this process)
-    shard: tuple[int, int] | None = None
-    multi_root: bool = False  # inputs came from several roots: prefix outputs with the root's name
-
-    def key_fields(self, weights_id: str) -> dict[str, Any]:
-        """Everything that changes an image's outputs: a change means the image is redone."""
-        return {"weights": weights_id, "mode": self.mode, "top_k": self.top_k, "classes": self.classes,
-                "threshold": self.threshold, "fmt": self.fmt, "render": self.render, "save_maps": self.save_maps}
+    def label_for_folder(self, folder: str) -> str | None: ...
 
 
 @dataclass
@@ -84,40 +56,19 @@ class RunSummary:
 
 
 def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` and prove a file can be written there; OSError (with its reason) if not."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    probe = out_dir / f".nestviz-write-test-{os.getpid()}"
+    """Prove that ``out_dir`` can be made and written, creating nothing: a probe file is written (and removed)
+    in it or, if it does not exist yet, in its nearest existing parent. OSError (with its reason) if not;
+    NotADirectoryError if ``out_dir`` or a parent is a file."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} is a file, not a folder")
+    base = out_dir
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise NotADirectoryError(f"{base} is a file, not a folder")
+    probe = base / f".nestviz-write-test-{os.getpid()}"
     probe.write_bytes(b"")
     probe.unlink()
-
-
-def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
-    """Figure and map files one image produces: {"gradcat": path, "cam": path, "maps": path}."""
-    stem = output_stem(item, opts.out_dir, opts.multi_root)
-    files: dict[str, Path] = {}
-    if opts.render:
-        for kind in FIGURES[opts.mode]:
-            files[kind] = stem.with_name(f"{stem.name}.{kind}.{opts.fmt}")
-    if opts.save_maps and opts.mode in ("cam", "annotate"):
-        files["maps"] = stem.with_name(f"{stem.name}.cam.npy")
-    return files
-
-
-def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], fmt: str) -> None:
-    """Draw and save one image's figures (runs in a worker process)."""
-    from ..draw import write_figure
-    from ..images import load_rgb
-
-    image = load_rgb(image_path)
-    for kind, path in files.items():  # "gradcat" and / or "cam"
-        write_figure(kind, image, result, path, fmt)
-
-
-def save_maps(result: ImageResult, path: Path) -> None:
-    """Raw CAMs of the explained classes as one (k, h, w) float32 .npy, written atomically."""
-    buf = io.BytesIO()
-    np.save(buf, np.stack([p.cam.raw for p in result.predictions]).astype(np.float32))
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[], Explainer], weights_id: str, *,
@@ -146,11 +97,11 @@ class _FolderRun:
     def run(self, load_model: Callable[[], Explainer], worker_init: Callable[[], None] | None) -> RunSummary:
         t0 = time.perf_counter()
         todo = self.skip_finished()
+        model = load_model() if todo else None  # a setup error here leaves OUT as it was (or absent)
         self.writer = ManifestWriter(self.opts.out_dir, self.opts.shard)
         pool: ProcessPoolExecutor | None = None
         try:
-            if todo:
-                model = load_model()
+            if model is not None:
                 if self.opts.render and len(todo) > 2 and self.opts.render_workers > 0:
                     pool = ProcessPoolExecutor(self.opts.render_workers, mp_context=multiprocessing.get_context("spawn"),
                                                initializer=worker_init)
@@ -164,20 +115,27 @@ class _FolderRun:
                 pool.shutdown(wait=True, cancel_futures=True)
             self.writer.close()
         self.summary.seconds = time.perf_counter() - t0
-        write_gallery(self.opts.out_dir, merge_records(self.opts.out_dir), title=f"nestviz {self.opts.mode}",
+        records = merge_records(self.opts.out_dir)
+        commands = sorted({r["command"] for r in records if isinstance(r.get("command"), str)} | {self.opts.mode})
+        write_gallery(self.opts.out_dir, records, title="nestviz " + ", ".join(commands),
                       summary=self.summary.to_dict())
         return self.summary
 
     def skip_finished(self) -> list[InputItem]:
-        """The items still to do; those an earlier run finished with the same options are counted as skipped."""
-        done_before = {} if self.opts.overwrite else load_done(self.opts.out_dir)
+        """The items still to do; those an earlier run of this command finished with the same options are
+        counted as skipped (records of other commands stand beside them, untouched)."""
+        self.before = load_done(self.opts.out_dir)
+        self.by_image: dict[str, list[dict[str, Any]]] = {}
+        for (image, command), rec in self.before.items():
+            if command != self.opts.mode and rec.get("status") == "ok":
+                self.by_image.setdefault(image, []).append(rec)
         todo = []
         for item in self.items:
-            rec = done_before.get(str(item.path))
-            if rec is not None and is_done(rec, self.key, self.opts.out_dir):
+            rec = self.before.get((str(item.path), self.opts.mode))
+            if rec is not None and not self.opts.overwrite and is_done(rec, self.key, self.opts.out_dir):
                 self.summary.skipped += 1
                 if self.on_record:
-                    self.on_record({**_public(rec), "status": "skipped"})
+                    self.on_record({**rec, "status": "skipped"})
             else:
                 todo.append(item)
         if self.progress:
@@ -188,25 +146,52 @@ class _FolderRun:
         """Run the model over ``todo`` batch by batch; each result's figures go to the pool (or are drawn here)."""
         opts = self.opts
         by_name = {str(i.path): i for i in todo}
-        for batch in model.prepared_batches([str(i.path) for i in todo], opts.batch_size):
+        labels = _FolderLabels(model)
+        for batch in model.prepared_batches([str(i.path) for i in todo], opts.batch_size, fit=opts.fit):
             for r in model.run(batch, opts.mode, top_k=opts.top_k, classes=opts.classes, threshold=opts.threshold):
                 if r.error is not None:
-                    self.finish({**r.to_json(), "status": "error", "key": self.key})
+                    self.finish({**r.to_json(), "command": opts.mode, "status": "error", "key": self.key})
                     continue
                 item = by_name[r.image]
+                r.true_label = labels.of(item)
                 files = planned_outputs(item, opts)
-                r.outputs = [str(p.relative_to(opts.out_dir)) for p in files.values()]
+                rel = {k: str(p.relative_to(opts.out_dir)) for k, p in files.items()}
+                r.outputs = [v for k, v in rel.items() if k != "thumb"]
                 if "maps" in files:
                     save_maps(r, files["maps"])
-                record = {**r.to_json(), "status": "ok", "key": self.key}
+                record = self.record(r, rel.get("thumb"))
                 figs = {k: str(p) for k, p in files.items() if k != "maps"}
+                args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record))
                 if figs and pool is None:
-                    render_outputs(str(item.path), r, figs, opts.fmt)
+                    render_outputs(*args)
                 if not figs or pool is None:
                     self.finish(record)
                 else:
-                    self.inflight.append((pool.submit(render_outputs, str(item.path), r, figs, opts.fmt), record))
+                    self.inflight.append((pool.submit(render_outputs, *args), record))
                     self.drain(opts.batch_size + 2 * opts.render_workers)  # a batch's figures queue while the next runs
+
+    def record(self, r: ImageResult, thumbnail: str | None) -> dict[str, Any]:
+        """The manifest record of a finished image: its JSON with the CAM maps, the command and its options,
+        the thumbnail, the true label when known, and the files an earlier record of this command made
+        with other options that are still there (``earlier_outputs``: they coexist, and the gallery shows them)."""
+        rec = {**r.to_json(maps=True), "command": self.opts.mode, "options": self.opts.options(), "status": "ok",
+               "key": self.key}
+        if thumbnail:
+            rec["thumbnail"] = thumbnail
+        if r.true_label:
+            rec["true_label"] = r.true_label
+        old = self.before.get(record_id(rec)) or {}
+        kept = [o for o in (old.get("outputs") or []) + (old.get("earlier_outputs") or [])
+                if isinstance(o, str) and o not in r.outputs and (self.opts.out_dir / o).is_file()]
+        if kept:
+            rec["earlier_outputs"] = list(dict.fromkeys(kept))
+        return rec
+
+    def thumb_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What the image's thumbnail shows: its predictions merged over every command's current record
+        (the GradCAT path of explain, the CAM box of cam), this one's first."""
+        return {"width": record["width"], "height": record["height"],
+                "predictions": merge_predictions([record, *self.by_image.get(record["image"], [])])}
 
     def finish(self, record: dict[str, Any]) -> None:
         """Record one finished image: manifest line, counts, --json, progress."""
@@ -215,7 +200,8 @@ class _FolderRun:
             self.summary.done += 1
         else:
             self.summary.failed += 1
-            self.summary.failures.append(f"{record['image']}: {record.get('error', '')}")
+            error = str(record.get("error", ""))
+            self.summary.failures.append(error if error.startswith(record["image"]) else f"{record['image']}: {error}")
         if self.on_record:
             self.on_record(record)
         if self.progress:
@@ -229,7 +215,8 @@ class _FolderRun:
             try:
                 fut.result()
             except Exception as e:  # a figure that failed to render is that image's error
-                record = {**error_json(record["image"], f"rendering failed: {e}"), "status": "error", "key": self.key}
+                record = {**error_json(record["image"], f"{record['image']}: rendering failed: {e}"),
+                          "command": self.opts.mode, "status": "error", "key": self.key}
             self.inflight.popleft()
             self.finish(record)
 
@@ -247,13 +234,18 @@ class _FolderRun:
         self.inflight.clear()
 
 
-def _public(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if k not in ("key", "time")}
+class _FolderLabels:
+    """True labels from class folders (``val/n01440764/x.JPEG`` -> tench), asked of the model once per folder."""
+
+    def __init__(self, model: Explainer) -> None:
+        self.model, self.known = model, {}
+
+    def of(self, item: InputItem) -> str | None:
+        folder = item.rel.parent.name or item.root.name
+        if folder not in self.known:
+            self.known[folder] = self.model.label_for_folder(folder) if folder else None
+        return self.known[folder]
 
 
-def dumps(record: dict[str, Any]) -> str:
-    """One JSON Lines line."""
-    return json.dumps(record, ensure_ascii=False)
-
-
-__all__ = ["Explainer", "RunOptions", "RunSummary", "run_folder", "check_writable", "planned_outputs", "dumps"]
+__all__ = ["Explainer", "RunOptions", "RunSummary", "run_folder", "check_writable", "planned_outputs", "dumps",
+           "public_json", "render_outputs"]

@@ -14,11 +14,14 @@ import numpy as np
 from PIL import Image
 
 from ..results import Box, ClassExplanation, ImageResult, PathNode
-from .style import DIM, PT, TITLE_PT, compact
+from .style import DIM, HEADER_PT, PT, SCORE_PT, TITLE_PT
 
 MAX_ASPECT = 2.0  # panels of wider (taller) images show the part around the model's region
 PAD, TITLE, GAP = 12, 34, 16  # pixels: figure margin, title band, gap between panels
+HEADER = 36  # pixels: two header lines (image, true label, the model's top class; the legend)
 CBAR, CBAR_GAP, CBAR_LABELS = 12, 6, 62  # pixels: colour bar, its gap, its tick labels
+TREE_GAP, TREE_W = 10, 210  # pixels: the tree diagram beside a GradCAT panel (--tree)
+COMPACT = 0.7  # panel side of compact figures (folder runs' default), relative to full size
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Panel:
     width: int
     height: int
     colorbar: tuple[int, int, int, int] | None = None  # left, top, width, height
+    tree: tuple[int, int, int, int] | None = None  # the tree diagram's rectangle (--tree)
 
 
 @dataclass(frozen=True)
@@ -37,41 +41,54 @@ class FigureLayout:
     width: int
     height: int
     panels: list[Panel]
+    header: tuple[int, int] = (PAD, PAD)  # left and top of the header's two lines
 
 
-def figure_layout(result: ImageResult, n: int, colorbars: bool) -> FigureLayout:
-    """``n`` panels (up to 4 a row) with the aspect of the image's view, laid out in whole pixels."""
+def figure_layout(result: ImageResult, n: int, colorbars: bool, tree: bool = False,
+                  compact: bool = False) -> FigureLayout:
+    """``n`` panels (up to 4 a row) with the aspect of the image's view, laid out in whole pixels, under a header."""
     if n < 1:
         raise ValueError("nothing to draw: the result has no explained class for this figure")
     cols = n if n <= 4 else math.ceil(n / 2)
     rows = math.ceil(n / cols)
-    pw, ph = panel_pixels(aspect(view(result)), large=n == 1)
-    side = CBAR_GAP + CBAR + CBAR_LABELS if colorbars else 0
-    cell_w, cell_h = pw + side, ph + TITLE
+    pw, ph = panel_pixels(aspect(view(result)), large=n == 1, scale=COMPACT if compact else 1.0)
+    side = (CBAR_GAP + CBAR + CBAR_LABELS if colorbars else 0) + (TREE_GAP + TREE_W if tree else 0)
+    cell_w, cell_h = pw + side, max(ph, tree_height(len(result.grid_sizes)) if tree else 0) + TITLE
     fw = 2 * PAD + cols * cell_w + (cols - 1) * GAP
-    fh = 2 * PAD + rows * cell_h + (rows - 1) * GAP
+    fh = 2 * PAD + HEADER + rows * cell_h + (rows - 1) * GAP
     panels = []
     for k in range(n):
         r, c = divmod(k, cols)
-        left, top = PAD + c * (cell_w + GAP), PAD + r * (cell_h + GAP) + TITLE
+        left, top = PAD + c * (cell_w + GAP), PAD + HEADER + r * (cell_h + GAP) + TITLE
         bar = (left + pw + CBAR_GAP, top, CBAR, ph) if colorbars else None
-        panels.append(Panel(left, top, pw, ph, bar))
+        box = (left + cell_w - TREE_W, top, TREE_W, cell_h - TITLE) if tree else None
+        panels.append(Panel(left, top, pw, ph, bar, box))
     return FigureLayout(fw, fh, panels)
 
 
-def panel_pixels(ratio: float, large: bool) -> tuple[int, int]:
-    """Panel width and height: a constant area, at most 600 x 500 pixels."""
-    side = 440 if large else 350
+def tree_height(levels: int) -> int:
+    """The least height of a tree diagram of ``levels`` rows."""
+    return 40 * levels
+
+
+def panel_pixels(ratio: float, large: bool, scale: float = 1.0) -> tuple[int, int]:
+    """Panel width and height: a constant area, at most 600 x 500 pixels (times ``scale``)."""
+    side = (440 if large else 350) * scale
+    ratio = min(max(ratio, 1 / 50), 50)
     w, h = side * math.sqrt(ratio), side / math.sqrt(ratio)
-    if w > 600:
-        w, h = 600, 600 / ratio
-    if h > 500:
-        w, h = 500 * ratio, 500
+    if w > 600 * scale:
+        w, h = 600 * scale, 600 * scale / ratio
+    if h > 500 * scale:
+        w, h = 500 * scale * ratio, 500 * scale
     return max(1, round(w)), max(1, round(h))
 
 
 def view(result: ImageResult) -> Box:
-    """What a panel shows: the whole image, cut around the model's region to at most MAX_ASPECT : 1."""
+    """What a panel shows: for ``crop``, the whole image cut around the model's region to at most
+    MAX_ASPECT : 1 (the region framed, the rest dimmed); for ``pad`` and ``squash``, exactly what the
+    model saw: the region (for pad, the image with the border around it)."""
+    if result.fit in ("pad", "squash"):
+        return result.region
     w, h = float(result.width), float(result.height)
     x0, y0, x1, y1 = result.region
     if w > MAX_ASPECT * h:
@@ -97,6 +114,8 @@ def panel_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]
     """
     vx0, vy0, vx1, vy1 = view(result)
     sx, sy = image.width / result.width, image.height / result.height
+    if vx0 < 0 or vy0 < 0 or vx1 > result.width or vy1 > result.height:  # pad: the border the model saw
+        return _padded_picture(image, result, size)
     crop = (round(vx0 * sx), round(vy0 * sy), round(vx1 * sx), round(vy1 * sy))
     shrink = size[0] < crop[2] - crop[0]
     resample = Image.Resampling.BILINEAR if shrink else Image.Resampling.NEAREST
@@ -109,26 +128,123 @@ def panel_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]
     return Image.fromarray(picture)
 
 
+def _padded_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]) -> Image.Image:
+    """The view of a ``pad`` result: the image inside the border colour, at the panel's pixel ``size``."""
+    vx0, vy0, vx1, vy1 = view(result)
+    sx, sy = size[0] / (vx1 - vx0), size[1] / (vy1 - vy0)
+    canvas = Image.new("RGB", size, tuple(result.pad_rgb))
+    left, top = round(-vx0 * sx), round(-vy0 * sy)
+    inner = (max(1, round((result.width - vx0) * sx) - left), max(1, round((result.height - vy0) * sy) - top))
+    shrink = inner[0] < image.width
+    canvas.paste(image.convert("RGB").resize(inner, Image.Resampling.BILINEAR if shrink else Image.Resampling.NEAREST,
+                                             reducing_gap=2.0 if shrink else None), (left, top))
+    return canvas
+
+
+def fit_text(text: str, width_px: float, size_pt: float) -> str:
+    """``text`` cut with an ellipsis to about ``width_px`` at ``size_pt`` (DejaVu Sans: about 0.6 em a character)."""
+    room = max(4, int(width_px / PT / (size_pt * 0.6)))
+    return text if len(text) <= room else text[: room - 1].rstrip() + "\u2026"
+
+
 def title_text(pred: ClassExplanation, width_px: float) -> str:
-    """'rank. label p%', the label cut with an ellipsis so the title fits ``width_px``."""
-    prefix, suffix = f"{pred.rank}. ", f" {pred.probability * 100:.1f}%"
+    """'#rank label p%' (rank among all classes), the label cut with an ellipsis so the title fits ``width_px``."""
+    prefix, suffix = f"#{pred.rank} ", f" {pred.probability * 100:.1f}%"
     room = max(4, int(width_px / PT / (TITLE_PT * 0.6)) - len(prefix) - len(suffix))
     label = pred.label if len(pred.label) <= room else pred.label[: room - 1].rstrip() + "\u2026"
     return f"{prefix}{label}{suffix}"
+
+
+LEGENDS = {  # short: a one-panel compact figure has room for about 55 characters
+    "gradcat": "Numbers: each child's share of its parent's |score|; bold: the path",
+    "cam": "White box: the map above the threshold (bar tick); \u2715: the peak",
+}
+
+
+def header_line_y(top: int, i: int) -> int:
+    """The baseline of header line ``i`` (0, 1) in figure pixels, the header starting at ``top``."""
+    return top + 12 + 16 * i
+
+
+def header_lines(result: ImageResult, kind: str, width_px: float) -> list[str]:
+    """The figure's two header lines: file name, true label, the model's top class and fit; the legend."""
+    name = result.image.replace("\\", "/").rsplit("/", 1)[-1]
+    bits = [name]
+    if result.true_label:
+        bits.append(f"true: {result.true_label}")
+    if result.top is not None:
+        bits.append(f"model's top class: {result.top.heading}")
+    bits.append(f"fit: {result.fit}")
+    return [fit_text("  \u00b7  ".join(bits), width_px, HEADER_PT), fit_text(LEGENDS[kind], width_px, HEADER_PT - 1)]
 
 
 def centre(box: Box) -> tuple[float, float]:
     return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
 
 
-def score_anchors(node: PathNode) -> list[tuple[str, bool, float, float]]:
-    """Each child score of a visited node as (text, chosen, x, y): the centre of its quadrant, in original pixels."""
-    if not node.child_scores:
-        return []
-    x0, y0, x1, y1 = node.box
-    mx, my = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    return [(compact(score), q == node.chosen_child, (x0 + mx) / 2.0 if q % 2 == 0 else (mx + x1) / 2.0,
-             (y0 + my) / 2.0 if q < 2 else (my + y1) / 2.0) for q, score in enumerate(node.child_scores)]
+def child_shares(node: PathNode) -> list[str]:
+    """A node's child scores on one scale for every level: each as a share of the four's total |score|."""
+    scores = node.child_scores or []
+    total = sum(abs(v) for v in scores)
+    return [f"{100 * v / total:.0f}%".replace("-", "\u2212") if total > 0 else "0%" for v in scores]
+
+
+@dataclass(frozen=True)
+class ScoreLabel:
+    """A child score placed in figure pixels: ``x`` its left edge, ``y`` its vertical centre."""
+
+    text: str
+    chosen: bool
+    x: float
+    y: float
+    width: float
+    height: float
+
+    def overlaps(self, other: "ScoreLabel", gap: float = 1.0) -> bool:
+        return (self.x < other.x + other.width + gap and other.x < self.x + self.width + gap
+                and abs(self.y - other.y) < (self.height + other.height) / 2 + gap)
+
+
+def label_size(text: str, bold: bool) -> tuple[float, float]:
+    """A score label's box in pixels, text and padding (a little generous, so real text fits inside)."""
+    em = SCORE_PT * PT
+    return len(text) * em * (0.68 if bold else 0.64) + 0.5 * em, 1.5 * em
+
+
+def score_labels(pred: ClassExplanation, to_px, panel: Panel) -> list[ScoreLabel]:  # noqa: ANN001
+    """Every visited node's child shares, placed so that no two overlap and all stay in the panel.
+
+    A label goes right of its quadrant's centre (where the diagonal path never passes), else left,
+    above or below it; the chosen children are placed first, root first; a label with no free
+    place is left out (the tree diagram and the JSON have every value).
+    """
+    nodes = sorted(pred.path or [], key=lambda n: -n.level)
+    wanted = []
+    for node in nodes:
+        x0, y0, x1, y1 = node.box
+        mx, my = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        for q, text in enumerate(child_shares(node)):
+            qx = (x0 + mx) / 2.0 if q % 2 == 0 else (mx + x1) / 2.0
+            qy = (y0 + my) / 2.0 if q < 2 else (my + y1) / 2.0
+            wanted.append((q != node.chosen_child, text, q == node.chosen_child, *to_px(qx, qy)))
+    placed: list[ScoreLabel] = []
+    shift = 8 * PT
+    for _, text, chosen, cx, cy in sorted(wanted, key=lambda w: w[0]):
+        w, h = label_size(text, chosen)
+        for x, y in ((cx + shift, cy), (cx - shift - w, cy), (cx - w / 2, cy - shift), (cx - w / 2, cy + shift)):
+            label = ScoreLabel(text, chosen, round(x), round(y), w, h)
+            inside = (panel.left + 1 <= label.x and label.x + w <= panel.left + panel.width - 1
+                      and panel.top + 1 <= label.y - h / 2 and label.y + h / 2 <= panel.top + panel.height - 1)
+            if inside and not any(label.overlaps(o) for o in placed):
+                placed.append(label)
+                break
+    return placed
+
+
+def threshold_value(lo: float, hi: float, threshold: float) -> float:
+    """Where the box threshold lies on a map's scale: ``threshold`` of the way from its min to its max
+    (as ``explain.cam.localize`` thresholds the min-max normalized map)."""
+    return lo + threshold * (hi - lo)
 
 
 def nice_ticks(lo: float, hi: float, max_ticks: int = 5) -> list[float]:

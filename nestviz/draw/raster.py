@@ -11,33 +11,39 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from functools import lru_cache
-from importlib.util import find_spec
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..results import Box, ClassExplanation, ImageResult
-from .layout import CBAR_LABELS, Panel, centre, figure_layout, nice_ticks, panel_picture, score_anchors, title_text, view
-from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, JPEG_QUALITY, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,
-                    class_colour, compact, grid_style, luminance, rgb)
+from .layout import (CBAR_LABELS, Panel, centre, figure_layout, header_lines, nice_ticks, panel_picture, score_labels,
+                     threshold_value, title_text, view)
+from .pixels import BLACK, WHITE, Marks, colormap as _colormap, font as _font, outline as _box, text_lines
+from .pixels import tree as draw_tree
+from .style import (CBAR_LABEL, COMPACT_JPEG_QUALITY, DOT_PT, DPI, HEADER_PT, HEAT_ALPHA, JPEG_QUALITY, PATH_PT,
+                    PEAK_PT, PT, SCORE_PT, TITLE_PT, class_colour, compact as compact_number, grid_style, luminance, rgb)
 
 try:  # Intel ISA-L's deflate: 2.7x faster than zlib level 1 on figures, and smaller
     from isal.isal_zlib import compress as deflate
 except ImportError:  # pragma: no cover - platforms without an isal wheel
     from zlib import compress as deflate
 
-SS = 2  # supersampling of the smooth-edged marks
-BLACK, WHITE = (0, 0, 0), (255, 255, 255)
 
-
-def gradcat_image(image: Image.Image, result: ImageResult) -> Image.Image:
-    """One panel per explained class: block grids, the root-to-leaf path, and each visited node's child scores."""
-    explained = [p for p in result.predictions if p.path]
-    lay = figure_layout(result, len(explained), colorbars=False)
+def _canvas(image: Image.Image, result: ImageResult, kind: str, explained: list[ClassExplanation], tree: bool,
+            compact: bool):  # noqa: ANN202
+    """The white canvas with its header, the layout and the panels' picture, for ``explained`` panels."""
+    lay = figure_layout(result, len(explained), colorbars=kind == "cam", tree=tree, compact=compact)
     canvas = Image.new("RGB", (lay.width, lay.height), WHITE)
-    picture = panel_picture(image, result, (lay.panels[0].width, lay.panels[0].height))
+    lines = header_lines(result, kind, lay.width - 2 * lay.header[0])
+    text_lines(canvas, [(lines[0], HEADER_PT), (lines[1], HEADER_PT - 1)], *lay.header)
+    return canvas, lay, panel_picture(image, result, (lay.panels[0].width, lay.panels[0].height))
+
+
+def gradcat_image(image: Image.Image, result: ImageResult, tree: bool = False, compact: bool = False) -> Image.Image:
+    """One panel per explained class: block grids, the root-to-leaf path, each visited node's child shares
+    (and with ``tree``, the tree diagram beside the panel)."""
+    explained = [p for p in result.predictions if p.path]
+    canvas, lay, picture = _canvas(image, result, "gradcat", explained, tree, compact)
     for i, (panel, pred) in enumerate(zip(lay.panels, explained)):
         colour = class_colour(i)
         to_px = _mapping(result, panel)
@@ -45,15 +51,16 @@ def gradcat_image(image: Image.Image, result: ImageResult) -> Image.Image:
         _draw_grids(canvas, result, panel, to_px)
         _draw_path(canvas, pred, panel, to_px, colour)
         _frame_and_title(canvas, pred, panel, colour)
+        if tree:
+            draw_tree(canvas, pred, panel, colour)
     return canvas
 
 
-def cam_image(image: Image.Image, result: ImageResult) -> Image.Image:
-    """One panel per explained class: the class map over the image (inferno, min to max), its box, peak and colour bar."""
+def cam_image(image: Image.Image, result: ImageResult, tree: bool = False, compact: bool = False) -> Image.Image:
+    """One panel per explained class: the class map over the image (inferno, min to max), its box, peak and colour bar.
+    (``tree`` is for GradCAT figures: a CAM figure has none.)"""
     explained = [p for p in result.predictions if p.cam is not None]
-    lay = figure_layout(result, len(explained), colorbars=True)
-    canvas = Image.new("RGB", (lay.width, lay.height), WHITE)
-    picture = panel_picture(image, result, (lay.panels[0].width, lay.panels[0].height))
+    canvas, lay, picture = _canvas(image, result, "cam", explained, False, compact)
     for i, (panel, pred) in enumerate(zip(lay.panels, explained)):
         colour = class_colour(i)
         cam = pred.cam
@@ -67,7 +74,7 @@ def cam_image(image: Image.Image, result: ImageResult) -> Image.Image:
         draw = ImageDraw.Draw(canvas)
         _box(draw, [*to_px(*cam.box[:2]), *to_px(*cam.box[2:])], WHITE, 2, halo=1)
         peak, size = to_px(*cam.peak), PEAK_PT * PT + 2
-        marks = _Marks(canvas, panel, [peak], size)
+        marks = Marks(canvas, panel, [peak], size)
         marks.cross(*peak, size, rgb(colour))
         marks.paste()
         _colorbar(canvas, panel, lo, hi, cam.threshold)
@@ -75,12 +82,13 @@ def cam_image(image: Image.Image, result: ImageResult) -> Image.Image:
     return canvas
 
 
-def encode_image(canvas: Image.Image, fmt: str) -> bytes:
-    """PNG (see :func:`png_bytes`) or JPEG (quality 90) file bytes of an RGB image."""
+def encode_image(canvas: Image.Image, fmt: str, compact: bool = False) -> bytes:
+    """PNG (see :func:`png_bytes`) or JPEG (quality 90; compact: 80) file bytes of an RGB image."""
     if fmt == "png":
         return png_bytes(np.asarray(canvas))
     buf = io.BytesIO()
-    canvas.save(buf, "JPEG", quality=JPEG_QUALITY, dpi=(DPI, DPI))
+    canvas.save(buf, "JPEG", quality=COMPACT_JPEG_QUALITY if compact else JPEG_QUALITY, dpi=(DPI, DPI),
+                optimize=compact)
     return buf.getvalue()
 
 
@@ -118,84 +126,6 @@ def _mapping(result: ImageResult, panel: Panel):  # noqa: ANN202 - a small closu
     return to_px
 
 
-@lru_cache(maxsize=8)
-def _font(size_pt: float, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """DejaVu Sans (the font matplotlib ships, so both renderers write alike), else Pillow's own."""
-    spec = find_spec("matplotlib")
-    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root) / "mpl-data" / "fonts" / "ttf" / name
-        if path.is_file():
-            return ImageFont.truetype(str(path), round(size_pt * PT))
-    return ImageFont.load_default(round(size_pt * PT))
-
-
-@lru_cache(maxsize=1)
-def _colormap() -> np.ndarray:
-    """matplotlib's colour map (``style.CMAP``) as a (256, 3) uint8 lookup table."""
-    from matplotlib import colormaps
-
-    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
-
-
-# -- marks ---------------------------------------------------------------------------------------------
-class _Marks:
-    """Smooth-edged marks over one panel: drawn at SS x size on a transparent layer, shrunk, composited.
-
-    Every mark ends in a black edge, so shrinking the straight (not premultiplied) alpha layer
-    leaves no coloured fringe.
-    """
-
-    def __init__(self, canvas: Image.Image, panel: Panel, points: list[tuple[float, float]], margin: float) -> None:
-        """A layer over the part of ``panel`` within ``margin`` pixels of ``points`` (smaller layer, less work)."""
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        x0 = max(panel.left, int(min(xs) - margin))
-        y0 = max(panel.top, int(min(ys) - margin))
-        x1 = min(panel.left + panel.width, int(max(xs) + margin) + 1)
-        y1 = min(panel.top + panel.height, int(max(ys) + margin) + 1)
-        self.canvas, self.origin = canvas, (x0, y0)
-        self.layer = Image.new("RGBA", (max(1, x1 - x0) * SS, max(1, y1 - y0) * SS), (0, 0, 0, 0))
-        self.draw = ImageDraw.Draw(self.layer)
-
-    def _xy(self, x: float, y: float) -> tuple[float, float]:
-        return (x - self.origin[0]) * SS, (y - self.origin[1]) * SS
-
-    def polyline(self, points: list[tuple[float, float]], colour: tuple[int, int, int], width: float) -> None:
-        pts = [self._xy(*p) for p in points]
-        for fill, w in ((BLACK, width + 2.5), (colour, width)):
-            self.draw.line(pts, fill=fill, width=max(1, round(w * SS)), joint="curve")
-            for x, y in pts:  # round caps
-                r = w * SS / 2
-                self.draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
-
-    def dot(self, x: float, y: float, diameter: float, colour: tuple[int, int, int]) -> None:
-        cx, cy = self._xy(x, y)
-        r = diameter * SS / 2
-        self.draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour, outline=BLACK, width=round(1.8 * SS))
-
-    def cross(self, x: float, y: float, size: float, colour: tuple[int, int, int]) -> None:
-        """matplotlib's filled 'X' marker: a plus of arm half-width size/6, turned 45 degrees."""
-        cx, cy = self._xy(x, y)
-        a, t = size * SS / 2, size * SS / 6
-        plus = [(t, a), (t, t), (a, t), (a, -t), (t, -t), (t, -a), (-t, -a), (-t, -t), (-a, -t), (-a, t), (-t, t), (-t, a)]
-        c = 0.70710678
-        pts = [(cx + (u - v) * c, cy + (u + v) * c) for u, v in plus]
-        self.draw.polygon(pts, fill=colour, outline=BLACK, width=round(1.4 * SS))
-
-    def paste(self) -> None:
-        small = self.layer.reduce(SS)
-        self.canvas.paste(small, self.origin, small)
-
-
-def _box(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, int], width: int, halo: int) -> None:
-    """An axis-aligned outline on whole pixels, with a black halo ``halo`` pixels wide on each side."""
-    x0, y0, x1, y1 = (round(v) for v in box)
-    if halo:
-        draw.rectangle((x0 - width // 2 - halo, y0 - width // 2 - halo, x1 + width // 2 + halo, y1 + width // 2 + halo),
-                       outline=BLACK, width=width + 2 * halo)
-    draw.rectangle((x0 - width // 2, y0 - width // 2, x1 + width // 2, y1 + width // 2), outline=colour, width=width)
-
-
 # -- GradCAT -------------------------------------------------------------------------------------------
 def _draw_grids(canvas: Image.Image, result: ImageResult, panel: Panel, to_px) -> None:  # noqa: ANN001
     """Each level's block grid over the model's region (clipped to the panel); finer levels fainter and thinner."""
@@ -225,17 +155,14 @@ def _draw_grids(canvas: Image.Image, result: ImageResult, panel: Panel, to_px) -
 
 
 def _draw_path(canvas: Image.Image, pred: ClassExplanation, panel: Panel, to_px, colour: str) -> None:  # noqa: ANN001
-    """Dots at visited node centres (root to leaf) joined by lines, the leaf outlined, child scores written.
-
-    Each child score is written just right of its block's centre, where the diagonal path lines
-    never pass (moved left as far as needed to stay inside the panel).
-    """
+    """Dots at visited node centres (root to leaf) joined by lines, the leaf outlined, child shares written
+    where ``layout.score_labels`` places them (never overlapping)."""
     nodes = sorted(pred.path or [], key=lambda n: -n.level)
     c = rgb(colour)
     leaf = nodes[-1].box
     _box(ImageDraw.Draw(canvas), [*to_px(*leaf[:2]), *to_px(*leaf[2:])], c, 3, halo=1)
     points = [to_px(*centre(n.box)) for n in nodes]
-    marks = _Marks(canvas, panel, points, DOT_PT * PT + 4)
+    marks = Marks(canvas, panel, points, DOT_PT * PT + 4)
     marks.polyline(points, c, PATH_PT * PT)
     for x, y in points:
         marks.dot(x, y, DOT_PT * PT + 2, c)
@@ -243,25 +170,19 @@ def _draw_path(canvas: Image.Image, pred: ClassExplanation, panel: Panel, to_px,
 
     draw = ImageDraw.Draw(canvas, "RGBA")
     on_colour = BLACK if luminance(colour) > 0.4 else WHITE
-    right = panel.left + panel.width
-    for node in nodes:
-        for text, chosen, qx, qy in score_anchors(node):
-            cx, cy = to_px(qx, qy)
-            font = _font(SCORE_PT, bold=chosen)
-            l, t, r, b = draw.textbbox((0, 0), text, font=font, anchor="lm")
-            pad = round(0.18 * SCORE_PT * PT)
-            shift = min(8 * PT, right - cx - (r - l) - 2 * pad - 3)
-            tx = round(cx + shift + pad)
-            box = (tx + l - pad, round(cy) + t - pad, tx + r + pad, round(cy) + b + pad)
-            if chosen:
-                draw.rounded_rectangle(box, radius=pad, fill=c, outline=BLACK, width=1)
-            else:
-                draw.rounded_rectangle(box, radius=pad, fill=(0, 0, 0, 153))
-            draw.text((tx, round(cy)), text, font=font, anchor="lm", fill=on_colour if chosen else WHITE)
+    pad = round(0.18 * SCORE_PT * PT)
+    for label in score_labels(pred, to_px, panel):
+        box = (label.x, round(label.y - label.height / 2), round(label.x + label.width), round(label.y + label.height / 2))
+        if label.chosen:
+            draw.rounded_rectangle(box, radius=pad, fill=c, outline=BLACK, width=1)
+        else:
+            draw.rounded_rectangle(box, radius=pad, fill=(0, 0, 0, 153))
+        draw.text(((box[0] + box[2]) / 2, label.y), label.text, font=_font(SCORE_PT, bold=label.chosen), anchor="mm",
+                  fill=on_colour if label.chosen else WHITE)
 
 
 def _frame_and_title(canvas: Image.Image, pred: ClassExplanation, panel: Panel, colour: str) -> None:
-    """Frame the panel in the class colour; title 'rank. label p%' above it, left-aligned."""
+    """Frame the panel in the class colour; title '#rank label p%' above it, left-aligned."""
     draw = ImageDraw.Draw(canvas)
     x0, y0, x1, y1 = panel.left, panel.top, panel.left + panel.width - 1, panel.top + panel.height - 1
     draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), outline=rgb(colour), width=3)
@@ -291,7 +212,8 @@ def _with_heat(picture: Image.Image, raw: np.ndarray, lo: float, hi: float, rect
 
 
 def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold: float) -> None:
-    """The colour scale of the panel in raw logit units (min at the bottom), the threshold as a white tick."""
+    """The colour scale of the panel in raw logit units (min at the bottom); the box threshold as a white
+    tick labelled 'box' (ticks too near it are left out)."""
     assert panel.colorbar is not None
     left, top, width, height = panel.colorbar
     ramp = _colormap()[np.linspace(255, 0, height).round().astype(np.intp)]
@@ -303,14 +225,17 @@ def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold
     def y_of(v: float) -> float:
         return top + (hi - v) / span * (height - 1)
 
-    if lo < threshold * hi < hi:
-        y = round(y_of(threshold * hi))
-        draw.rectangle((left, y - 1, left + width - 1, y), fill=WHITE)
     font = _font(SCORE_PT)
+    ty = round(y_of(threshold_value(lo, hi, threshold)))
+    draw.rectangle((left, ty - 1, left + width - 1, ty), fill=WHITE)
+    draw.line((left + width, ty, left + width + 4, ty), fill=BLACK, width=1)
+    draw.text((left + width + 6, ty), "box", font=_font(SCORE_PT, bold=True), anchor="lm", fill=BLACK)
     for v in nice_ticks(lo, hi):
         y = round(y_of(v))
+        if abs(y - ty) < 1.2 * SCORE_PT * PT:  # the labelled threshold tick wins
+            continue
         draw.line((left + width, y, left + width + 2, y), fill=BLACK, width=1)
-        draw.text((left + width + 4, y), compact(v).replace("-", "\u2212"), font=font, anchor="lm", fill=BLACK)
+        draw.text((left + width + 4, y), compact_number(v).replace("-", "\u2212"), font=font, anchor="lm", fill=BLACK)
     label = _font(SCORE_PT + 0.5)
     text = CBAR_LABEL
     l, t, r, b = label.getbbox(text)

@@ -10,15 +10,19 @@ from dataclasses import dataclass
 
 DPI = 100
 PT = DPI / 72.0  # pixels per typographic point
-# Okabe & Ito's colour-blind-safe palette (black left out: it vanishes on dark images), then grey.
-PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#BBBBBB")
-TITLE_PT, SCORE_PT = 10.0, 7.0
+# Okabe & Ito's colour-blind-safe palette (black left out: it vanishes on dark images), grey, then two of
+# Paul Tol's (indigo, wine): ten distinct panel colours.
+PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#BBBBBB", "#332288",
+           "#882255")
+TITLE_PT, SCORE_PT, HEADER_PT = 10.0, 7.0, 8.0
 PATH_PT, DOT_PT, PEAK_PT = 2.2, 6.5, 9.0  # GradCAT path line width, node dot and CAM peak marker sizes
 DIM = 0.55  # brightness of the image parts the model did not see
 CMAP = "inferno"
 HEAT_ALPHA = 0.55  # opacity of the class map over the image
 CBAR_LABEL = "class score (logit)"
 JPEG_QUALITY = 90
+COMPACT_JPEG_QUALITY = 80  # compact figures (folder runs' default): smaller panels, this quality
+TREE_EDGE = "#999999"  # the tree diagram's edges and boxes off the path
 
 
 @dataclass(frozen=True)

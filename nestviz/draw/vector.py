@@ -21,42 +21,48 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..results import Box, ClassExplanation, ImageResult
-from .layout import centre, figure_layout, panel_picture, score_anchors, title_text, view
-from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, PATH_PT, PEAK_PT, SCORE_PT, TITLE_PT, class_colour,
-                    grid_style, luminance)
+from .layout import (Panel, centre, figure_layout, header_line_y, header_lines, nice_ticks, panel_picture, score_labels,
+                     threshold_value, title_text, view)
+from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEADER_PT, HEAT_ALPHA, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,
+                    TREE_EDGE, class_colour, grid_style, luminance)
+from .tree import tree_diagram
 
 FORMATS = ("svg", "pdf")
 _OUTLINE = [patheffects.withStroke(linewidth=3.0, foreground="black")]
 _METADATA = {"svg": {"Date": None, "Creator": None}, "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
 
 
-def gradcat_figure(image: Image.Image, result: ImageResult) -> Figure:
-    """One panel per explained class: block grids, the root-to-leaf path, and each visited node's child scores."""
+def gradcat_figure(image: Image.Image, result: ImageResult, tree: bool = False) -> Figure:
+    """One panel per explained class: block grids, the root-to-leaf path, each visited node's child shares
+    (and with ``tree``, the tree diagram beside the panel)."""
     explained = [p for p in result.predictions if p.path]
-    fig, axes, _ = _layout(result, len(explained), colorbars=False)
+    fig, axes, _, lay = _layout(result, len(explained), "gradcat", tree=tree)
     picture = _picture(image, result, axes[0])
-    for i, (ax, pred) in enumerate(zip(axes, explained)):
+    for i, (ax, pred, panel) in enumerate(zip(axes, explained, lay.panels)):
         colour = class_colour(i)
         _show_image(ax, picture, result)
         _draw_grids(ax, result)
-        _draw_path(ax, pred, colour)
+        _draw_path(ax, pred, colour, panel)
         _title(ax, pred, colour)
+        if tree:
+            _draw_tree(fig, pred, panel, colour)
     return fig
 
 
-def cam_figure(image: Image.Image, result: ImageResult) -> Figure:
+def cam_figure(image: Image.Image, result: ImageResult, tree: bool = False) -> Figure:  # noqa: ARG001
     """One panel per explained class: the class map over the image, its box and peak, and a colour bar.
 
     The colour scale of each panel runs from the map's minimum to its maximum (min-max normalized
     for display); its colour bar is labelled in raw logit units, where the map's mean is the logit.
-    A white tick on the colour bar marks the box threshold (``threshold`` x max).
+    A white tick on the colour bar, labelled 'box', marks the box threshold. (``tree`` is for GradCAT
+    figures: a CAM figure has none.)
     """
     explained = [p for p in result.predictions if p.cam is not None]
-    fig, axes, cbar_axes = _layout(result, len(explained), colorbars=True)
+    fig, axes, cbar_axes, _ = _layout(result, len(explained), "cam")
     picture = _picture(image, result, axes[0])
     for i, (ax, cax, pred) in enumerate(zip(axes, cbar_axes, explained)):
         cam = pred.cam
@@ -72,11 +78,14 @@ def cam_figure(image: Image.Image, result: ImageResult) -> Figure:
                 markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5, gid="cam-peak")
         bar = fig.colorbar(heat, cax=cax)
         bar.solids.set_alpha(1.0)
-        bar.locator = MaxNLocator(nbins=4)  # few ticks: legible, and each tick label costs time
+        tv = threshold_value(lo, hi, cam.threshold)
+        px_per_unit = cax.bbox.height / (hi - lo if hi > lo else 1e-6)
+        bar.set_ticks([v for v in nice_ticks(lo, hi) if abs(v - tv) * px_per_unit >= 1.2 * SCORE_PT * PT])
         bar.set_label(CBAR_LABEL, fontsize=SCORE_PT + 0.5)
         bar.ax.tick_params(labelsize=SCORE_PT, length=2, pad=1.5)
-        if lo < cam.threshold * hi < hi:
-            cax.axhline(cam.threshold * hi, color="white", linewidth=1.2)
+        cax.axhline(tv, color="white", linewidth=1.2, gid="cam-threshold")
+        cax.text(1.0, tv, "  box", transform=transforms.blended_transform_factory(cax.transAxes, cax.transData),
+                 fontsize=SCORE_PT, fontweight="bold", va="center", ha="left")
         _title(ax, pred, class_colour(i))
     return fig
 
@@ -92,12 +101,15 @@ def encode_figure(fig: Figure, fmt: str) -> bytes:
 
 
 # -- layout -------------------------------------------------------------------------------------------
-def _layout(result: ImageResult, n: int, colorbars: bool) -> tuple[Figure, list[Axes], list[Axes]]:
-    """A figure with ``n`` image panels placed by :func:`layout.figure_layout`, in whole pixels."""
-    lay = figure_layout(result, n, colorbars)
+def _layout(result: ImageResult, n: int, kind: str, tree: bool = False):  # noqa: ANN202
+    """A figure with ``n`` image panels placed by :func:`layout.figure_layout`, in whole pixels, and its header."""
+    lay = figure_layout(result, n, colorbars=kind == "cam", tree=tree)
     fw, fh = lay.width, lay.height
     fig = Figure(figsize=(fw / DPI, fh / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)
+    for i, text in enumerate(header_lines(result, kind, fw - 2 * lay.header[0])):
+        fig.text(lay.header[0] / fw, 1 - header_line_y(lay.header[1], i) / fh, text, va="baseline", ha="left",
+                 fontsize=HEADER_PT - i, fontweight="bold" if i == 0 else "normal", gid=f"header-{i}")
     axes, cbars = [], []
     for p in lay.panels:
         bottom = fh - p.top - p.height
@@ -107,7 +119,7 @@ def _layout(result: ImageResult, n: int, colorbars: bool) -> tuple[Figure, list[
         if p.colorbar:
             cl, _, cw, _ = p.colorbar
             cbars.append(fig.add_axes((cl / fw, bottom / fh, cw / fw, p.height / fh)))
-    return fig, axes, cbars
+    return fig, axes, cbars, lay
 
 
 def _picture(image: Image.Image, result: ImageResult, ax: Axes) -> np.ndarray:
@@ -150,12 +162,9 @@ def _outline(box: Box) -> tuple[list[float], list[float]]:
     return [x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0]
 
 
-def _draw_path(ax: Axes, pred: ClassExplanation, colour: str) -> None:
-    """Dots at visited node centres (root to leaf) joined by lines, the leaf outlined, child scores written.
-
-    Each child score is written just right of its block's centre, where the diagonal path lines
-    never pass (moved left as far as needed to stay inside the panel).
-    """
+def _draw_path(ax: Axes, pred: ClassExplanation, colour: str, panel: Panel) -> None:
+    """Dots at visited node centres (root to leaf) joined by lines, the leaf outlined, child shares written
+    where ``layout.score_labels`` places them (never overlapping), at the raster figure's pixels."""
     nodes = sorted(pred.path or [], key=lambda n: -n.level)
     xs, ys = zip(*(centre(n.box) for n in nodes))
     ax.plot(xs, ys, color=colour, linewidth=PATH_PT, marker="o", markersize=DOT_PT, markeredgecolor="black",
@@ -163,23 +172,55 @@ def _draw_path(ax: Axes, pred: ClassExplanation, colour: str) -> None:
     ax.plot(*_outline(nodes[-1].box), color=colour, linewidth=PATH_PT, path_effects=_OUTLINE, zorder=4,
             gid="gradcat-leaf")
     text_on_colour = "black" if luminance(colour) > 0.4 else "white"
-    vx1 = ax.get_xlim()[1]
-    pt_per_x = ax.bbox.width / (vx1 - ax.get_xlim()[0]) * 72 / DPI
-    for node in nodes:
-        for text, chosen, cx, cy in score_anchors(node):
-            width_pt = (len(text) * 0.62 + 0.6) * SCORE_PT  # text and box, roughly
-            shift = min(8.0, (vx1 - cx) * pt_per_x - width_pt - 2.0)  # 8 pt right of the centre, or less at the edge
-            beside = transforms.offset_copy(ax.transData, fig=ax.get_figure(), x=shift, y=0, units="points")
-            ax.text(cx, cy, text, transform=beside, ha="left", va="center",
-                    fontsize=SCORE_PT, fontweight="bold" if chosen else "normal",
-                    color=text_on_colour if chosen else "white",
-                    zorder=7 if chosen else 6, gid="gradcat-score-chosen" if chosen else "gradcat-score",
-                    bbox={"boxstyle": "round,pad=0.18", "linewidth": 0.6 if chosen else 0,
-                          "facecolor": colour if chosen else (0, 0, 0, 0.6), "edgecolor": "black"})
+    fig = ax.get_figure()
+    fw, fh = fig.bbox.width, fig.bbox.height
+    vx0, vy0, vx1, vy1 = view_limits(ax)
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        return panel.left + (x - vx0) * panel.width / (vx1 - vx0), panel.top + (y - vy0) * panel.height / (vy1 - vy0)
+
+    for label in score_labels(pred, to_px, panel):
+        ax.text((label.x + label.width / 2) / fw, 1 - label.y / fh, label.text, transform=fig.transFigure,
+                ha="center", va="center", fontsize=SCORE_PT, fontweight="bold" if label.chosen else "normal",
+                color=text_on_colour if label.chosen else "white", zorder=7 if label.chosen else 6,
+                gid="gradcat-score-chosen" if label.chosen else "gradcat-score",
+                bbox={"boxstyle": "round,pad=0.18", "linewidth": 0.6 if label.chosen else 0,
+                      "facecolor": colour if label.chosen else (0, 0, 0, 0.6), "edgecolor": "black"})
+
+
+def view_limits(ax: Axes) -> Box:
+    """The axes' view in original pixels (x0, y0, x1, y1), as :func:`_show_image` set it."""
+    (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+    return x0, y0, x1, y1
+
+
+def _draw_tree(fig: Figure, pred: ClassExplanation, panel: Panel, colour: str) -> None:
+    """The tree diagram (``tree.tree_diagram``) on axes over ``panel.tree`` that run in figure pixels."""
+    assert panel.tree is not None
+    left, top, width, height = panel.tree
+    fw, fh = fig.bbox.width, fig.bbox.height
+    ax = fig.add_axes((left / fw, 1 - (top + height) / fh, width / fw, height / fh), gid="gradcat-tree")
+    ax.set_xlim(left, left + width)
+    ax.set_ylim(top + height, top)
+    ax.set_axis_off()
+    diagram = tree_diagram(pred, panel.tree)
+    for e in diagram.edges:
+        ax.plot([e.start[0], e.end[0]], [e.start[1], e.end[1]], color=colour if e.chosen else TREE_EDGE,
+                linewidth=2.2 if e.chosen else 0.75, solid_capstyle="butt", gid="tree-edge")
+    on_colour = "black" if luminance(colour) > 0.4 else "white"
+    for n in diagram.nodes:
+        x0, y0, x1, y1 = n.box
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor=colour if n.chosen else "white",
+                               edgecolor="black" if n.chosen else TREE_EDGE, linewidth=0.75,
+                               gid="tree-node-chosen" if n.chosen else "tree-node"))
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, n.text, ha="center", va="center", fontsize=SCORE_PT,
+                fontweight="bold" if n.chosen else "normal", color=on_colour if n.chosen else "black")
+    for text, x, y in diagram.rows:
+        ax.text(x, y, text, ha="left", va="center", fontsize=SCORE_PT, color=TREE_EDGE)
 
 
 def _title(ax: Axes, pred: ClassExplanation, colour: str) -> None:
-    """Frame the panel in the class colour; title 'rank. label p%' (see :func:`layout.title_text`)."""
+    """Frame the panel in the class colour; title '#rank label p%' (see :func:`layout.title_text`)."""
     for spine in ax.spines.values():
         spine.set(color=colour, linewidth=2.5, zorder=7)
     width_px = ax.get_position().width * ax.figure.get_figwidth() * DPI

@@ -36,15 +36,27 @@ def class_names_for(num_classes: int, candidates: object = None) -> list[str]:
 
 
 def match_class(token: str, class_names: list[str] | tuple[str, ...]) -> int | None:
-    """The model class a folder or box label names: a label (any case, ``_`` for spaces) or a WordNet id
-    whose ImageNet names include one of the model's labels; None when it names none of them."""
-    wanted = {token.strip().lower().replace("_", " ")}
+    """The model class a folder or box label names: a label (any case, ``_`` for spaces), a WordNet id of
+    a 1000-class model, or a WordNet id whose ImageNet names include one of the labels; else None."""
+    token = token.strip()
+    if len(class_names) == 1000 and token in imagenet_wnids():
+        return imagenet_wnids().index(token)
+    wanted = {token.casefold().replace("_", " ")}
     table = dict(_imagenet_table())
-    if token.strip() in table:
-        wanted |= {n.strip().lower() for n in table[token.strip()].split(",")}
-    lowered = [n.lower() for n in class_names]
-    hits = [i for i, n in enumerate(lowered) if n in wanted]
+    if token in table:
+        wanted |= {n.strip().casefold() for n in table[token].split(",")}
+    hits = [i for i, n in enumerate(class_names) if n.casefold() in wanted]
     return hits[0] if len(hits) == 1 else None
 
 
-__all__ = ["match_class", "default_class_names", "imagenet_class_names", "imagenet_wnids", "class_names_for"]
+def label_for_folder(folder: str, class_names: list[str], trained_folders: object = None) -> str | None:
+    """The label a class folder's name stands for: one of the folders the model was trained on
+    (``trained_folders``, one per class), else what :func:`match_class` finds; else None."""
+    if isinstance(trained_folders, list) and folder in trained_folders and len(trained_folders) == len(class_names):
+        return class_names[trained_folders.index(folder)]
+    i = match_class(folder, class_names)
+    return None if i is None else class_names[i]
+
+
+__all__ = ["match_class", "label_for_folder", "default_class_names", "imagenet_class_names", "imagenet_wnids",
+           "class_names_for"]

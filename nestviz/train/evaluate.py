@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..api import Nestviz
+from ..defaults import PREDICT_FIT
 from ..model.classes import imagenet_wnids
 from .data import FolderDataset, scan_class_folders
 
@@ -61,9 +62,9 @@ def folder_to_class(folders: list[str], nv: Nestviz, labels: dict[str, str] | No
 
 def evaluate_folder(nv: Nestviz, data_dir: str | os.PathLike[str], batch_size: int = 32,
                     progress: Callable[[int, int], None] | None = None,
-                    labels: dict[str, str] | None = None) -> EvalReport:
-    """Evaluate ``nv`` on ``data_dir/<class>/*``; unreadable images are listed, not counted, and class
-    folders that match no model class (see :func:`folder_to_class`) are reported, not evaluated."""
+                    labels: dict[str, str] | None = None, fit: str = PREDICT_FIT) -> EvalReport:
+    """Evaluate ``nv`` on ``data_dir/<class>/*`` (images made square by ``fit``); unreadable images are listed,
+    not counted, and class folders that match no model class (see :func:`folder_to_class`) are reported."""
     ds = scan_class_folders(data_dir)
     matched = folder_to_class(ds.classes, nv, labels)
     unmatched = {f: ds.labels.count(i) for i, (f, c) in enumerate(zip(ds.classes, matched)) if c is None}
@@ -78,7 +79,7 @@ def evaluate_folder(nv: Nestviz, data_dir: str | os.PathLike[str], batch_size: i
     hits5 = 0
     confusion = torch.zeros(len(ds.classes), K, dtype=torch.long)
     failed, seen = [], 0
-    for batch in nv.prepared_batches(map(str, ds.paths), batch_size):
+    for batch in nv.prepared_batches(map(str, ds.paths), batch_size, fit=fit):
         ok = [p for p in batch if p.error is None]
         failed += [p.error for p in batch if p.failure is not None]
         if ok:
