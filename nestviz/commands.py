@@ -230,8 +230,7 @@ def train(
     peak_temperature: float = typer.Option(1.0, "--peak-temperature", min=0.01,
                                            help="Temperature of the region loss's peak pooling (lower: nearer the max)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
-    warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0, help="Epochs of linear learning-rate "
-                                        "warm-up."),
+    warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0, help="Epochs of linear LR warm-up."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where decoded images are cached "
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from .commands import ARCH, BATCH, DEVICE, EXIT_PARTIAL, QUIET, THRESHOLD, WEIGHTS, fail, load_or_fail
+from .commands import ARCH, BATCH, DEVICE, EXIT_PARTIAL, QUIET, THRESHOLD_OPT, WEIGHTS, fail, load_or_fail
 
 # (metric key, heading, better) in table order; nested keys are joined with "."
 ROWS = (
@@ -33,7 +33,7 @@ def metrics(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score this many images, spread over the inputs."),
     steps: int = typer.Option(8, "--steps", min=2, help="Deletion/insertion: change the pixels in this many steps."),
     tolerance: float = typer.Option(15.0, "--tolerance", min=0.0, help="Pointing game tolerance, image pixels."),
-    threshold: float = THRESHOLD,
+    threshold: float = THRESHOLD_OPT,
     no_sanity: bool = typer.Option(False, "--no-sanity", help="Skip the cascading-randomisation check."),
     cam_kind: str = typer.Option("logit", "--cam-kind", help="CAM map: contrast (class minus the mean of all classes) or logit."),
     gradcat_score: str = typer.Option("gradient", "--gradcat-score", help="GradCAT node score: gradient (the paper's) or ablation."),
@@ -49,20 +49,40 @@ def metrics(
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
     from .explain.cam import CAM_KINDS
-    from .measure import find_samples, run_metrics, write_outputs
-    from .reports import progress_bar
     from .trust import METHODS, MetricsOptions
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in METHODS]
-    if unknown or not chosen:
+    if not chosen or any(m not in METHODS for m in chosen):
         fail(f"--methods takes {', '.join(METHODS)}; got {methods!r}")
+    if cam_kind not in CAM_KINDS or gradcat_score not in ("gradient", "ablation"):
+        fail(f"--cam-kind takes {', '.join(CAM_KINDS)} and --gradcat-score gradient or ablation")
     if boxes is not None and not boxes.exists():
         fail(f"{boxes}: no such box file or folder")
     if out is not None and out.exists() and not out.is_dir():
         fail(f"{out}: --out names a file, not a folder")
-    nv = load_or_fail(weights, arch, device)
+    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
+                          cam_kind=cam_kind, gradcat_score=gradcat_score)
+    report = _measure(inputs, boxes, limit, opts, load_or_fail(weights, arch, device), batch_size, quiet or json_out)
+    if out is not None:
+        from .measure import write_outputs
+
+        write_outputs(report, out)
+    if json_out:
+        typer.echo(json.dumps(report.to_json()))
+    else:
+        print_report(report.metrics, f"{report.images} images, top-1 {report.accuracy:.1%}, {report.seconds:.0f} s")
+        for label, m in report.per_class.items() if per_class else ():
+            print_report(m, f"{label}: {sum(1 for r in report.records if r.label == label)} images")
+    if any(s.get("kind") == "error" for s in report.skipped):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], opts: Any, nv: Any, batch_size: int,
+             quiet: bool) -> Any:
+    """Find the samples (each left-out image one line on stderr) and score them, with a progress bar unless quiet."""
     from .boxes import BoxFileError
+    from .measure import find_samples, run_metrics
+    from .reports import progress_bar
 
     try:
         samples, skipped = find_samples(inputs, nv.bundle.class_names, boxes, limit)
@@ -72,28 +92,13 @@ def metrics(
         typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
     if not samples:
         fail("no images of the model's classes found under the inputs")
-    if cam_kind not in CAM_KINDS or gradcat_score not in ("gradient", "ablation"):
-        fail(f"--cam-kind takes {', '.join(CAM_KINDS)} and --gradcat-score gradient or ablation")
-    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
-                          cam_kind=cam_kind, gradcat_score=gradcat_score)
-    if quiet or json_out:
+    if quiet:
         report = run_metrics(nv, samples, opts, batch_size)
     else:
         with progress_bar("metrics", len(samples)) as tick:
             report = run_metrics(nv, samples, opts, batch_size, progress=lambda n: tick(n, len(samples)))
     report.skipped = skipped + report.skipped
-    if out is not None:
-        write_outputs(report, out)
-    if json_out:
-        typer.echo(json.dumps(report.to_json()))
-    else:
-        print_report(report.metrics, f"{report.images} images, top-1 {report.accuracy:.1%}, {report.seconds:.0f} s")
-        if per_class:
-            for label, m in report.per_class.items():
-                n = sum(1 for r in report.records if r.label == label)
-                print_report(m, f"{label}: {n} images")
-    if any(s.get("kind") == "error" for s in report.skipped):
-        raise typer.Exit(EXIT_PARTIAL)
+    return report
 
 
 def table_rows(m: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
