@@ -6,12 +6,14 @@
     [res] = nv.cam(["cat.jpg", pil_image])    # predictions with CAMs, boxes and peaks
 
 Images are paths, PIL images, numpy arrays (H, W[, C]) or tensors (C, H, W), one or a list.
+``load(..., cam_kind=, gradcat_score=)`` picks the explanation variants (defaults: ``nestviz.defaults``).
 ``nestviz.explain`` and ``nestviz.cam`` answer in model-input pixels; this module converts
 every location to original-image pixels, once, into ``nestviz.results``. The CLI only wraps it.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections import OrderedDict
@@ -24,16 +26,18 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from .defaults import EXPLAIN_FIT, PREDICT_FIT, check_fit
+from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, check_cam_kind, check_fit,
+                       check_gradcat_score)
 from .devices import resolve_device
 from .display import Result
 from .explain.cam import cam, cam_maps, localize
+from .explain.ablation import ablation_gradcat
 from .explain.common import explaining, select_classes
 from .explain.gradcat import BlockNode, gradcat
-from .images import ImageReadError, load_rgb, to_rgb
+from .images import ImageReadError, array_to_image, load_rgb, to_rgb
 from .model.bundle import ModelBundle, bundle_from_model
 from .model.checkpoints import load_weights
-from .model.classes import label_for_folder
+from .model.classes import label_for_folder, resolve_classes
 from .preprocess import Geometry, Preprocessing, pad_colour, to_input
 from .results import CamResult, ClassExplanation, ImageResult, PathNode
 
@@ -76,24 +80,17 @@ def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
     return list(images)
 
 
-def array_to_image(a: np.ndarray | Tensor) -> Image.Image:
-    """(H, W), (H, W, C) arrays or (C, H, W) tensors, uint8 or float in [0, 1], as an RGB PIL image."""
-    if isinstance(a, Tensor):
-        a = a.detach().cpu()
-        a = (a.permute(1, 2, 0) if a.ndim == 3 else a).numpy()
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise ValueError(f"an image array is (H, W), (H, W, 3|4) or a (3|4, H, W) tensor; got shape {a.shape}")
-    if a.dtype != np.uint8:
-        a = np.clip(np.round(np.asarray(a, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-    return to_rgb(Image.fromarray(a))
-
-
 class Nestviz:
-    """A loaded model on a device, with the methods that explain images."""
+    """A loaded model on a device, with the methods that explain images.
 
-    def __init__(self, bundle: ModelBundle, device: torch.device | str = "cpu"):
+    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, ablation) choose the variant of
+    every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
+    """
+
+    def __init__(self, bundle: ModelBundle, device: torch.device | str = "cpu", *, cam_kind: str = CAM_KIND,
+                 gradcat_score: str = GRADCAT_SCORE):
+        self.cam_kind = check_cam_kind(cam_kind)
+        self.gradcat_score = check_gradcat_score(gradcat_score)
         self.bundle = bundle
         self.device = torch.device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
@@ -110,9 +107,12 @@ class Nestviz:
 
     @classmethod
     def load(cls, weights: Weights = None, arch: str | None = None, device: str = "auto", *,
-             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> "Nestviz":
+             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+             cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> "Nestviz":
         """Load ``weights`` (a checkpoint file or folder, a model object; default: the embedded model)
-        onto ``device`` (auto: CUDA, MPS, CPU); ``class_names`` and ``preprocessing`` replace the bundle's."""
+        onto ``device`` (auto: CUDA, MPS, CPU); ``class_names`` and ``preprocessing`` replace the bundle's;
+        ``cam_kind`` and ``gradcat_score`` choose the explanation variants."""
+        cam_kind, gradcat_score = check_cam_kind(cam_kind), check_gradcat_score(gradcat_score)  # before loading
         if isinstance(weights, nn.Module):
             bundle = bundle_from_model(weights, class_names, preprocessing, arch)
         else:
@@ -123,7 +123,7 @@ class Nestviz:
                 bundle.class_names = [str(n) for n in class_names]
             if preprocessing is not None:
                 bundle.preprocessing = preprocessing
-        return cls(bundle, resolve_device(device))
+        return cls(bundle, resolve_device(device), cam_kind=cam_kind, gradcat_score=gradcat_score)
 
     # -- inputs ---------------------------------------------------------------------------------
     def prepare(self, image: ImageLike, fit: str = PREDICT_FIT, keep: bool = False) -> Prepared:
@@ -159,23 +159,7 @@ class Nestviz:
 
     def resolve_classes(self, specs: Sequence[str | int]) -> list[int]:
         """Class indices from indices or labels (case-insensitive; a unique prefix is enough)."""
-        names = [n.lower() for n in self.bundle.class_names]
-        out = []
-        for spec in specs:
-            s = str(spec).strip()
-            if s.lstrip("-").isdigit():
-                i = int(s)
-                if not 0 <= i < len(names):
-                    raise ValueError(f"class index {i} is out of range (the model has {len(names)} classes)")
-                out.append(i)
-                continue
-            exact = [i for i, n in enumerate(names) if n == s.lower()]
-            match = exact or [i for i, n in enumerate(names) if n.startswith(s.lower())]
-            if len(match) != 1:
-                problem = "matches no class" if not match else f"is ambiguous ({', '.join(self.bundle.class_names[i] for i in match[:5])})"
-                raise ValueError(f"class {s!r} {problem}")
-            out.append(match[0])
-        return out
+        return resolve_classes(specs, self.bundle.class_names)
 
     def label_for_folder(self, folder: str) -> str | None:
         """The model label a class folder's name stands for, or None (see ``model.classes.label_for_folder``)."""
@@ -187,10 +171,12 @@ class Nestviz:
         """Run ``mode`` on decoded images (one forward pass for the batch): one result per image, in order.
 
         An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips
-        GradCAT's contributions (the pointing game's control).
+        GradCAT's gradient contributions (the pointing game's control; the ablation score has no sign).
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
+        if sign != 1 and self.gradcat_score == "ablation" and mode in ("explain", "annotate"):
+            raise ValueError(f"sign={sign:g} needs gradcat_score='gradient': the ablation score has no sign")
         ok = [p for p in batch if p.failure is None]
         results: dict[int, ImageResult] = {}
         if ok:
@@ -204,13 +190,16 @@ class Nestviz:
         """The explanation methods ``mode`` needs, from one forward pass."""
         model, paths, maps = self.model, None, None
         if mode in ("explain", "annotate"):
-            g = gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
+            if self.gradcat_score == "ablation":
+                g = ablation_gradcat(model, x, top_k=top_k, classes=classes)
+            else:
+                g = gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
             logits, chosen, paths = g.logits, g.classes, g.paths
             if mode == "annotate":
                 with explaining(model), torch.inference_mode():
-                    maps = cam_maps(model, g.features, chosen)
+                    maps = cam_maps(model, g.features, chosen, self.cam_kind)
         elif mode == "cam":
-            c = cam(model, x, top_k=top_k, classes=classes)
+            c = cam(model, x, top_k=top_k, classes=classes, kind=self.cam_kind)
             logits, chosen, maps = c.logits, c.classes, c.maps
         else:
             with explaining(model), torch.inference_mode():
@@ -290,21 +279,32 @@ class Nestviz:
 
 
 def load(weights: Weights = None, arch: str | None = None, device: str = "auto", *,
-         class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> Nestviz:
-    """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object."""
-    return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing)
+         class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+         cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
+    """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object;
+    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, ablation) choose the explanation variants."""
+    return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing,
+                        cam_kind=cam_kind, gradcat_score=gradcat_score)
 
 
 # -- one-call helpers: a small cache of loaded models ----------------------------------------------------
 CACHE_SIZE = 2  # models kept by the one-call helpers, least recently used dropped first
-_cache: OrderedDict[tuple[str, str, str], Nestviz] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str, str, str], Nestviz] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached(weights: str | os.PathLike[str] | None, arch: str | None, device: str) -> Nestviz:
-    key = (os.fspath(weights) if weights is not None else "", arch or "", device)
+def _cached(weights: str | os.PathLike[str] | None, arch: str | None, device: str, cam_kind: str = CAM_KIND,
+            gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
+    """The cached ``Nestviz`` for (weights, arch, device, variants); another variant of a cached model
+    shares its weights (a shallow copy), it is not loaded again."""
+    variant = (check_cam_kind(cam_kind), check_gradcat_score(gradcat_score))
+    key = (os.fspath(weights) if weights is not None else "", arch or "", device, *variant)
     with _cache_lock:
-        nv = _cache.pop(key, None) or Nestviz.load(weights, arch, device)
+        nv = _cache.pop(key, None)
+        if nv is None:
+            same = next((v for k, v in _cache.items() if k[:3] == key[:3]), None)
+            nv = Nestviz.load(weights, arch, device) if same is None else copy.copy(same)
+            nv.cam_kind, nv.gradcat_score = variant
         _cache[key] = nv
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
@@ -327,14 +327,17 @@ def predict(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLi
 
 def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
             arch: str | None = None, device: str = "auto", top_k: int = 4,
-            classes: Sequence[int | str] | None = None, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+            classes: Sequence[int | str] | None = None, fit: str = EXPLAIN_FIT,
+            gradcat_score: str = GRADCAT_SCORE) -> list[ImageResult]:
     """One-call GradCAT: ``nestviz.explain("cat.jpg")[0].predictions[0].path``."""
-    return _cached(weights, arch, device).explain(images, top_k=top_k, classes=classes, fit=fit)
+    nv = _cached(weights, arch, device, gradcat_score=gradcat_score)
+    return nv.explain(images, top_k=top_k, classes=classes, fit=fit)
 
 
 def class_maps(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
                arch: str | None = None, device: str = "auto", top_k: int = 1,
                classes: Sequence[int | str] | None = None, threshold: float = 0.2,
-               fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+               fit: str = EXPLAIN_FIT, cam_kind: str = CAM_KIND) -> list[ImageResult]:
     """One-call CAM: ``nestviz.class_maps("cat.jpg")[0].predictions[0].cam.box``."""
-    return _cached(weights, arch, device).cam(images, top_k=top_k, classes=classes, threshold=threshold, fit=fit)
+    nv = _cached(weights, arch, device, cam_kind=cam_kind)
+    return nv.cam(images, top_k=top_k, classes=classes, threshold=threshold, fit=fit)

@@ -4,6 +4,11 @@
 ``crop`` is timm's eval transform (resize the shorter side, centre-crop: the borders of a
 non-square photo are not seen), ``pad`` letterboxes the whole image with the mean colour,
 ``squash`` resizes the whole image to the square (its aspect is not kept).
+
+``cam_kind``: ``logit`` is Zhou et al.'s CAM (its mean is the class logit), ``contrast`` the same
+minus the mean of all classes' maps (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
+``gradient`` is the paper's score (a child's gradient contribution), ``ablation`` the drop in the
+class probability when the child is removed (see ``nestviz.explain.ablation``).
 """
 
 from __future__ import annotations
@@ -13,14 +18,36 @@ EXPLAIN_FIT = "crop"  # the one default of explain / cam / annotate (CLI and API
 PREDICT_FIT = "crop"  # predict and evaluate: timm's eval transform, the one accuracy is measured with
 TOP_K = {"predict": 5, "explain": 4, "cam": 1, "annotate": 4}  # classes shown / explained by default
 THRESHOLD = 0.2  # CAM box threshold, a fraction of the map's range (as in the original CAM)
+# The explanation variants: the one default of explain / cam / annotate / metrics (CLI) and of the API
+# (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
+CAM_KINDS = ("contrast", "logit")
+CAM_KIND = "logit"
+GRADCAT_SCORES = ("gradient", "ablation")
+GRADCAT_SCORE = "gradient"
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices`` (any case), else a one-line ValueError naming them."""
+    chosen = str(value).lower()
+    if chosen not in choices:
+        raise ValueError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+    return chosen
 
 
 def check_fit(fit: str) -> str:
     """``fit`` if it is one of :data:`FITS` (any case), else ValueError naming them."""
-    name = str(fit).lower()
-    if name not in FITS:
-        raise ValueError(f"fit must be {', '.join(FITS[:-1])} or {FITS[-1]}, got {fit!r}")
-    return name
+    return check_choice("fit", fit, FITS)
 
 
-__all__ = ["FITS", "EXPLAIN_FIT", "PREDICT_FIT", "TOP_K", "THRESHOLD", "check_fit"]
+def check_cam_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`CAM_KINDS` (any case), else ValueError naming them."""
+    return check_choice("cam_kind", kind, CAM_KINDS)
+
+
+def check_gradcat_score(score: str) -> str:
+    """``score`` if it is one of :data:`GRADCAT_SCORES` (any case), else ValueError naming them."""
+    return check_choice("gradcat_score", score, GRADCAT_SCORES)
+
+
+__all__ = ["FITS", "EXPLAIN_FIT", "PREDICT_FIT", "TOP_K", "THRESHOLD", "CAM_KINDS", "CAM_KIND", "GRADCAT_SCORES",
+           "GRADCAT_SCORE", "check_choice", "check_fit", "check_cam_kind", "check_gradcat_score"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -86,6 +87,20 @@ def to_rgb(im: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def array_to_image(a: np.ndarray | Any) -> Image.Image:
+    """(H, W), (H, W, C) arrays or (C, H, W) tensors, uint8 or float in [0, 1], as an RGB PIL image."""
+    if not isinstance(a, np.ndarray):  # a torch tensor (duck-typed: this module does not import torch)
+        a = a.detach().cpu()
+        a = (a.permute(1, 2, 0) if a.ndim == 3 else a).numpy()
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ValueError(f"an image array is (H, W), (H, W, 3|4) or a (3|4, H, W) tensor; got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = np.clip(np.round(np.asarray(a, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return to_rgb(Image.fromarray(a))
 
 
 def looks_like_image(path: str | os.PathLike[str]) -> bool:

@@ -20,6 +20,7 @@ import torch
 
 from ._files import atomic_write_bytes
 from .api import Nestviz
+from .defaults import EXPLAIN_FIT, check_fit
 from .batch.discover import discover
 from .boxes import BoxFileError, ObjectBox, image_key, read_boxes
 from .model.classes import match_class
@@ -88,9 +89,11 @@ def find_samples(inputs: Sequence[str | os.PathLike[str]], class_names: Sequence
 
 
 def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | None = None,
-                batch_size: int = 16, progress: Callable[[int], None] | None = None) -> MetricsReport:
-    """Score every sample in batches; ``progress(n)`` is told how many images are done."""
-    opts = opts or MetricsOptions()
+                batch_size: int = 16, progress: Callable[[int], None] | None = None,
+                fit: str = EXPLAIN_FIT) -> MetricsReport:
+    """Score every sample in batches, each image made the model's input under ``fit`` (crop, pad, squash);
+    ``progress(n)`` is told how many images are done."""
+    opts, fit = opts or MetricsOptions(), check_fit(fit)
     t0 = time.perf_counter()
     randomized = cascade(nv.model, opts.seed) if opts.sanity else []
     for m in randomized:
@@ -98,7 +101,7 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
     records, skipped = [], []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        preps = [nv.prepare(s.path) for s in chunk]
+        preps = [nv.prepare(s.path, fit) for s in chunk]
         ok = [(s, p) for s, p in zip(chunk, preps) if p.failure is None]
         skipped += [{"image": str(s.path), "reason": p.error or "", "kind": "error"}
                     for s, p in zip(chunk, preps) if p.failure]
@@ -115,8 +118,9 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
     per_class = {label: aggregate([r for r in records if r.label == label])
                  for label in sorted({r.label for r in records})}
     accuracy = float(np.mean([r.correct for r in records])) if records else float("nan")
-    protocol = {"cam_kind": opts.cam_kind, "gradcat_score": opts.gradcat_score, "steps": opts.steps, "tolerance_px": opts.tolerance, "threshold": opts.threshold,
-                "iou_levels": [0.3, 0.5, 0.7], "thresholds": "0.00..0.99 by 0.01", "seed": opts.seed}
+    protocol = {"fit": fit, "cam_kind": opts.cam_kind, "gradcat_score": opts.gradcat_score, "steps": opts.steps,
+                "tolerance_px": opts.tolerance, "threshold": opts.threshold, "iou_levels": [0.3, 0.5, 0.7],
+                "thresholds": "0.00..0.99 by 0.01", "seed": opts.seed}
     return MetricsReport(len(records), skipped, aggregate(records) if records else {}, per_class, records,
                          accuracy, time.perf_counter() - t0, protocol)
 
@@ -143,13 +147,16 @@ def write_outputs(report: MetricsReport, out_dir: str | os.PathLike[str]) -> lis
 def metrics(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
             boxes: str | os.PathLike[str] | None = None, methods: Sequence[str] = ("gradcat", "cam"),
             limit: int | None = None, weights: Any = None, arch: str | None = None, device: str = "auto",
-            batch_size: int = 16, options: MetricsOptions | None = None, model: Nestviz | None = None) -> MetricsReport:
-    """Score the explanations of a model (default: the embedded one) on images and, with ``boxes``, localization."""
+            batch_size: int = 16, options: MetricsOptions | None = None, model: Nestviz | None = None,
+            fit: str = EXPLAIN_FIT) -> MetricsReport:
+    """Score the explanations of a model (default: the embedded one) on images and, with ``boxes``, localization;
+    ``fit`` makes each image the model's input (crop, pad, squash), the variants are ``options``' (default:
+    ``nestviz.defaults``)."""
     nv = model or Nestviz.load(weights, arch, device)
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     samples, skipped = find_samples(paths, nv.bundle.class_names, boxes, limit)
     opts = options or MetricsOptions(methods=tuple(methods))
-    report = run_metrics(nv, samples, opts, batch_size)
+    report = run_metrics(nv, samples, opts, batch_size, fit=fit)
     report.skipped = skipped + report.skipped
     return report
 

@@ -21,9 +21,11 @@ class PathNode:
     """One visited block of the GradCAT traversal.
 
     ``level`` counts from 1 (leaves) to L (root); ``node`` numbers the block row-major within
-    its level; ``score`` is the node's mean contribution (as a child of its parent; for the
-    root, over the whole top map); ``child_scores`` are the four quadrant scores in the order
-    top-left, top-right, bottom-left, bottom-right, or None at a leaf.
+    its level; ``score`` is the node's mean gradient contribution (as a child of its parent; for
+    the root, over the whole top map) or, with ``gradcat_score="ablation"``, the drop in the class
+    probability when the block is removed (for the root: the class probability); ``child_scores``
+    are the four quadrant scores in the order top-left, top-right, bottom-left, bottom-right, or
+    None at a leaf.
     """
 
     level: int

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..defaults import CAM_KIND, CAM_KINDS
 from ..model.nest import Nest
 from .common import Box, explaining, select_classes
 
@@ -27,10 +28,7 @@ class CamOutput:
     maps: Tensor  # (B, k, H, W) raw CAM in logit units
 
 
-CAM_KINDS = ("contrast", "logit")
-
-
-def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = "logit") -> Tensor:
+def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND) -> Tensor:
     """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W).
 
     ``logit``: w_c . f + b_c, whose mean is the class logit (Zhou et al.'s CAM). ``contrast``: the
@@ -52,7 +50,7 @@ def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = "logit"
 
 
 def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | Tensor | None = None,
-        kind: str = "logit") -> CamOutput:
+        kind: str = CAM_KIND) -> CamOutput:
     """CAMs of ``classes`` (default: each image's ``top_k`` most probable) from one inference forward."""
     with explaining(model), torch.inference_mode():
         features = model.forward_features(x)
@@ -118,4 +116,4 @@ def largest_region(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(ys[sel].min()), int(x0s[sel].min()), int(ys[sel].max()) + 1, int(x1s[sel].max())
 
 
-__all__ = ["CamOutput", "cam_maps", "cam", "localize", "largest_region"]
+__all__ = ["CAM_KINDS", "CamOutput", "cam_maps", "cam", "localize", "largest_region"]

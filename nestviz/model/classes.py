@@ -1,8 +1,9 @@
-"""Class-name tables: ImageNet-1k in timm's index order, and placeholder names."""
+"""Class-name tables: ImageNet-1k in timm's index order, placeholder names; class specs (index or label) to indices."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
 
 
@@ -58,5 +59,29 @@ def label_for_folder(folder: str, class_names: list[str], trained_folders: objec
     return None if i is None else class_names[i]
 
 
-__all__ = ["match_class", "label_for_folder", "default_class_names", "imagenet_class_names", "imagenet_wnids",
+def resolve_classes(specs: Sequence[str | int], class_names: Sequence[str]) -> list[int]:
+    """Class indices from indices or labels (case-insensitive; a unique prefix is enough); ValueError naming
+    the class that is out of range, matches none or is ambiguous."""
+    names = [n.lower() for n in class_names]
+    out = []
+    for spec in specs:
+        s = str(spec).strip()
+        if s.lstrip("-").isdigit():
+            i = int(s)
+            if not 0 <= i < len(names):
+                raise ValueError(f"class index {i} is out of range (the model has {len(names)} classes)")
+            out.append(i)
+            continue
+        exact = [i for i, n in enumerate(names) if n == s.lower()]
+        match = exact or [i for i, n in enumerate(names) if n.startswith(s.lower())]
+        if len(match) != 1:
+            some = ", ".join(class_names[i] for i in match[:5])
+            problem = f"is ambiguous ({some})" if match else "matches no class"
+            raise ValueError(f"class {s!r} {problem}")
+        out.append(match[0])
+    return out
+
+
+__all__ = ["match_class", "resolve_classes", "label_for_folder",
+           "default_class_names", "imagenet_class_names", "imagenet_wnids",
            "class_names_for"]
