@@ -25,10 +25,11 @@ from typing import Optional
 import typer
 
 from . import __version__
-from .commands import (ARCH, BATCH, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_UNEXPECTED,
-                       FIT, FORMAT, FULL_SIZE, JSON, NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT,
-                       TREE, WEIGHTS, check_fit_option, emit, fail, find_inputs, load_or_fail, note_top_k)
-from .defaults import THRESHOLD, TOP_K
+from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
+                       EXIT_UNEXPECTED, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, NO_RENDER, OUT, OVERWRITE,
+                       QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS, check_fit_option, check_variant_options,
+                       emit, fail, find_inputs, load_or_fail, note_top_k)
+from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
 from .metrics_cli import metrics
 
@@ -84,6 +85,8 @@ class FolderArgs:
     full_size: bool = False
     threshold: float = THRESHOLD
     save_maps: bool = False
+    cam_kind: str = CAM_KIND
+    gradcat_score: str = GRADCAT_SCORE
 
 
 def run_mode(a: FolderArgs) -> None:
@@ -100,6 +103,7 @@ def run_mode(a: FolderArgs) -> None:
     if not 0.0 <= a.threshold <= 1.0:
         fail(f"--threshold must be between 0 and 1, got {a.threshold}")
     fit = check_fit_option(a.fit)
+    cam_kind, gradcat_score = check_variant_options(a.cam_kind, a.gradcat_score)
     try:
         part = parse_shard(a.shard) if a.shard else None
     except ValueError as e:
@@ -117,7 +121,7 @@ def run_mode(a: FolderArgs) -> None:
 
     @cache
     def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
-        nv = load_or_fail(a.weights, a.arch, a.device)
+        nv = load_or_fail(a.weights, a.arch, a.device, cam_kind, gradcat_score)
         if not a.classes:
             note_top_k(a.top_k, nv.num_classes)
         return nv
@@ -134,7 +138,8 @@ def run_mode(a: FolderArgs) -> None:
             fail(str(e))
     opts = RunOptions(mode=a.mode, out_dir=a.out, top_k=a.top_k, classes=class_ids, threshold=a.threshold, fmt=fmt,
                       render=not a.no_render, save_maps=a.save_maps, overwrite=a.overwrite, batch_size=a.batch_size,
-                      shard=part, multi_root=multi_root, fit=fit, tree=a.tree, full_size=a.full_size)
+                      shard=part, multi_root=multi_root, fit=fit, tree=a.tree, full_size=a.full_size,
+                      cam_kind=cam_kind, gradcat_score=gradcat_score)
     with sigterm_interrupts():
         summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet)
     summary.failed += len(problems)
@@ -219,11 +224,13 @@ def explain(
     fit: str = FIT,
     tree: bool = TREE,
     full_size: bool = FULL_SIZE,
+    gradcat_score: str = GRADCAT_SCORE_OPT,
 ) -> None:
     """GradCAT: follow the NesT block tree from the root to the leaf block that drives each class."""
     run_mode(FolderArgs("explain", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
                         out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
-                        overwrite=overwrite, shard=shard, quiet=quiet, fit=fit, tree=tree, full_size=full_size))
+                        overwrite=overwrite, shard=shard, quiet=quiet, fit=fit, tree=tree, full_size=full_size,
+                        gradcat_score=gradcat_score))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -246,12 +253,13 @@ def cam(
     quiet: bool = QUIET,
     fit: str = FIT,
     full_size: bool = FULL_SIZE,
+    cam_kind: str = CAM_KIND_OPT,
 ) -> None:
     """Class activation maps: a heatmap, a weakly-supervised box and the peak per class."""
     run_mode(FolderArgs("cam", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
                         out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
                         overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps,
-                        fit=fit, full_size=full_size))
+                        fit=fit, full_size=full_size, cam_kind=cam_kind))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -276,12 +284,14 @@ def annotate(
     fit: str = FIT,
     tree: bool = TREE,
     full_size: bool = FULL_SIZE,
+    cam_kind: str = CAM_KIND_OPT,
+    gradcat_score: str = GRADCAT_SCORE_OPT,
 ) -> None:
     """GradCAT and CAM figures for every image from one forward pass."""
     run_mode(FolderArgs("annotate", inputs, weights=weights, arch=arch, device=device, top_k=top_k, classes=classes,
                         out=out, fmt=fmt, json_out=json_out, no_render=no_render, batch_size=batch_size,
                         overwrite=overwrite, shard=shard, quiet=quiet, threshold=threshold, save_maps=save_maps,
-                        fit=fit, tree=tree, full_size=full_size))
+                        fit=fit, tree=tree, full_size=full_size, cam_kind=cam_kind, gradcat_score=gradcat_score))
 
 
 app.command(epilog=EXIT_CODES_HELP)(train)

@@ -13,7 +13,8 @@ from typing import Optional
 
 import typer
 
-from .defaults import EXPLAIN_FIT, FITS, PREDICT_FIT, THRESHOLD, TOP_K
+from .defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, FITS, GRADCAT_SCORE, GRADCAT_SCORES, PREDICT_FIT, THRESHOLD,
+                       TOP_K, check_choice)
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -53,16 +54,35 @@ FIT_HELP = ("How the image becomes the model's square input: crop (timm's eval t
             "pad (the whole image, letterboxed with the mean colour) or squash (the whole image, resized).")
 FIT = typer.Option(EXPLAIN_FIT, "--fit", help=FIT_HELP)
 FIT_PREDICT = typer.Option(PREDICT_FIT, "--fit", help=FIT_HELP)
+CAM_KIND_OPT = typer.Option(CAM_KIND, "--cam-kind", help="CAM map: logit (the class's evidence, its mean is the "
+                            "logit: Zhou et al.'s CAM) or contrast (minus the mean of all classes' maps: what sets "
+                            "the class apart).")
+GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT child score: gradient (the paper's: "
+                                 "the child's gradient contribution to the logit) or ablation (the drop in the class "
+                                 "probability when the child is removed; slower).")
 TREE = typer.Option(False, "--tree", help="Draw a tree diagram of the GradCAT path beside each panel.")
 FULL_SIZE = typer.Option(False, "--full-size", help="Full-size figures (JPEG quality 90); default: compact "
                          "(smaller panels, JPEG quality 80).")
 
 
+def check_option(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` as one of ``choices`` (any case), else a one-line setup error naming ``flag`` and them."""
+    try:
+        return check_choice(flag, value, choices)
+    except ValueError as e:
+        fail(str(e))
+        raise  # not reached: fail exits
+
+
 def check_fit_option(fit: str) -> str:
     """``--fit`` as one of the fits, else a setup error."""
-    if fit.lower() not in FITS:
-        fail(f"--fit must be {', '.join(FITS[:-1])} or {FITS[-1]}, got {fit!r}")
-    return fit.lower()
+    return check_option("--fit", fit, FITS)
+
+
+def check_variant_options(cam_kind: str, gradcat_score: str) -> tuple[str, str]:
+    """``--cam-kind`` and ``--gradcat-score`` as their choices, else a setup error."""
+    return check_option("--cam-kind", cam_kind, CAM_KINDS), check_option("--gradcat-score", gradcat_score,
+                                                                          GRADCAT_SCORES)
 
 
 def note_top_k(top_k: int, num_classes: int) -> None:
@@ -72,9 +92,10 @@ def note_top_k(top_k: int, num_classes: int) -> None:
                    f"showing all {num_classes}", err=True)
 
 
-def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # noqa: ANN201
-    """Load the model, turning every setup problem into exit code 2 with one line, and each
-    assumption about the checkpoint (which NesT variant) into one warning line."""
+def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str, cam_kind: str = CAM_KIND,  # noqa: ANN201
+                 gradcat_score: str = GRADCAT_SCORE):
+    """Load the model (with the explanation variants), turning every setup problem into exit code 2 with
+    one line, and each assumption about the checkpoint (which NesT variant) into one warning line."""
     import warnings
 
     from .api import Nestviz
@@ -83,7 +104,7 @@ def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str):  # 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", WeightsWarning)
         try:
-            nv = Nestviz.load(weights, arch=arch, device=device)
+            nv = Nestviz.load(weights, arch=arch, device=device, cam_kind=cam_kind, gradcat_score=gradcat_score)
         except (WeightsError, ValueError) as e:
             fail(str(e))
     for w in caught:

@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from .commands import ARCH, BATCH, DEVICE, EXIT_PARTIAL, QUIET, THRESHOLD_OPT, WEIGHTS, fail, load_or_fail
+from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
+                       WEIGHTS, check_fit_option, check_variant_options, fail, load_or_fail)
 
 # (metric key, heading, better) in table order; nested keys are joined with "."
 ROWS = (
@@ -35,8 +36,9 @@ def metrics(
     tolerance: float = typer.Option(15.0, "--tolerance", min=0.0, help="Pointing game tolerance, image pixels."),
     threshold: float = THRESHOLD_OPT,
     no_sanity: bool = typer.Option(False, "--no-sanity", help="Skip the cascading-randomisation check."),
-    cam_kind: str = typer.Option("logit", "--cam-kind", help="CAM map: contrast (class minus the mean of all classes) or logit."),
-    gradcat_score: str = typer.Option("gradient", "--gradcat-score", help="GradCAT node score: gradient (the paper's) or ablation."),
+    cam_kind: str = CAM_KIND_OPT,
+    gradcat_score: str = GRADCAT_SCORE_OPT,
+    fit: str = FIT,
     per_class: bool = typer.Option(False, "--per-class", help="Also print one table per true class."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write metrics.json, per-image metrics.jsonl "
                                        "and metrics-curves.png (deletion/insertion) here."),
@@ -48,21 +50,21 @@ def metrics(
     quiet: bool = QUIET,
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
-    from .explain.cam import CAM_KINDS
     from .trust import METHODS, MetricsOptions
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or any(m not in METHODS for m in chosen):
         fail(f"--methods takes {', '.join(METHODS)}; got {methods!r}")
-    if cam_kind not in CAM_KINDS or gradcat_score not in ("gradient", "ablation"):
-        fail(f"--cam-kind takes {', '.join(CAM_KINDS)} and --gradcat-score gradient or ablation")
+    cam_kind, gradcat_score = check_variant_options(cam_kind, gradcat_score)
+    fit = check_fit_option(fit)
     if boxes is not None and not boxes.exists():
         fail(f"{boxes}: no such box file or folder")
     if out is not None and out.exists() and not out.is_dir():
         fail(f"{out}: --out names a file, not a folder")
     opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
-    report = _measure(inputs, boxes, limit, opts, load_or_fail(weights, arch, device), batch_size, quiet or json_out)
+    nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
+    report = _measure(inputs, boxes, limit, opts, nv, batch_size, fit, quiet or json_out)
     if out is not None:
         from .measure import write_outputs
 
@@ -78,7 +80,7 @@ def metrics(
 
 
 def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], opts: Any, nv: Any, batch_size: int,
-             quiet: bool) -> Any:
+             fit: str, quiet: bool) -> Any:
     """Find the samples (each left-out image one line on stderr) and score them, with a progress bar unless quiet."""
     from .boxes import BoxFileError
     from .measure import find_samples, run_metrics
@@ -93,10 +95,10 @@ def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], op
     if not samples:
         fail("no images of the model's classes found under the inputs")
     if quiet:
-        report = run_metrics(nv, samples, opts, batch_size)
+        report = run_metrics(nv, samples, opts, batch_size, fit=fit)
     else:
         with progress_bar("metrics", len(samples)) as tick:
-            report = run_metrics(nv, samples, opts, batch_size, progress=lambda n: tick(n, len(samples)))
+            report = run_metrics(nv, samples, opts, batch_size, progress=lambda n: tick(n, len(samples)), fit=fit)
     report.skipped = skipped + report.skipped
     return report
 

@@ -145,6 +145,9 @@ class _FolderRun:
     def process(self, todo: list[InputItem], model: Explainer, pool: ProcessPoolExecutor | None) -> None:
         """Run the model over ``todo`` batch by batch; each result's figures go to the pool (or are drawn here)."""
         opts = self.opts
+        for name in ("cam_kind", "gradcat_score"):  # the records say the options: the model must have them
+            if getattr(model, name, getattr(opts, name)) != getattr(opts, name):
+                raise ValueError(f"the run's {name} is {getattr(opts, name)!r}, the model's {getattr(model, name)!r}")
         by_name = {str(i.path): i for i in todo}
         labels = _FolderLabels(model)
         for batch in model.prepared_batches([str(i.path) for i in todo], opts.batch_size, fit=opts.fit):
