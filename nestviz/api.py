@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, check_cam_kind, check_fit,
+from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESHOLD, check_cam_kind, check_fit,
                        check_gradcat_score)
 from .devices import resolve_device
 from .display import Result
@@ -167,7 +167,7 @@ class Nestviz:
 
     # -- the work -------------------------------------------------------------------------------
     def run(self, batch: Sequence[Prepared], mode: str = "predict", *, top_k: int = 5,
-            classes: Sequence[int] | None = None, threshold: float = 0.2, sign: float = 1.0) -> list[ImageResult]:
+            classes: Sequence[int] | None = None, threshold: float = THRESHOLD, sign: float = 1.0) -> list[ImageResult]:
         """Run ``mode`` on decoded images (one forward pass for the batch): one result per image, in order.
 
         An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips
@@ -265,13 +265,13 @@ class Nestviz:
                           classes=self.resolve_classes(classes) if classes else None)
 
     def cam(self, images: ImageLike | Iterable[ImageLike], top_k: int = 1, classes: Sequence[int | str] | None = None,
-            threshold: float = 0.2, batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+            threshold: float = THRESHOLD, batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
         """Class activation maps, weak-localization boxes and peaks for the top-k (or named) classes."""
         return self._many(images, "cam", batch_size, fit, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
 
     def annotate(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
-                 classes: Sequence[int | str] | None = None, threshold: float = 0.2,
+                 classes: Sequence[int | str] | None = None, threshold: float = THRESHOLD,
                  batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
         """GradCAT and CAM together, from one forward pass."""
         return self._many(images, "annotate", batch_size, fit, top_k=top_k, threshold=threshold,
@@ -336,7 +336,7 @@ def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLi
 
 def class_maps(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
                arch: str | None = None, device: str = "auto", top_k: int = 1,
-               classes: Sequence[int | str] | None = None, threshold: float = 0.2,
+               classes: Sequence[int | str] | None = None, threshold: float = THRESHOLD,
                fit: str = EXPLAIN_FIT, cam_kind: str = CAM_KIND) -> list[ImageResult]:
     """One-call CAM: ``nestviz.class_maps("cat.jpg")[0].predictions[0].cam.box``."""
     nv = _cached(weights, arch, device, cam_kind=cam_kind)

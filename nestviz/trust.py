@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .defaults import CAM_KIND, GRADCAT_SCORE, check_cam_kind, check_gradcat_score
+from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
 from .explain.ablation import ablation_block_scores, ablation_gradcat
 from .explain.cam import cam_maps, localize
 from .explain.gradcat import GradcatOutput, block_box, block_scores, gradcat, leaf_order
@@ -53,7 +53,7 @@ class MetricsOptions:
     methods: tuple[str, ...] = METHODS
     steps: int = 8  # deletion / insertion: the pixels change in this many equal steps
     tolerance: float = 15.0  # pointing game, in pixels of the image
-    threshold: float = 0.2  # CAM box threshold: the tool's default
+    threshold: float = THRESHOLD  # CAM box threshold: the tool's default
     cam_kind: str = CAM_KIND  # nestviz.defaults.CAM_KINDS
     gradcat_score: str = GRADCAT_SCORE  # nestviz.defaults.GRADCAT_SCORES (ablation: nestviz.explain.ablation)
     sanity: bool = True

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from nestviz.defaults import CAM_KIND, THRESHOLD
 import torch
 from PIL import Image
 
@@ -33,12 +35,12 @@ def test_every_method_answers_in_original_pixels_converted_once(nv: Nestviz, ima
     x, geo = to_input(load_rgb(path), nv.bundle.preprocessing)
     [res] = nv.annotate(path, top_k=2)
     raw = gradcat(nv.model, x[None], top_k=2)
-    maps = cam(nv.model, x[None], classes=[p.class_index for p in res.predictions]).maps[0]
+    maps = cam(nv.model, x[None], classes=[p.class_index for p in res.predictions], kind=CAM_KIND).maps[0]
     assert (res.width, res.height) == (56, 40)
     assert res.region == geo.box_to_original((0.0, 0.0, 32.0, 32.0))
     for r, pred in enumerate(res.predictions):
         assert [n.box for n in pred.path] == [geo.box_to_original(n.box) for n in raw.paths[0][r]]
-        box, peak = localize(maps[r], geo.size, 0.2)
+        box, peak = localize(maps[r], geo.size, THRESHOLD)
         assert pred.cam.box == geo.box_to_original(box) and pred.cam.peak == geo.point_to_original(*peak)
         assert pred.cam.region == res.region
 

@@ -32,7 +32,7 @@ def test_cam_is_the_head_applied_per_position() -> None:
     classes = torch.tensor([[3, 0], [1, 4]])
     with torch.no_grad():
         top = model.forward_levels(x)[-1]
-        maps = cam_maps(model, model.forward_features(x), classes)
+        maps = cam_maps(model, model.forward_features(x), classes, "logit")
         logits = model(x)
     # Independent: LayerNorm over channels by hand, then w_c . f + b_c at every position.
     t = top.double()
@@ -52,7 +52,7 @@ def test_cam_is_the_head_applied_per_position() -> None:
 def test_cam_uses_one_forward_and_matches_the_model() -> None:
     model = random_model(1).train()
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    out = cam(model, x, top_k=2)
+    out = cam(model, x, top_k=2, kind="logit")
     assert model.training  # restored
     with torch.no_grad():
         logits = model.eval()(x)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from nestviz.defaults import CAM_KIND
 import torch
 from typer.testing import CliRunner
 
@@ -164,11 +166,12 @@ def test_explain_writes_figures_and_json(tiny_weights: Path, images: list[Path],
 def test_cam_json_and_saved_maps(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run("cam", images[2], "--weights", tiny_weights, "--out", out, "--json", "-k", "2",
-                 "--save-maps", "--no-render", "--threshold", "0.3", "-q")
+                 "--save-maps", "--no-render", "--threshold", "0.3", "--cam-kind", "logit", "-q")
     assert result.exit_code == 0, result.output
     [record] = json_lines(result.stdout)
-    assert record["outputs"] == ["img2.cam.k2.t0.3.npz"]
-    saved = np.load(out / "img2.cam.k2.t0.3.npz")
+    name = "img2.cam.k2.t0.3.npz" if CAM_KIND == "logit" else "img2.cam.k2.logit.t0.3.npz"
+    assert record["outputs"] == [name]
+    saved = np.load(out / name)
     maps = saved["maps"]
     assert maps.shape == (2, 2, 2)  # k classes x the 2x2 top-level map of the tiny model
     assert saved["class_index"].tolist() == [p["class_index"] for p in record["predictions"]]

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nestviz.cli import app
-from nestviz.defaults import CAM_KIND, GRADCAT_SCORE
+from nestviz.defaults import THRESHOLD, CAM_KIND, GRADCAT_SCORE
 from nestviz.model.layers import PatchEmbed
 
 from .conftest import write_image
@@ -165,7 +165,7 @@ def test_records_carry_command_thumbnail_true_label_and_cam_maps(tiny_weights: P
     recs = {Path(r["image"]).name: r for r in manifest(out)}
     g, m = recs["g.png"], recs["m.png"]
     assert g["command"] == m["command"] == "annotate"
-    assert g["options"] == {"top_k": 2, "classes": None, "fit": "pad", "threshold": 0.2, "cam_kind": CAM_KIND,
+    assert g["options"] == {"top_k": 2, "classes": None, "fit": "pad", "threshold": THRESHOLD, "cam_kind": CAM_KIND,
                             "gradcat_score": GRADCAT_SCORE, "format": "jpg", "render": True, "save_maps": False,
                             "tree": False, "full_size": False}
     assert g["true_label"] == "green thing" and "true_label" not in m
