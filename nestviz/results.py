@@ -45,7 +45,8 @@ class PathNode:
 
 @dataclass
 class CamResult:
-    """A class activation map: ``raw`` is the top-level map (logit units, mean = the logit).
+    """A class activation map: ``raw`` is the top-level map in logit units; ``kind`` "logit": its mean is the
+    class logit; "contrast": the map minus the mean class map, its mean the logit minus the mean logit.
 
     ``region`` is where the map lies in the original image (the model input's crop);
     ``box`` bounds the largest region above ``threshold`` x max; ``peak`` is the maximum.
@@ -56,6 +57,7 @@ class CamResult:
     box: Box
     peak: tuple[float, float]
     threshold: float
+    kind: str = "logit"
 
     def __repr__(self) -> str:
         h, w = np.shape(self.raw)

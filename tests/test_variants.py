@@ -190,3 +190,10 @@ def test_metrics_records_fit_and_variants_in_its_protocol(tmp_path: Path, tiny_w
     assert (default.protocol["fit"], default.protocol["cam_kind"]) == (EXPLAIN_FIT, CAM_KIND)
     bad = invoke("metrics", data, "--fit", "stretch")
     assert bad.exit_code == 2 and bad.output.strip() == "nestviz: error: --fit must be crop, pad or squash, got 'stretch'"
+
+
+@pytest.mark.parametrize("kind", CAM_KINDS)
+def test_cam_results_say_which_map_they_hold(tiny_weights: Path, images: list[Path], kind: str) -> None:
+    # The figure's colour-bar label and the result's docstring depend on it: a contrast map's mean is not the logit.
+    [res] = Nestviz.load(tiny_weights, device="cpu", cam_kind=kind).cam(images[0])
+    assert res.predictions[0].cam.kind == kind

@@ -77,7 +77,7 @@ def cam_image(image: Image.Image, result: ImageResult, tree: bool = False, compa
         marks = Marks(canvas, panel, [peak], size)
         marks.cross(*peak, size, rgb(colour))
         marks.paste()
-        _colorbar(canvas, panel, lo, hi, cam.threshold)
+        _colorbar(canvas, panel, lo, hi, cam.threshold, cam.kind)
         _frame_and_title(canvas, pred, panel, colour)
     return canvas
 
@@ -211,7 +211,7 @@ def _with_heat(picture: Image.Image, raw: np.ndarray, lo: float, hi: float, rect
     return Image.fromarray(out)
 
 
-def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold: float) -> None:
+def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold: float, kind: str) -> None:
     """The colour scale of the panel in raw logit units (min at the bottom); the box threshold as a white
     tick labelled 'box' (ticks too near it are left out)."""
     assert panel.colorbar is not None
@@ -237,7 +237,7 @@ def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold
         draw.line((left + width, y, left + width + 2, y), fill=BLACK, width=1)
         draw.text((left + width + 4, y), compact_number(v).replace("-", "\u2212"), font=font, anchor="lm", fill=BLACK)
     label = _font(SCORE_PT + 0.5)
-    text = CBAR_LABEL
+    text = CBAR_LABEL.get(kind, CBAR_LABEL["logit"])
     l, t, r, b = label.getbbox(text)
     strip = Image.new("L", (r - l + 2, b - t + 2), 0)
     ImageDraw.Draw(strip).text((1 - l, 1 - t), text, font=label, fill=255)

@@ -81,7 +81,7 @@ def cam_figure(image: Image.Image, result: ImageResult, tree: bool = False) -> F
         tv = threshold_value(lo, hi, cam.threshold)
         px_per_unit = cax.bbox.height / (hi - lo if hi > lo else 1e-6)
         bar.set_ticks([v for v in nice_ticks(lo, hi) if abs(v - tv) * px_per_unit >= 1.2 * SCORE_PT * PT])
-        bar.set_label(CBAR_LABEL, fontsize=SCORE_PT + 0.5)
+        bar.set_label(CBAR_LABEL.get(cam.kind, CBAR_LABEL["logit"]), fontsize=SCORE_PT + 0.5)
         bar.ax.tick_params(labelsize=SCORE_PT, length=2, pad=1.5)
         cax.axhline(tv, color="white", linewidth=1.2, gid="cam-threshold")
         cax.text(1.0, tv, "  box", transform=transforms.blended_transform_factory(cax.transAxes, cax.transData),
