@@ -243,7 +243,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of the initialization, augmentation and data order."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint (OUT.ckpt) of a cut-off run."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="TSV mapping folder names to readable class names."),
-    precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast) or fp32."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast where the hardware has it, else fp32), bf16 or fp32."),
     mix_prob: float = typer.Option(0.3, "--mix-prob", help="Probability of mixup/CutMix per batch."),
     mosaic_prob: float = typer.Option(0.0, "--mosaic-prob", help="Probability per image of a 2x2 mosaic with three others."),
     region_loss: float = typer.Option(0.0, "--region-loss", min=0.0,
@@ -262,17 +262,16 @@ def train(
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
     from rich.console import Console
 
-    from .devices import resolve_device
+    from .devices import resolve_device, resolve_precision
     from .model.nest import named_config
     from .train.loop import TrainOptions, train as run_training
 
     console = Console(stderr=True)
-    if precision not in ("bf16", "fp32"):
-        fail(f"--precision must be bf16 or fp32, got {precision!r}")
     _check_paths((train_dir, "training folder", True), (val, "validation folder", True), (resume, "checkpoint", False))
     try:
         cfg = named_config(arch)
         dev = resolve_device(device)
+        precision = resolve_precision(precision, dev)
     except ValueError as e:
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
