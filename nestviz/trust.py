@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +303,5 @@ def _means(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _means(v) if isinstance(v, dict) else float(np.mean(v)) for k, v in d.items()}
 
 
-ProgressFn = Callable[[int], None]
 __all__ = ["METHODS", "BASELINES", "MetricsOptions", "ImageScores", "score_batch", "image_map", "leaf_pixel_order",
            "cascade", "aggregate"]
