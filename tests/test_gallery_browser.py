@@ -82,6 +82,13 @@ class Gallery:
         return self.page.evaluate("""Array.from(document.querySelectorAll('#grid .card'))
             .map(c => ({id: +c.dataset.id, pos: +c.dataset.pos})).sort((a, b) => a.pos - b.pos)""")
 
+    def sort(self, key: str, direction: str | None = None) -> None:
+        """Choose the sort key (and order), then let the grid redraw."""
+        self.page.select_option("#f-sort", key)
+        if direction is not None:
+            self.page.select_option("#f-dir", direction)
+        self.page.wait_for_timeout(100)
+
     def shot(self, name: str) -> Path:
         path = self.tmp_path / f"{name}.png"
         self.page.screenshot(path=str(path))
@@ -137,9 +144,7 @@ def test_sorting_orders_the_cards(browser: Any, synthetic: tuple[Path, list[dict
     page.focus("#grid")
     for sort, direction, key in (("conf", "desc", lambda it: -it["p"]), ("margin", "asc", lambda it: it["margin"]),
                                  ("conf", "asc", lambda it: it["p"])):
-        page.select_option("#f-sort", sort)
-        page.select_option("#f-dir", direction)
-        page.wait_for_timeout(100)
+        g.sort(sort, direction)
         shown = [by_id[c["id"]] for c in g.cards()]
         assert len(shown) >= 12
         keys = [key(it) for it in shown]
@@ -147,13 +152,10 @@ def test_sorting_orders_the_cards(browser: Any, synthetic: tuple[Path, list[dict
         expected = sorted((it for it in items if it[{"conf": "p", "margin": "margin"}[sort]] is not None), key=key)
         assert key(shown[0]) == key(expected[0])
     g.shot("sorted-by-confidence")
-    page.select_option("#f-sort", "name")
-    page.select_option("#f-dir", "asc")
-    page.wait_for_timeout(100)
+    g.sort("name", "asc")
     names = [by_id[c["id"]]["name"].lower() for c in g.cards()]
     assert names == sorted(names) and names[0] == min(it["name"].lower() for it in items)
-    page.select_option("#f-sort", "agree")
-    page.wait_for_timeout(100)
+    g.sort("agree")
     assert by_id[g.cards()[0]["id"]]["agree"] is False  # ascending: disagreements first
     page.keyboard.press("End")  # the last card is rendered and active after End
     page.wait_for_timeout(100)
