@@ -32,6 +32,7 @@ from .devices import resolve_device
 from .display import Result
 from .explain.cam import cam, cam_maps, localize
 from .explain.ablation import ablation_gradcat
+from .explain.camtree import cam_gradcat
 from .explain.common import explaining, select_classes
 from .explain.gradcat import BlockNode, gradcat
 from .images import ImageReadError, array_to_image, load_rgb, to_rgb
@@ -83,7 +84,7 @@ def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 class Nestviz:
     """A loaded model on a device, with the methods that explain images.
 
-    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, ablation) choose the variant of
+    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, cam, ablation) choose the variant of
     every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
     """
 
@@ -193,7 +194,8 @@ class Nestviz:
             if self.gradcat_score == "ablation":
                 g = ablation_gradcat(model, x, top_k=top_k, classes=classes)
             else:
-                g = gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
+                explain = cam_gradcat if self.gradcat_score == "cam" else gradcat
+                g = explain(model, x, top_k=top_k, classes=classes, sign=sign)
             logits, chosen, paths = g.logits, g.classes, g.paths
             if mode == "annotate":
                 with explaining(model), torch.inference_mode():
@@ -282,7 +284,7 @@ def load(weights: Weights = None, arch: str | None = None, device: str = "auto",
          class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
          cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
     """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object;
-    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, ablation) choose the explanation variants."""
+    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants."""
     return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing,
                         cam_kind=cam_kind, gradcat_score=gradcat_score)
 

@@ -7,8 +7,9 @@ non-square photo are not seen), ``pad`` letterboxes the whole image with the mea
 
 ``cam_kind``: ``logit`` is Zhou et al.'s CAM (its mean is the class logit), ``contrast`` the same
 minus the mean of all classes' maps (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
-``gradient`` is the paper's score (a child's gradient contribution), ``ablation`` the drop in the
-class probability when the child is removed (see ``nestviz.explain.ablation``).
+``gradient`` is the paper's score (a child's gradient contribution), ``cam`` the child's share of
+the class logit in the CAM's exact split of it (see ``nestviz.explain.camtree``), ``ablation`` the
+drop in the class probability when the child is removed (see ``nestviz.explain.ablation``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ THRESHOLD = 0.7  # CAM box threshold, a fraction of the map's range: chosen on t
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
 CAM_KINDS = ("contrast", "logit")
 CAM_KIND = "contrast"
-GRADCAT_SCORES = ("gradient", "ablation")
+GRADCAT_SCORES = ("gradient", "cam", "ablation")
 GRADCAT_SCORE = "gradient"
 
 

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
 from .explain.ablation import ablation_block_scores, ablation_gradcat
+from .explain.camtree import cam_gradcat
 from .explain.cam import cam_maps, localize
 from .explain.gradcat import GradcatOutput, block_box, block_scores, gradcat, leaf_order
 from .explain.perturb import class_probs, occlusion_drops, randomized_top
@@ -122,7 +123,8 @@ def explain_true_class(model: Nest, x: Tensor, classes: Tensor, opts: MetricsOpt
         g = ablation_gradcat(model, x, classes=classes[:, None])
         trees = [[t.numpy() for t in tree] for tree in ablation_block_scores(model, x, classes)]
     else:
-        g = gradcat(model, x, classes=classes[:, None])
+        explain = cam_gradcat if opts.gradcat_score == "cam" else gradcat
+        g = explain(model, x, classes=classes[:, None])
         trees = [block_scores([None if h is None else h[0, i] for h in g.heat], model.cfg) for i in range(len(x))]
     with torch.inference_mode():
         cams = cam_maps(model, g.features, classes[:, None].to(g.features.device), opts.cam_kind)[:, 0].float().cpu()

@@ -17,6 +17,7 @@ from nestviz.batch.outputs import RunOptions
 from nestviz.cli import app
 from nestviz.defaults import CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, GRADCAT_SCORES, TOP_K, check_choice, check_fit
 from nestviz.explain.ablation import ablation_gradcat
+from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.model.layers import PatchEmbed
 from nestviz.trust import MetricsOptions
@@ -47,7 +48,7 @@ def test_defaults_and_their_one_line_errors() -> None:
         check_choice("cam_kind", "nope", CAM_KINDS)
     with pytest.raises(ValueError, match=r"^fit must be crop, pad or squash, got 'x'$"):
         check_fit("x")
-    with pytest.raises(ValueError, match="gradcat_score must be gradient or ablation"):
+    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam or ablation"):
         nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu", gradcat_score="occlusion")
 
 
@@ -60,10 +61,12 @@ def test_the_api_follows_its_gradcat_score(model: torch.nn.Module, tmp_path: Pat
     image = write_image(tmp_path / "a.png", (40, 36), seed=5)
     grad = nestviz.load(model, class_names=TINY_CLASSES, device="cpu")
     abl = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="ablation")
-    assert (grad.gradcat_score, abl.gradcat_score) == (GRADCAT_SCORE, "ablation")
+    share = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="cam")
+    assert (grad.gradcat_score, abl.gradcat_score, share.gradcat_score) == (GRADCAT_SCORE, "ablation", "cam")
     x = grad.prepare(image, "crop").tensor[None]
-    want = {"gradient": gradcat(model, x, top_k=2), "ablation": ablation_gradcat(model, x, top_k=2)}
-    for nv in (grad, abl):
+    want = {"gradient": gradcat(model, x, top_k=2), "ablation": ablation_gradcat(model, x, top_k=2),
+            "cam": cam_gradcat(model, x, top_k=2)}
+    for nv in (grad, abl, share):
         for mode in ("explain", "annotate"):
             [res] = getattr(nv, mode)(image, top_k=2)
             got = [nodes(p.path) for p in res.predictions]
@@ -111,8 +114,8 @@ def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, ima
 
 @pytest.mark.parametrize("args, message", [
     (("cam", "--cam-kind", "nope"), "--cam-kind must be contrast or logit, got 'nope'"),
-    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient or ablation, got 'grad'"),
-    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient or ablation"),
+    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam or ablation, got 'grad'"),
+    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam or ablation"),
 ])
 def test_folder_commands_refuse_unknown_variants_in_one_line(args: tuple, message: str, images: list[Path],
                                                               tmp_path: Path) -> None:

@@ -1,0 +1,64 @@
+"""GradCAT scored by the CAM: follow the child whose pixels hold the largest share of the class logit.
+
+NesT's head is linear on the mean of the normalized top map, so the logit splits exactly over
+the top map's cells: logit_c = b_c + sum_cells (w_c . f(cell)) / cells. At the root this share of
+a child quadrant is the paper's gradient score itself (``nestviz.explain.gradcat``: at the top
+level A * dY/dA summed over channels is (w_c . f) / cells). Below the root this variant keeps
+reading the same decomposition (a child's score is the logit share of the top cells over its
+pixels, a cell split between children counting by area) where the paper reads A * dY/dA at the
+child's own level. The scores are in logit units and add up: the children's shares make their
+parent's. One inference forward pass, no backward pass: it costs what ``cam`` costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..model.nest import Nest
+from .common import explaining, select_classes
+from .gradcat import GradcatOutput, _walk
+
+
+def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
+                sign: float = 1.0) -> GradcatOutput:
+    """GradCAT paths of ``classes`` (default: the ``top_k`` most probable) scored by logit share; see the module."""
+    cfg = model.cfg
+    with explaining(model), torch.inference_mode():
+        features, acts = model.forward_intermediates(x)
+        logits = model.forward_head(features).float()
+        chosen = select_classes(logits, top_k, classes)
+        share = torch.einsum("bchw,bkc->kbhw", features.float(), model.get_classifier().weight[chosen].float())
+        share = sign * share / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share of the logit
+    heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size)
+    paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
+             for i in range(x.shape[0])]
+    for i, row in enumerate(paths):
+        for j, path in enumerate(row):
+            path[0].score = float(share[j, i].sum(dtype=torch.float64))  # the root holds the whole share
+    return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat)
+
+
+def logit_share_heat(share: Tensor, levels: int, block: int) -> list[np.ndarray | None]:
+    """Per 0-based level, (k, B, H_l, W_l) maps whose mean over any child quadrant is that child's logit share.
+
+    ``share`` (k, B, H, W) is the top level's per-cell share. Level l's map is the top one spread
+    evenly over 2^(L-1-l) x 2^(L-1-l) positions per cell, times the positions of one child
+    quadrant, (block / 2)^2, so that ``gradcat._walk``'s quadrant means read as sums. The leaves'
+    map (None) is only read by a one-level model, whose root is its only block.
+    """
+    k, b, h, w = share.shape
+    per_child = max(1.0, (block / 2) ** 2)
+    heat: list[np.ndarray | None] = [None] if levels > 1 else []
+    for level in range(1 if levels > 1 else 0, levels):
+        up = 2 ** (levels - 1 - level)
+        spread = F.interpolate(share.reshape(k * b, 1, h, w), scale_factor=up, mode="nearest") / (up * up)
+        heat.append((spread * per_child).reshape(k, b, h * up, w * up).double().numpy())
+    return heat
+
+
+__all__ = ["cam_gradcat", "logit_share_heat"]

@@ -1,0 +1,72 @@
+"""GradCAT scored by the CAM's logit share: known answers, the root equal to the paper's, shares that add up."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nestviz.explain.camtree import cam_gradcat, logit_share_heat
+from nestviz.explain.gradcat import gradcat
+
+from .test_gradcat import expected_nodes, hand_built, random_model
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("leaf", range(16))
+def test_path_ends_at_the_bright_leaf_block(leaf: int) -> None:
+    b = 8
+    model = hand_built(b)
+    x = torch.zeros(1, 1, 4 * b, 4 * b)
+    r, c = divmod(leaf, 4)
+    x[0, 0, r * b:(r + 1) * b, c * b:(c + 1) * b] = 1.0
+    path = cam_gradcat(model, x, classes=[0]).paths[0][0]
+    assert [n.node for n in path] == expected_nodes(leaf)
+    assert path[-1].box == (c * b, r * b, (c + 1) * b, (r + 1) * b)
+
+
+def test_the_root_choice_and_its_scores_are_the_papers_gradient_ones() -> None:
+    model = random_model(4)
+    x = torch.randn(6, 3, 32, 32)
+    grad, share = gradcat(model, x, top_k=3), cam_gradcat(model, x, top_k=3)
+    assert torch.equal(grad.classes, share.classes)
+    quadrant = (model.cfg.block_size // 2) ** 2  # the paper's root scores are quadrant means, these are sums
+    for gi, si in zip(grad.paths, share.paths):
+        for g, s in zip(gi, si):
+            assert s[0].chosen_child == g[0].chosen_child
+            assert s[0].child_scores == pytest.approx([v * quadrant for v in g[0].child_scores], rel=1e-4, abs=1e-6)
+
+
+def test_shares_add_up_from_the_logit_down_to_the_leaf() -> None:
+    model = random_model(7)
+    x = torch.randn(3, 3, 32, 32)
+    out = cam_gradcat(model, x, top_k=2)
+    for i in range(3):
+        for j in range(2):
+            cls = int(out.classes[i, j])
+            path = out.paths[i][j]
+            assert path[0].score == pytest.approx(float(out.logits[i, cls] - model.head.bias[cls].detach()), abs=1e-4)
+            for parent, child in zip(path, path[1:]):
+                assert sum(parent.child_scores) == pytest.approx(parent.score, abs=1e-4)
+                assert child.score == pytest.approx(parent.child_scores[parent.chosen_child], abs=1e-6)
+
+
+def test_batch_equals_single_images_and_the_sign_flips_the_choice() -> None:
+    model = random_model(2)
+    x = torch.randn(4, 3, 32, 32)
+    batch = cam_gradcat(model, x, top_k=2)
+    for i in range(4):
+        single = cam_gradcat(model, x[i:i + 1], top_k=2)
+        assert [[n.node for n in p] for p in single.paths[0]] == [[n.node for n in p] for p in batch.paths[i]]
+    flipped = cam_gradcat(model, x, top_k=1, sign=-1.0)
+    for p, q in zip(batch.paths, flipped.paths):
+        assert p[0][0].child_scores == pytest.approx([-v for v in q[0][0].child_scores], abs=1e-6)
+
+
+def test_each_level_spreads_the_top_share_evenly_and_keeps_sums() -> None:
+    share = torch.arange(4.0).reshape(1, 1, 2, 2)  # a 2x2 top map of a 3-level model with 2x2 blocks
+    heat = logit_share_heat(share, levels=3, block=2)
+    assert heat[0] is None and heat[1].shape == (1, 1, 4, 4) and heat[2].shape == (1, 1, 2, 2)
+    assert heat[2][0, 0].tolist() == [[0.0, 1.0], [2.0, 3.0]]  # one position per child quadrant: the share itself
+    assert heat[1][0, 0, 2:, 2:].tolist() == [[0.75, 0.75], [0.75, 0.75]]  # cell 3 spread over 4 positions
+    assert float(heat[1].sum()) == pytest.approx(6.0)
