@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.defaults import CAM_KIND  # noqa: E402
+from nestviz.defaults import CAM_KIND, GRADCAT_SCORE  # noqa: E402
 from nestviz.train.data import scan_class_folders  # noqa: E402
 from nestviz.train.evaluate import folder_to_class  # noqa: E402
 from nestviz.train.pointing import pointing_game  # noqa: E402
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--mosaics", type=int, default=250)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--cam-kind", default=None, help="contrast or logit (default: the tool's)")
+    ap.add_argument("--gradcat-score", default=None, help="gradient, cam or ablation (default: the tool's)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imagenette.tar"))
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nestviz" / "imagenette"))
     ap.add_argument("--seed", type=int, default=0)
@@ -50,7 +51,8 @@ def main() -> None:
     if not Path(args.data).exists():
         sys.exit(f"{args.data}: Imagenette archive not found")
     ds = scan_class_folders(imagenette_val(Path(args.data), Path(args.cache)))
-    nv = Nestviz.load(args.weights, device="cpu", cam_kind=args.cam_kind or CAM_KIND)
+    nv = Nestviz.load(args.weights, device="cpu", cam_kind=args.cam_kind or CAM_KIND,
+                      gradcat_score=args.gradcat_score or GRADCAT_SCORE)
     model_class = folder_to_class(ds.classes, nv)
     by_class: dict[int, list[str]] = {}
     for p, c in zip(ds.paths, ds.labels):
@@ -58,7 +60,8 @@ def main() -> None:
     t0 = time.perf_counter()
     result = pointing_game(nv, by_class, args.mosaics, seed=args.seed)
     dt = time.perf_counter() - t0
-    print(f"pointing game: {args.mosaics} mosaics, {result.trials} class-quadrant trials, weights {nv.bundle.source}")
+    print(f"pointing game: {args.mosaics} mosaics, {result.trials} class-quadrant trials, weights {nv.bundle.source}, "
+          f"GradCAT score {nv.gradcat_score}")
     print(f"{'method':<28}{'hits':>8}{'rate':>9}")
     labels = {"gradcat+": "GradCAT leaf (A*dY/dA)", "gradcat-": "GradCAT leaf (-A*dY/dA)", "cam": "CAM peak"}
     for k, v in result.hits.items():

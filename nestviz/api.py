@@ -172,12 +172,12 @@ class Nestviz:
         """Run ``mode`` on decoded images (one forward pass for the batch): one result per image, in order.
 
         An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips
-        GradCAT's gradient contributions (the pointing game's control; the ablation score has no sign).
+        GradCAT's gradient or logit-share scores (the pointing game's control; the ablation score has no sign).
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if sign != 1 and self.gradcat_score == "ablation" and mode in ("explain", "annotate"):
-            raise ValueError(f"sign={sign:g} needs gradcat_score='gradient': the ablation score has no sign")
+            raise ValueError(f"sign={sign:g} needs gradcat_score='gradient' or 'cam': the ablation score has no sign")
         ok = [p for p in batch if p.failure is None]
         results: dict[int, ImageResult] = {}
         if ok:
@@ -193,9 +193,10 @@ class Nestviz:
         if mode in ("explain", "annotate"):
             if self.gradcat_score == "ablation":
                 g = ablation_gradcat(model, x, top_k=top_k, classes=classes)
+            elif self.gradcat_score == "cam":  # the path descends through the map that cam draws
+                g = cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=self.cam_kind)
             else:
-                explain = cam_gradcat if self.gradcat_score == "cam" else gradcat
-                g = explain(model, x, top_k=top_k, classes=classes, sign=sign)
+                g = gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
             logits, chosen, paths = g.logits, g.classes, g.paths
             if mode == "annotate":
                 with explaining(model), torch.inference_mode():

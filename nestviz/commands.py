@@ -251,13 +251,14 @@ def train(
                                       help="Weight of the per-tile loss on mosaic images (teaches CAM where each class is)."),
     peak_temperature: float = typer.Option(1.0, "--peak-temperature", min=0.01,
                                            help="Temperature of the region loss's peak pooling (lower: nearer the max)."),
+    locality_loss: float = typer.Option(0.0, "--locality-loss", min=0.0, help="Weight of the loss keeping the class map unchanged outside an occluded rectangle."),
+    drop_path: float = typer.Option(0.1, "--drop-path", min=0.0, max=1.0, help="Stochastic depth rate."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
     warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0, help="Epochs of linear LR warm-up."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where decoded images are cached "
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' "
-                                  "provenance) instead of stopping."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' provenance) instead of stopping."),
     keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep OUT.ckpt after a completed run."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
@@ -277,12 +278,12 @@ def train(
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
+                        locality_loss=locality_loss, drop_path=drop_path,
                         warmup_epochs=warmup_epochs, skip_bad=skip_bad)
 
     def on_epoch(s) -> None:  # noqa: ANN001
         val_txt = f"  val top-1 {s.val_top1:.2%}" if s.val_top1 is not None else ""
-        console.print(f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  train acc {s.train_acc:.2%}  "
-                      f"{s.images_per_s:.0f} img/s  {s.seconds:.0f}s  lr {s.lr:.2e}{val_txt}")
+        console.print(f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  train acc {s.train_acc:.2%}  {s.images_per_s:.0f} img/s  {s.seconds:.0f}s  lr {s.lr:.2e}{val_txt}")
 
     try:
         result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume, init=init,

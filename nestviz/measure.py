@@ -75,15 +75,15 @@ def find_samples(inputs: Sequence[str | os.PathLike[str]], class_names: Sequence
     samples = []
     for item in items:
         objs = index.get(image_key(item.path.name)) if boxes is not None else None
-        if boxes is not None and objs is None:
-            skipped.append({"image": str(item.path), "reason": "no box file names this image: faithfulness only",
-                            "kind": "partial"})
         token = next((o.label for o in objs or [] if o.label), None) or item.path.parent.name
         cls = match_class(token, class_names)
         if cls is None:
             skipped.append({"image": str(item.path), "reason": f"class {token!r} is not one of the model's classes",
                             "kind": "not measured"})
             continue
+        if boxes is not None and objs is None:
+            skipped.append({"image": str(item.path), "reason": "no box file names this image: faithfulness only",
+                            "kind": "partial"})
         samples.append(Sample(item.path, cls, objs))
     return samples, skipped
 

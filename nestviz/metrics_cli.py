@@ -90,8 +90,13 @@ def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], op
         samples, skipped = find_samples(inputs, nv.bundle.class_names, boxes, limit)
     except BoxFileError as e:
         fail(str(e))
+    partial = [s for s in skipped if s["kind"] == "partial"]
     for s in skipped:
-        typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
+        if s["kind"] != "partial" or len(partial) <= 5:
+            typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
+    if len(partial) > 5:  # a box set for part of a folder: one line, not thousands
+        typer.echo(f"nestviz: {len(partial)} images have no box in {boxes}: faithfulness only "
+                   f"(e.g. {partial[0]['image']}); the JSON report lists them", err=True)
     if not samples:
         fail("no images of the model's classes found under the inputs")
     if quiet:

@@ -123,8 +123,8 @@ def explain_true_class(model: Nest, x: Tensor, classes: Tensor, opts: MetricsOpt
         g = ablation_gradcat(model, x, classes=classes[:, None])
         trees = [[t.numpy() for t in tree] for tree in ablation_block_scores(model, x, classes)]
     else:
-        explain = cam_gradcat if opts.gradcat_score == "cam" else gradcat
-        g = explain(model, x, classes=classes[:, None])
+        g = (cam_gradcat(model, x, classes=classes[:, None], kind=opts.cam_kind) if opts.gradcat_score == "cam"
+             else gradcat(model, x, classes=classes[:, None]))
         trees = [block_scores([None if h is None else h[0, i] for h in g.heat], model.cfg) for i in range(len(x))]
     with torch.inference_mode():
         cams = cam_maps(model, g.features, classes[:, None].to(g.features.device), opts.cam_kind)[:, 0].float().cpu()

@@ -28,7 +28,7 @@ def test_path_ends_at_the_bright_leaf_block(leaf: int) -> None:
 def test_the_root_choice_and_its_scores_are_the_papers_gradient_ones() -> None:
     model = random_model(4)
     x = torch.randn(6, 3, 32, 32)
-    grad, share = gradcat(model, x, top_k=3), cam_gradcat(model, x, top_k=3)
+    grad, share = gradcat(model, x, top_k=3), cam_gradcat(model, x, top_k=3, kind="logit")
     assert torch.equal(grad.classes, share.classes)
     quadrant = (model.cfg.block_size // 2) ** 2  # the paper's root scores are quadrant means, these are sums
     for gi, si in zip(grad.paths, share.paths):
@@ -40,7 +40,7 @@ def test_the_root_choice_and_its_scores_are_the_papers_gradient_ones() -> None:
 def test_shares_add_up_from_the_logit_down_to_the_leaf() -> None:
     model = random_model(7)
     x = torch.randn(3, 3, 32, 32)
-    out = cam_gradcat(model, x, top_k=2)
+    out = cam_gradcat(model, x, top_k=2, kind="logit")
     for i in range(3):
         for j in range(2):
             cls = int(out.classes[i, j])
@@ -70,3 +70,32 @@ def test_each_level_spreads_the_top_share_evenly_and_keeps_sums() -> None:
     assert heat[2][0, 0].tolist() == [[0.0, 1.0], [2.0, 3.0]]  # one position per child quadrant: the share itself
     assert heat[1][0, 0, 2:, 2:].tolist() == [[0.75, 0.75], [0.75, 0.75]]  # cell 3 spread over 4 positions
     assert float(heat[1].sum()) == pytest.approx(6.0)
+
+
+def test_the_contrastive_shares_add_up_to_the_logit_minus_the_mean_logit() -> None:
+    model = random_model(5)
+    x = torch.randn(3, 3, 32, 32)
+    out = cam_gradcat(model, x, top_k=2, kind="contrast")
+    bias = model.head.bias.detach()
+    for i in range(3):
+        for j in range(2):
+            cls = int(out.classes[i, j])
+            path = out.paths[i][j]
+            want = float(out.logits[i, cls] - out.logits[i].mean() - (bias[cls] - bias.mean()))
+            assert path[0].score == pytest.approx(want, abs=1e-4)
+            for parent, child in zip(path, path[1:]):
+                assert sum(parent.child_scores) == pytest.approx(parent.score, abs=1e-4)
+
+
+def test_the_contrast_can_change_the_path_and_an_unknown_kind_is_refused() -> None:
+    model = hand_built(8)
+    with torch.no_grad():  # class 1 gains everywhere what class 0 gains: the contrast of class 0 is then flat
+        model.head.weight[1] = model.head.weight[0]
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, :8, :8] = 1.0
+    logit = cam_gradcat(model, x, classes=[0], kind="logit").paths[0][0]
+    contrast = cam_gradcat(model, x, classes=[0], kind="contrast").paths[0][0]
+    assert logit[0].child_scores[0] > max(logit[0].child_scores[1:])
+    assert contrast[0].child_scores == [0.0, 0.0, 0.0, 0.0]  # no evidence that sets class 0 apart from class 1
+    with pytest.raises(ValueError, match="unknown CAM kind 'prob'; known: contrast, logit"):
+        cam_gradcat(model, x, classes=[0], kind="prob")

@@ -178,3 +178,17 @@ def test_metrics_command_refuses_unknown_methods(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["metrics", str(tmp_path), "--methods", "gradcat,magic"])
     assert res.exit_code == 2
     assert "--methods takes gradcat, cam; got 'gradcat,magic'" in res.output
+
+
+def test_images_without_boxes_are_one_line_when_many(tmp_path: Path, tiny_weights: Path) -> None:
+    data = class_folders(tmp_path / "data", n=3)  # 9 images of the model's classes, one box among them
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("image,xmin,ymin,xmax,ymax,label\nred0.png,2,2,20,20,red thing\n")
+    res = CliRunner().invoke(app, ["metrics", str(data), "--boxes", str(csv), "--weights", str(tiny_weights),
+                                   "--json", "--steps", "2", "--device", "cpu", "--no-sanity"])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stderr.splitlines() if line.startswith("nestviz: ")]
+    assert lines[-1].startswith(f"nestviz: 8 images have no box in {csv}: faithfulness only (e.g. ")
+    assert sum("no box" in line for line in lines) == 1
+    d = json.loads(res.stdout.strip().splitlines()[-1])
+    assert sum(s["kind"] == "partial" for s in d["skipped"]) == 8

@@ -72,7 +72,7 @@ def test_the_api_follows_its_gradcat_score(model: torch.nn.Module, tmp_path: Pat
             got = [nodes(p.path) for p in res.predictions]
             assert got == [nodes(p) for p in want[nv.gradcat_score].paths[0]], (nv.gradcat_score, mode)
     assert nodes(want["gradient"].paths[0][0]) != nodes(want["ablation"].paths[0][0])  # the test can tell them apart
-    with pytest.raises(ValueError, match="sign=-1 needs gradcat_score='gradient'"):
+    with pytest.raises(ValueError, match="sign=-1 needs gradcat_score='gradient' or 'cam': the ablation score has no sign"):
         abl.run([abl.prepare(image)], "explain", sign=-1.0)
     abl.run([abl.prepare(image)], "cam", sign=-1.0)  # no GradCAT: the sign does not matter
     assert len(grad.run([grad.prepare(image)], "explain", sign=-1.0)[0].predictions[0].path) == 3

@@ -1,9 +1,12 @@
-"""GradCAT scored by the CAM: follow the child whose pixels hold the largest share of the class logit.
+"""GradCAT scored by the CAM: follow the child whose pixels hold the largest share of the class score.
 
 NesT's head is linear on the mean of the normalized top map, so the logit splits exactly over
 the top map's cells: logit_c = b_c + sum_cells (w_c . f(cell)) / cells. At the root this share of
 a child quadrant is the paper's gradient score itself (``nestviz.explain.gradcat``: at the top
-level A * dY/dA summed over channels is (w_c . f) / cells). Below the root this variant keeps
+level A * dY/dA summed over channels is (w_c . f) / cells). ``kind`` is the CAM's
+(``nestviz.explain.cam.cam_maps``): ``logit`` splits the logit, ``contrast`` the logit minus the
+mean logit (w_c - mean(w)), what sets the class apart from the others, so that the path
+descends through the same map that ``cam`` draws. Below the root this variant keeps
 reading the same decomposition (a child's score is the logit share of the top cells over its
 pixels, a cell split between children counting by area) where the paper reads A * dY/dA at the
 child's own level. The scores are in logit units and add up: the children's shares make their
@@ -19,20 +22,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..defaults import CAM_KIND, CAM_KINDS
 from ..model.nest import Nest
 from .common import explaining, select_classes
 from .gradcat import GradcatOutput, _walk
 
 
 def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
-                sign: float = 1.0) -> GradcatOutput:
-    """GradCAT paths of ``classes`` (default: the ``top_k`` most probable) scored by logit share; see the module."""
+                sign: float = 1.0, kind: str = CAM_KIND) -> GradcatOutput:
+    """GradCAT paths of ``classes`` (default: the ``top_k`` most probable) scored by their share of the
+    ``kind`` CAM's class score (its bias left out: it is the same for every child); see the module."""
+    if kind not in CAM_KINDS:
+        raise ValueError(f"unknown CAM kind {kind!r}; known: {', '.join(CAM_KINDS)}")
     cfg = model.cfg
     with explaining(model), torch.inference_mode():
         features, acts = model.forward_intermediates(x)
         logits = model.forward_head(features).float()
         chosen = select_classes(logits, top_k, classes)
-        share = torch.einsum("bchw,bkc->kbhw", features.float(), model.get_classifier().weight[chosen].float())
+        weight = model.get_classifier().weight.float()
+        if kind == "contrast":
+            weight = weight - weight.mean(dim=0, keepdim=True)
+        share = torch.einsum("bchw,bkc->kbhw", features.float(), weight[chosen])
         share = sign * share / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share of the logit
     heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size)
     paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]

@@ -28,6 +28,7 @@ from ..model.checkpoints import load_weights, save_nestviz
 from ..model.nest import Nest, NestConfig, param_groups
 from ..preprocess import Preprocessing, normalize
 from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip, region_weights
+from .locality import locality_loss
 from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
 from .record import check_writable, environment, paths_record, wnid_label_names
 
@@ -48,6 +49,7 @@ class TrainOptions:
     mosaic_prob: float = 0.0
     region_loss: float = 0.0  # weight of the per-tile loss on mosaic images (see region_logits)
     peak_temperature: float = 1.0  # of the tiles' peak pooling: lower is closer to the maximum
+    locality_loss: float = 0.0  # weight of the occlusion-consistency loss on half of each batch (see locality.py)
     jitter: float = 0.3
     crop_scale_min: float = 0.25
     seed: int = 0
@@ -238,9 +240,13 @@ def _train_step(run: _Run, step: int, idx: Tensor, gen: torch.Generator) -> tupl
         logits = model.forward_head(features)
         tile_logits = (region_logits(model, features.permute(0, 2, 3, 1), tiles, cfg.img_size, opts.peak_temperature)
                        if tiles is not None and opts.region_loss > 0 else None)
+        half = max(1, len(xb) // 2)
+        local = locality_loss(model, features[:half], xb[:half], gen) if opts.locality_loss > 0 else None
     loss = soft_cross_entropy(logits, soft)
     if tile_logits is not None:
         loss = loss + opts.region_loss * region_loss(tile_logits, tiles.labels.to(device), opts.label_smoothing)
+    if local is not None:
+        loss = loss + opts.locality_loss * local
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()

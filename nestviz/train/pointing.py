@@ -51,7 +51,7 @@ def pointing_game(nv: Nestviz, images_by_class: dict[int, list[str]], mosaics: i
         classes = rng.sample(sorted(images_by_class), 4)
         im = mosaic([rng.choice(images_by_class[c]) for c in classes])
         batch = [nv.prepare(im)]
-        for sign, name in ((1.0, "gradcat+"), (-1.0, "gradcat-")):
+        for sign, name in ((1.0, "gradcat+"), (-1.0, "gradcat-"))[:1 if nv.gradcat_score == "ablation" else 2]:
             [res] = nv.run(batch, "explain", classes=classes, sign=sign)
             for q, pred in enumerate(res.predictions):
                 x0, y0, x1, y1 = pred.path[-1].box
