@@ -1,5 +1,5 @@
-"""The locality loss: rectangles of cells, masks and occlusion by hand; zero for a local model, the
-hand-worked value for one that mixes a global mean into every cell; it trains and is recorded."""
+"""The locality loss: rectangles of cells, masks and occlusion by hand; zero for a local model whose hidden
+cells carry nothing, the hand-worked value for one that mixes a global mean into every cell; it trains."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .test_train import CFG, opts
 
 
 class PooledCells(nn.Module):
-    """A "NesT" whose top map is each 4-px cell's mean colour, plus (``mixing``) the whole image's mean."""
+    """A "NesT" whose top map is each 4-px cell's mean colour (a hidden cell: 0), plus (``mixing``) the image's mean."""
 
     def __init__(self, mixing: bool) -> None:
         super().__init__()
@@ -60,15 +60,15 @@ def test_a_local_map_costs_nothing_and_a_mixing_one_its_hand_worked_change() -> 
     mixing = PooledCells(mixing=True)
     got = float(locality_loss(mixing, mixing.forward_features(x), x, torch.Generator().manual_seed(1)))
     masks = cell_masks(occlusion_cells(5, 3, torch.Generator().manual_seed(1), 3), 3)
-    w = mixing.head.weight.detach()
-    num = den = 0.0
-    for i in range(5):  # outside the rectangle only the global mean moves: by -(sum of hidden pixels) / all pixels
+    wc = mixing.head.weight.detach() - mixing.head.weight.detach().mean(0)
+    total = 0.0
+    for i in range(5):  # outside, only the global mean moves; inside, the map is the occluded image's mean alone
         hidden = F.interpolate(masks[i][None, None].float(), size=(12, 12))[0, 0]
         delta = -(x[i] * hidden).sum(dim=(1, 2)) / 144
-        change = float((((w - w.mean(0)) @ delta) ** 2).mean())
-        outside = int((~masks[i]).sum())
-        num, den = num + change * outside, den + outside
-    assert got == pytest.approx(num / den, rel=1e-5)
+        occluded_mean = x[i].mean(dim=(1, 2)) + delta
+        n_in = int(masks[i].sum())
+        total += float(((wc @ delta) ** 2).sum()) * (9 - n_in) + float(((wc @ occluded_mean) ** 2).sum()) * n_in
+    assert got == pytest.approx(total / (5 * 9 * 4), rel=1e-5)
     assert contrast_cam(mixing, mixing.forward_features(x)).sum(dim=-1).abs().max() < 1e-5  # classes' mean removed
 
 

@@ -1,4 +1,4 @@
-"""The locality loss (``--locality-loss``): hiding part of an image must not change the class map elsewhere.
+"""The locality loss (``--locality-loss``): hiding part of an image removes its class evidence, and only its.
 
 CAM and GradCAT read NesT's top map cell by cell, as if each cell's class evidence came from
 its own pixels. Attention lets evidence drift: a cell over water can carry "tench" because it
@@ -6,9 +6,10 @@ attends to the fish, so the map spreads past the object (CAM boxes about twice t
 area) and a region's share of the logit is not what hiding it costs (occlusion disagrees with
 the first-order scores). This loss asks for what the explanations assume: a random rectangle of
 top-map cells is set to the dataset mean (0 after normalization, the occlusion substrate of
-``nestviz metrics``), and the contrastive class map of the occluded copy must equal the clean
-one on every cell outside the rectangle. No label or box enters it; the clean map is the target
-(detached), so the model learns to keep evidence where it was seen.
+``nestviz metrics``); the contrastive class map of the occluded copy must equal the clean one on
+every cell outside the rectangle, and be 0 (no class set apart) on the hidden cells. Then hiding
+a region takes away exactly its share of the class score, which is what GradCAT's child scores
+and the CAM claim. No label or box enters it; the clean map is the target (detached).
 """
 
 from __future__ import annotations
@@ -49,14 +50,13 @@ def contrast_cam(model: Nest, features: Tensor) -> Tensor:
 
 
 def locality_loss(model: Nest, clean_features: Tensor, x: Tensor, gen: torch.Generator, max_side: int = 3) -> Tensor:
-    """Mean squared change of the contrastive class map outside a random occluded rectangle, per image (see module)."""
+    """Mean squared distance of the occluded copy's contrastive class map from the clean one with the hidden
+    cells set to 0, over cells and classes (see module)."""
     grid = clean_features.shape[-1]
     masks = cell_masks(occlusion_cells(len(x), grid, gen, min(max_side, grid)), grid).to(x.device)
     occluded = model.forward_features(occlude(x, masks))
-    target = contrast_cam(model, clean_features).detach()
-    change = (contrast_cam(model, occluded) - target).pow(2).mean(dim=-1)  # (B, g, g)
-    outside = (~masks).float()
-    return (change * outside).sum() / outside.sum().clamp(min=1.0)
+    target = contrast_cam(model, clean_features).detach() * (~masks)[..., None]
+    return (contrast_cam(model, occluded) - target).pow(2).mean()
 
 
 __all__ = ["occlusion_cells", "cell_masks", "occlude", "contrast_cam", "locality_loss"]
