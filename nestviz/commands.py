@@ -58,8 +58,8 @@ CAM_KIND_OPT = typer.Option(CAM_KIND, "--cam-kind", help="CAM map: logit (the cl
                             "logit: Zhou et al.'s CAM) or contrast (minus the mean of all classes' maps: what sets "
                             "the class apart).")
 GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT child score: gradient (the paper's: "
-                                 "the child's gradient contribution to the logit), cam (the child's share of the logit "
-                                 "in the CAM's exact split of it; no backward pass) or ablation (the drop in the class "
+                                 "the child's gradient contribution to the logit), cam (the child's share of the class "
+                                 "score in the --cam-kind map's exact split of it; no backward pass) or ablation (the drop in the class "
                                  "probability when the child is removed; slower).")
 TREE = typer.Option(False, "--tree", help="Draw a tree diagram of the GradCAT path beside each panel.")
 FULL_SIZE = typer.Option(False, "--full-size", help="Full-size figures (JPEG quality 90); default: compact "

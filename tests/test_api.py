@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nestviz.defaults import CAM_KIND, THRESHOLD
+from nestviz.defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD
 import torch
 from PIL import Image
 
@@ -15,6 +16,7 @@ import nestviz
 from nestviz import api
 from nestviz.api import Nestviz
 from nestviz.explain.cam import cam, localize
+from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.images import ImageReadError, load_rgb
 from nestviz.preprocess import Preprocessing, to_input
@@ -22,6 +24,9 @@ from nestviz.display import Result
 from nestviz.results import ImageResult
 
 from .conftest import TINY_CLASSES, tiny_model, write_image
+
+
+default_gradcat = {"gradient": gradcat, "cam": functools.partial(cam_gradcat, kind=CAM_KIND)}[GRADCAT_SCORE]
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def test_every_method_answers_in_original_pixels_converted_once(nv: Nestviz, ima
     path = images[2]  # 56 x 40: resized and cropped, so the two frames differ
     x, geo = to_input(load_rgb(path), nv.bundle.preprocessing)
     [res] = nv.annotate(path, top_k=2)
-    raw = gradcat(nv.model, x[None], top_k=2)
+    raw = default_gradcat(nv.model, x[None], top_k=2)
     maps = cam(nv.model, x[None], classes=[p.class_index for p in res.predictions], kind=CAM_KIND).maps[0]
     assert (res.width, res.height) == (56, 40)
     assert res.region == geo.box_to_original((0.0, 0.0, 32.0, 32.0))
@@ -160,7 +165,7 @@ def test_fit_in_the_api_and_locations_in_original_pixels(nv: Nestviz, tmp_path: 
     path = write_image(tmp_path / "wide.png", (96, 40))
     x, geo = to_input(load_rgb(path), nv.bundle.preprocessing, fit)
     [res] = nv.annotate(path, top_k=2, fit=fit)
-    raw = gradcat(nv.model, x[None], top_k=2)
+    raw = default_gradcat(nv.model, x[None], top_k=2)
     assert res.fit == fit and res.region == pytest.approx(geo.region())
     for r, pred in enumerate(res.predictions):
         assert [n.box for n in pred.path] == [geo.box_to_original(n.box) for n in raw.paths[0][r]]

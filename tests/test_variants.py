@@ -59,10 +59,11 @@ def model() -> torch.nn.Module:
 
 def test_the_api_follows_its_gradcat_score(model: torch.nn.Module, tmp_path: Path) -> None:
     image = write_image(tmp_path / "a.png", (40, 36), seed=5)
-    grad = nestviz.load(model, class_names=TINY_CLASSES, device="cpu")
+    assert nestviz.load(model, class_names=TINY_CLASSES, device="cpu").gradcat_score == GRADCAT_SCORE
+    grad = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="gradient")
     abl = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="ablation")
     share = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="cam")
-    assert (grad.gradcat_score, abl.gradcat_score, share.gradcat_score) == (GRADCAT_SCORE, "ablation", "cam")
+    assert (grad.gradcat_score, abl.gradcat_score, share.gradcat_score) == ("gradient", "ablation", "cam")
     x = grad.prepare(image, "crop").tensor[None]
     want = {"gradient": gradcat(model, x, top_k=2), "ablation": ablation_gradcat(model, x, top_k=2),
             "cam": cam_gradcat(model, x, top_k=2)}
