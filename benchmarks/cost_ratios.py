@@ -57,11 +57,12 @@ def main() -> None:
             ("cam --top-k 1", time_mode(nv, batch, "cam", args.repeats, top_k=1)),
             ("explain --top-k 1", time_mode(nv, batch, "explain", args.repeats, top_k=1)),
             ("explain --top-k 4", time_mode(nv, batch, "explain", args.repeats, top_k=4))]
-    for score in ("gradient", "ablation"):  # both GradCAT node scores, whichever is the default
+    for score in ("gradient", "ablation"):  # the other GradCAT node scores
         other = Nestviz.load(args.weights, device="cpu", gradcat_score=score)
         rows += [(f"explain -k 1 {score}", time_mode(other, batch, "explain", args.repeats, top_k=1)),
                  (f"explain -k 4 {score}", time_mode(other, batch, "explain", args.repeats, top_k=4))]
-    print(f"weights {nv.bundle.source}, batch {args.batch_size}, {torch.get_num_threads()} threads, no rendering")
+    print(f"weights {nv.bundle.source}, batch {args.batch_size}, {torch.get_num_threads()} threads, no rendering, "
+          f"default GradCAT score {nv.gradcat_score}")
     print(f"{'mode':<26}{'ms/image':>10}{'x predict':>11}")
     for name, t in rows:
         print(f"{name:<26}{t * 1e3:>10.2f}{t / predict:>11.2f}")

@@ -1,11 +1,12 @@
 """Pointing game on 2x2 mosaics of Imagenette validation images from four different classes.
 
 For every mosaic and each of its four classes: does the GradCAT leaf centre, and the CAM
-peak, fall in that class's quadrant? Random guessing scores 25%. Both GradCAT signs are
-measured (+: A * dY/dA, the positive contribution, the default; -: the paper's
-alpha * (-dY/dalpha) as we read it), so the README's choice rests on a number.
+peak, fall in that class's quadrant? Random guessing scores 25%. Both signs of the GradCAT score
+(``--gradcat-score``, default the tool's) are measured: with ``gradient``, + is A * dY/dA, the
+positive contribution, and - the paper's alpha * (-dY/dalpha) as we read it, so the README's
+choice rests on a number (the ablation score has no sign).
 
-    python benchmarks/pointing_game.py [--mosaics 250] [--weights W] [--data ../shared/data/imagenette.tar]
+    python benchmarks/pointing_game.py [--mosaics 250] [--weights W] [--gradcat-score S] [--data ../shared/data/imagenette.tar]
 
 Needs the Imagenette archive (../shared/data/imagenette.tar, extracted to a cache dir).
 """
@@ -63,7 +64,8 @@ def main() -> None:
     print(f"pointing game: {args.mosaics} mosaics, {result.trials} class-quadrant trials, weights {nv.bundle.source}, "
           f"GradCAT score {nv.gradcat_score}")
     print(f"{'method':<28}{'hits':>8}{'rate':>9}")
-    labels = {"gradcat+": "GradCAT leaf (A*dY/dA)", "gradcat-": "GradCAT leaf (-A*dY/dA)", "cam": "CAM peak"}
+    labels = {"gradcat+": f"GradCAT leaf ({nv.gradcat_score})", "gradcat-": f"GradCAT leaf (-{nv.gradcat_score})",
+              "cam": "CAM peak"}
     for k, v in result.hits.items():
         print(f"{labels[k]:<28}{v:>8}{result.rate(k):>9.1%}")
     print(f"random: 25.0%   ({dt:.0f} s)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.explain.cam import cam, cam_maps, largest_region, localize
+from nestviz.explain.cam import cam, cam_maps, largest_region, localize, upsample_bilinear
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)
@@ -140,3 +140,10 @@ def test_largest_region_connects_diagonals_only_8_way() -> None:
     assert largest_region(mask) == (0, 0, 5, 5)
     with pytest.raises(ValueError, match="^the mask is empty$"):
         largest_region(np.zeros((3, 3), bool))
+
+
+@pytest.mark.parametrize("shape,size", [((6, 6), 192), ((4, 4), 32), ((7, 7), 224), ((1, 1), 8), ((3, 5), 17)])
+def test_the_numpy_upsampling_is_torchs_bilinear(shape: tuple[int, int], size: int) -> None:
+    m = torch.randn(*shape, generator=torch.Generator().manual_seed(size))
+    want = torch.nn.functional.interpolate(m[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    assert np.abs(upsample_bilinear(m.numpy(), size) - want.numpy()).max() < 1e-5
