@@ -36,7 +36,7 @@ class RunOptions:
     save_maps: bool = False
     overwrite: bool = False
     batch_size: int = 16
-    render_workers: int = 1  # processes drawing figures (0: draw in this process)
+    render_workers: int = 2  # processes drawing figures (0: draw in this process)
     shard: tuple[int, int] | None = None
     multi_root: bool = False  # inputs came from several roots: prefix outputs with the root's name
     fit: str = EXPLAIN_FIT
