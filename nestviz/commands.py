@@ -251,7 +251,7 @@ def train(
                                       help="Weight of the per-tile loss on mosaic images (teaches CAM where each class is)."),
     peak_temperature: float = typer.Option(1.0, "--peak-temperature", min=0.01,
                                            help="Temperature of the region loss's peak pooling (lower: nearer the max)."),
-    locality_loss: float = typer.Option(0.0, "--locality-loss", min=0.0, help="Weight of the loss keeping the class map unchanged outside an occluded rectangle."),
+    locality_loss: float = typer.Option(0.0, "--locality-loss", min=0.0, help="Weight of the loss asking that hiding a rectangle remove its class evidence, and only that."),
     drop_path: float = typer.Option(0.1, "--drop-path", min=0.0, max=1.0, help="Stochastic depth rate."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (fine-tuning) instead of random."),
     warmup_epochs: float = typer.Option(3.0, "--warmup-epochs", min=0.0, help="Epochs of linear LR warm-up."),
