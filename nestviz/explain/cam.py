@@ -28,6 +28,19 @@ class CamOutput:
     maps: Tensor  # (B, k, H, W) raw CAM in logit units
 
 
+def class_weights(model: Nest, kind: str = CAM_KIND) -> tuple[Tensor, Tensor | None]:
+    """The head's weight (K, C) and bias (K,) behind a ``kind`` map: as they are (``logit``), or minus their
+    mean over classes (``contrast``); CAM, GradCAT's cam score and the locality loss all read them here."""
+    if kind not in CAM_KINDS:
+        raise ValueError(f"unknown CAM kind {kind!r}; known: {', '.join(CAM_KINDS)}")
+    head = model.get_classifier()
+    weight, bias = head.weight, head.bias
+    if kind == "contrast":
+        weight = weight - weight.mean(dim=0, keepdim=True)
+        bias = None if bias is None else bias - bias.mean()
+    return weight, bias
+
+
 def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND) -> Tensor:
     """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W).
 
@@ -36,13 +49,7 @@ def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIN
     of the evidence softmax reads; what every class gains everywhere (the object being an object,
     the photo being a photo) cancels, and what sets the class apart remains.
     """
-    if kind not in CAM_KINDS:
-        raise ValueError(f"unknown CAM kind {kind!r}; known: {', '.join(CAM_KINDS)}")
-    head = model.get_classifier()
-    weight, bias = head.weight, head.bias
-    if kind == "contrast":
-        weight = weight - weight.mean(dim=0, keepdim=True)
-        bias = None if bias is None else bias - bias.mean()
+    weight, bias = class_weights(model, kind)
     maps = torch.einsum("bchw,bkc->bkhw", features, weight[classes])
     if bias is not None:
         maps = maps + bias[classes][..., None, None]
@@ -135,4 +142,4 @@ def largest_region(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(ys[sel].min()), int(x0s[sel].min()), int(ys[sel].max()) + 1, int(x1s[sel].max())
 
 
-__all__ = ["CAM_KINDS", "CamOutput", "cam_maps", "cam", "localize", "upsample_bilinear", "largest_region"]
+__all__ = ["CAM_KINDS", "CamOutput", "class_weights", "cam_maps", "cam", "localize", "upsample_bilinear", "largest_region"]

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..defaults import CAM_KIND, CAM_KINDS
+from ..defaults import CAM_KIND
 from ..model.nest import Nest
+from .cam import class_weights
 from .common import explaining, select_classes
 from .gradcat import GradcatOutput, _walk
 
@@ -32,16 +33,12 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
                 sign: float = 1.0, kind: str = CAM_KIND) -> GradcatOutput:
     """GradCAT paths of ``classes`` (default: the ``top_k`` most probable) scored by their share of the
     ``kind`` CAM's class score (its bias left out: it is the same for every child); see the module."""
-    if kind not in CAM_KINDS:
-        raise ValueError(f"unknown CAM kind {kind!r}; known: {', '.join(CAM_KINDS)}")
     cfg = model.cfg
     with explaining(model), torch.inference_mode():
+        weight = class_weights(model, kind)[0].float()  # first: an unknown kind fails before any work
         features, acts = model.forward_intermediates(x)
         logits = model.forward_head(features).float()
         chosen = select_classes(logits, top_k, classes)
-        weight = model.get_classifier().weight.float()
-        if kind == "contrast":
-            weight = weight - weight.mean(dim=0, keepdim=True)
         share = torch.einsum("bchw,bkc->kbhw", features.float(), weight[chosen])
         share = sign * share / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share of the logit
     heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size)

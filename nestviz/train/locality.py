@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..explain.cam import class_weights
 from ..model.nest import Nest
 
 
@@ -46,9 +47,7 @@ def occlude(x: Tensor, masks: Tensor) -> Tensor:
 
 def contrast_cam(model: Nest, features: Tensor) -> Tensor:
     """(B, g, g, K) class maps minus their mean over classes, from ``forward_features``'s (B, C, g, g)."""
-    head = model.get_classifier()
-    w = head.weight - head.weight.mean(dim=0, keepdim=True)
-    return torch.einsum("bchw,kc->bhwk", features.float(), w.float())
+    return torch.einsum("bchw,kc->bhwk", features.float(), class_weights(model, "contrast")[0].float())
 
 
 def locality_loss(model: Nest, clean_features: Tensor, x: Tensor, gen: torch.Generator) -> Tensor:
