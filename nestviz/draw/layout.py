@@ -106,6 +106,9 @@ def aspect(box: Box) -> float:
     return (box[2] - box[0]) / (box[3] - box[1])
 
 
+_DIM_LUT = [int(v * DIM) for v in range(256)] * 3  # each band's bytes dimmed as ``(byte * DIM).astype(uint8)``
+
+
 def panel_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]) -> Image.Image:
     """The viewed part of the image resized to the panel's pixel ``size`` (RGB), the part the model did not see dimmed.
 
@@ -119,13 +122,28 @@ def panel_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]
     crop = (round(vx0 * sx), round(vy0 * sy), round(vx1 * sx), round(vy1 * sy))
     shrink = size[0] < crop[2] - crop[0]
     resample = Image.Resampling.BILINEAR if shrink else Image.Resampling.NEAREST
-    picture = np.array(image.convert("RGB").resize(size, resample, box=crop, reducing_gap=2.0 if shrink else None))
+    picture = _rgb(image).resize(size, resample, box=crop, reducing_gap=2.0 if shrink else None)
     x0, y0, x1, y1 = result.region
     cols = (np.arange(size[0]) + 0.5) * (vx1 - vx0) / size[0] + vx0
     rows = (np.arange(size[1]) + 0.5) * (vy1 - vy0) / size[1] + vy0
-    outside = ~(((rows >= y0) & (rows < y1))[:, None] & ((cols >= x0) & (cols < x1))[None, :])
-    picture[outside] = (picture[outside] * DIM).astype(np.uint8)
-    return Image.fromarray(picture)
+    return _dim_outside(picture, np.flatnonzero((cols >= x0) & (cols < x1)), np.flatnonzero((rows >= y0) & (rows < y1)))
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """``image`` as RGB, not copied when it is already (resizing makes a new image anyway)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _dim_outside(picture: Image.Image, seen_cols: np.ndarray, seen_rows: np.ndarray) -> Image.Image:
+    """``picture`` dimmed outside the seen columns and rows (each a run): all dimmed by a lookup, the seen
+    rectangle put back, which is cheaper than masking pixels in numpy."""
+    if len(seen_cols) == picture.width and len(seen_rows) == picture.height:
+        return picture
+    dimmed = picture.point(_DIM_LUT)
+    if len(seen_cols) and len(seen_rows):
+        box = (int(seen_cols[0]), int(seen_rows[0]), int(seen_cols[-1]) + 1, int(seen_rows[-1]) + 1)
+        dimmed.paste(picture.crop(box), box[:2])
+    return dimmed
 
 
 def _padded_picture(image: Image.Image, result: ImageResult, size: tuple[int, int]) -> Image.Image:
@@ -136,8 +154,8 @@ def _padded_picture(image: Image.Image, result: ImageResult, size: tuple[int, in
     left, top = round(-vx0 * sx), round(-vy0 * sy)
     inner = (max(1, round((result.width - vx0) * sx) - left), max(1, round((result.height - vy0) * sy) - top))
     shrink = inner[0] < image.width
-    canvas.paste(image.convert("RGB").resize(inner, Image.Resampling.BILINEAR if shrink else Image.Resampling.NEAREST,
-                                             reducing_gap=2.0 if shrink else None), (left, top))
+    canvas.paste(_rgb(image).resize(inner, Image.Resampling.BILINEAR if shrink else Image.Resampling.NEAREST,
+                                    reducing_gap=2.0 if shrink else None), (left, top))
     return canvas
 
 

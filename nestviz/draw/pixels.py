@@ -3,6 +3,7 @@ and the tree diagram. ``raster.py`` puts them together; ``layout.py`` and ``tree
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -41,11 +42,60 @@ def colormap() -> np.ndarray:
     return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
 
 
+def text(canvas: Image.Image, xy: tuple[float, float], label: str, size_pt: float, bold: bool = False,
+         anchor: str = "la", fill: tuple[int, ...] = BLACK) -> None:
+    """``label`` drawn as ``ImageDraw.text`` draws it (pixel for pixel), its mask rendered once and pasted after:
+    score labels, ticks and tree texts repeat across panels and figures, and rendering glyphs is the cost."""
+    x, y = xy
+    if x < 0 or y < 0 or "\n" in label:  # whole pixels and fractions split otherwise: draw it plainly
+        ImageDraw.Draw(canvas).text(xy, label, font=font(size_pt, bold), anchor=anchor, fill=fill)
+        return
+    (fx, ix), (fy, iy) = math.modf(x), math.modf(y)
+    mask, (dx, dy) = text_mask(label, size_pt, bold, anchor, fx, fy)
+    canvas.paste(fill, (int(ix) - dx, int(iy) - dy), mask)
+
+
+@lru_cache(maxsize=2048)
+def text_mask(label: str, size_pt: float, bold: bool, anchor: str, fx: float,
+              fy: float) -> tuple[Image.Image, tuple[int, int]]:
+    """``label``'s coverage (L) as ``ImageDraw.text`` renders it at sub-pixel offset ``(fx, fy)``, and where the
+    text's whole-pixel origin lies in it (the same glyph bitmap, so pasting it with the ink gives the same pixels)."""
+    f = font(size_pt, bold)
+    left, top, right, bottom = f.getbbox(label, anchor=anchor)
+    ox, oy = 2 + max(0, -math.floor(left)), 2 + max(0, -math.floor(top))  # 2: room for a sub-pixel shift
+    mask = Image.new("L", (ox + max(0, math.ceil(right)) + 2, oy + max(0, math.ceil(bottom)) + 2), 0)
+    ImageDraw.Draw(mask).text((ox + fx, oy + fy), label, font=f, anchor=anchor, fill=255)
+    return mask, (ox, oy)
+
+
+def rounded_box(canvas: Image.Image, box: tuple[int, int, int, int], radius: int, fill: tuple[int, ...],
+                outline: tuple[int, int, int] | None = None) -> None:
+    """``ImageDraw.rounded_rectangle(box, radius, fill, outline, width=1)`` in RGBA mode, pixel for pixel, pasted
+    from a kept tile: a GradCAT figure has dozens of score label boxes of a few sizes."""
+    tile, mask = _rounded_tile(box[2] - box[0], box[3] - box[1], radius, fill, outline)
+    canvas.paste(tile, box[:2], mask)
+
+
+@lru_cache(maxsize=256)
+def _rounded_tile(width: int, height: int, radius: int, fill: tuple[int, ...],
+                  outline: tuple[int, int, int] | None) -> tuple[Image.Image, Image.Image]:
+    """A rounded box at the origin: its colours (RGB) and coverage (L: the fill's alpha, the outline opaque)."""
+    shape = (0, 0, width, height)  # Pillow's boxes include their last pixel
+    tile = Image.new("RGB", (width + 1, height + 1), fill[:3])
+    mask = Image.new("L", tile.size, 0)
+    alpha = fill[3] if len(fill) == 4 else 255
+    ImageDraw.Draw(mask).rounded_rectangle(shape, radius, fill=alpha, outline=None if outline is None else 255, width=1)
+    if outline is not None:
+        ImageDraw.Draw(tile).rounded_rectangle(shape, radius, outline=outline, width=1)
+    return tile, mask
+
+
 class Marks:
     """Smooth-edged marks over one panel: drawn at SS x size on a transparent layer, shrunk, composited.
 
-    Every mark ends in a black edge, so shrinking the straight (not premultiplied) alpha layer
-    leaves no coloured fringe.
+    Every mark ends in a black edge, so shrinking leaves no coloured fringe. The marks are opaque,
+    so the layer is the same premultiplied (RGBa) as straight: drawn RGBa, it is shrunk as it is, where
+    Pillow would premultiply a full-size RGBA layer and back.
     """
 
     def __init__(self, canvas: Image.Image, panel: Panel, points: list[tuple[float, float]], margin: float) -> None:
@@ -56,7 +106,7 @@ class Marks:
         x1 = min(panel.left + panel.width, int(max(xs) + margin) + 1)
         y1 = min(panel.top + panel.height, int(max(ys) + margin) + 1)
         self.canvas, self.origin = canvas, (x0, y0)
-        self.layer = Image.new("RGBA", (max(1, x1 - x0) * SS, max(1, y1 - y0) * SS), (0, 0, 0, 0))
+        self.layer = Image.new("RGBa", (max(1, x1 - x0) * SS, max(1, y1 - y0) * SS), (0, 0, 0, 0))
         self.draw = ImageDraw.Draw(self.layer)
 
     def _xy(self, x: float, y: float) -> tuple[float, float]:
@@ -85,7 +135,7 @@ class Marks:
         self.draw.polygon(pts, fill=colour, outline=BLACK, width=round(1.4 * SS))
 
     def paste(self) -> None:
-        small = self.layer.reduce(SS)
+        small = self.layer.reduce(SS).convert("RGBA")
         self.canvas.paste(small, self.origin, small)
 
 
@@ -103,8 +153,11 @@ def text_lines(canvas: Image.Image, lines: list[tuple[str, float]], left: int, t
     from .layout import header_line_y
 
     draw = ImageDraw.Draw(canvas)
-    for i, (text, size) in enumerate(lines):
-        draw.text((left, header_line_y(top, i)), text, font=font(size, bold=i == 0), anchor="ls", fill=BLACK)
+    for i, (line, size) in enumerate(lines):
+        if i == 0:  # the file name and classes: new for each image, not worth keeping
+            draw.text((left, header_line_y(top, i)), line, font=font(size, bold=True), anchor="ls", fill=BLACK)
+        else:  # the legend: the same in every figure of a kind
+            text(canvas, (left, header_line_y(top, i)), line, size, anchor="ls")
 
 
 def tree(canvas: Image.Image, pred: ClassExplanation, panel: Panel, colour: str) -> None:
@@ -119,7 +172,7 @@ def tree(canvas: Image.Image, pred: ClassExplanation, panel: Panel, colour: str)
     for n in diagram.nodes:
         draw.rectangle(tuple(round(v) for v in n.box), fill=c if n.chosen else WHITE, outline=BLACK if n.chosen else grey,
                        width=1)
-        draw.text(((n.box[0] + n.box[2]) / 2, (n.box[1] + n.box[3]) / 2), n.text, anchor="mm",
-                  font=font(SCORE_PT, bold=n.chosen), fill=on_colour if n.chosen else BLACK)
-    for text, x, y in diagram.rows:
-        draw.text((x, y), text, anchor="lm", font=font(SCORE_PT), fill=grey)
+        text(canvas, ((n.box[0] + n.box[2]) / 2, (n.box[1] + n.box[3]) / 2), n.text, SCORE_PT, bold=n.chosen,
+             anchor="mm", fill=on_colour if n.chosen else BLACK)
+    for row, x, y in diagram.rows:
+        text(canvas, (x, y), row, SCORE_PT, anchor="lm", fill=grey)

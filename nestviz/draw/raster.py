@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import struct
+import weakref
 import zlib
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -18,7 +20,8 @@ from PIL import Image, ImageDraw
 from ..results import Box, ClassExplanation, ImageResult
 from .layout import (CBAR_LABELS, Panel, centre, figure_layout, header_lines, nice_ticks, panel_picture, score_labels,
                      threshold_value, title_text, view)
-from .pixels import BLACK, WHITE, Marks, colormap as _colormap, font as _font, outline as _box, text_lines
+from .pixels import (BLACK, WHITE, Marks, colormap as _colormap, font as _font, outline as _box, rounded_box, text,
+                     text_lines)
 from .pixels import tree as draw_tree
 from .style import (CBAR_LABEL, COMPACT_JPEG_QUALITY, DOT_PT, DPI, HEADER_PT, HEAT_ALPHA, JPEG_QUALITY, PATH_PT,
                     PEAK_PT, PT, SCORE_PT, TITLE_PT, class_colour, compact as compact_number, grid_style, luminance, rgb)
@@ -36,7 +39,23 @@ def _canvas(image: Image.Image, result: ImageResult, kind: str, explained: list[
     canvas = Image.new("RGB", (lay.width, lay.height), WHITE)
     lines = header_lines(result, kind, lay.width - 2 * lay.header[0])
     text_lines(canvas, [(lines[0], HEADER_PT), (lines[1], HEADER_PT - 1)], *lay.header)
-    return canvas, lay, panel_picture(image, result, (lay.panels[0].width, lay.panels[0].height))
+    return canvas, lay, _picture(image, result, (lay.panels[0].width, lay.panels[0].height))
+
+
+_LAST_PICTURE: list[tuple] = []  # (weak reference to the image, key, picture) of the last figure drawn
+
+
+def _picture(image: Image.Image, result: ImageResult, size: tuple[int, int]) -> Image.Image:
+    """:func:`layout.panel_picture`, kept for the next figure of the same image (a folder run draws its GradCAT
+    then its CAM figure of one image): resizing the photo is about a tenth of a figure. An image changed in
+    place between two figures is not noticed: pass a new image. The picture is shared: only read it."""
+    key = (image.mode, image.size, result.width, result.height, result.fit, tuple(result.region),
+           tuple(result.pad_rgb), size)
+    if _LAST_PICTURE and _LAST_PICTURE[0][0]() is image and _LAST_PICTURE[0][1] == key:
+        return _LAST_PICTURE[0][2]
+    picture = panel_picture(image, result, size)
+    _LAST_PICTURE[:] = [(weakref.ref(image), key, picture)]
+    return picture
 
 
 def gradcat_image(image: Image.Image, result: ImageResult, tree: bool = False, compact: bool = False) -> Image.Image:
@@ -61,6 +80,8 @@ def cam_image(image: Image.Image, result: ImageResult, tree: bool = False, compa
     (``tree`` is for GradCAT figures: a CAM figure has none.)"""
     explained = [p for p in result.predictions if p.cam is not None]
     canvas, lay, picture = _canvas(image, result, "cam", explained, False, compact)
+    pixels = np.asarray(picture)
+    under = pixels.astype(np.float32) * (1 - HEAT_ALPHA)  # the picture's part of every panel's blend
     for i, (panel, pred) in enumerate(zip(lay.panels, explained)):
         colour = class_colour(i)
         cam = pred.cam
@@ -70,7 +91,7 @@ def cam_image(image: Image.Image, result: ImageResult, tree: bool = False, compa
         lo, hi = float(raw.min()), float(raw.max())
         (rx0, ry0), (rx1, ry1) = to_px(*cam.region[:2]), to_px(*cam.region[2:])
         rect = (rx0 - panel.left, ry0 - panel.top, rx1 - panel.left, ry1 - panel.top)
-        canvas.paste(_with_heat(picture, raw, lo, hi, rect), (panel.left, panel.top))
+        canvas.paste(_with_heat(pixels, under, raw, lo, hi, rect), (panel.left, panel.top))
         draw = ImageDraw.Draw(canvas)
         _box(draw, [*to_px(*cam.box[:2]), *to_px(*cam.box[2:])], WHITE, 2, halo=1)
         peak, size = to_px(*cam.peak), PEAK_PT * PT + 2
@@ -111,7 +132,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     dpi = struct.pack(">IIB", round(DPI / 0.0254), round(DPI / 0.0254), 1)  # pixels per metre
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"pHYs", dpi)
-            + chunk(b"IDAT", deflate(filtered.tobytes(), 1)) + chunk(b"IEND", b""))
+            + chunk(b"IDAT", deflate(filtered, 1)) + chunk(b"IEND", b""))  # the array's buffer: no copy to bytes
 
 
 # -- placing -------------------------------------------------------------------------------------------
@@ -168,17 +189,16 @@ def _draw_path(canvas: Image.Image, pred: ClassExplanation, panel: Panel, to_px,
         marks.dot(x, y, DOT_PT * PT + 2, c)
     marks.paste()
 
-    draw = ImageDraw.Draw(canvas, "RGBA")
     on_colour = BLACK if luminance(colour) > 0.4 else WHITE
     pad = round(0.18 * SCORE_PT * PT)
     for label in score_labels(pred, to_px, panel):
         box = (label.x, round(label.y - label.height / 2), round(label.x + label.width), round(label.y + label.height / 2))
         if label.chosen:
-            draw.rounded_rectangle(box, radius=pad, fill=c, outline=BLACK, width=1)
+            rounded_box(canvas, box, pad, c, outline=BLACK)
         else:
-            draw.rounded_rectangle(box, radius=pad, fill=(0, 0, 0, 153))
-        draw.text(((box[0] + box[2]) / 2, label.y), label.text, font=_font(SCORE_PT, bold=label.chosen), anchor="mm",
-                  fill=on_colour if label.chosen else WHITE)
+            rounded_box(canvas, box, pad, (0, 0, 0, 153))
+        text(canvas, ((box[0] + box[2]) / 2, label.y), label.text, SCORE_PT, bold=label.chosen, anchor="mm",
+             fill=on_colour if label.chosen else WHITE)
 
 
 def _frame_and_title(canvas: Image.Image, pred: ClassExplanation, panel: Panel, colour: str) -> None:
@@ -191,24 +211,33 @@ def _frame_and_title(canvas: Image.Image, pred: ClassExplanation, panel: Panel, 
 
 
 # -- CAM -----------------------------------------------------------------------------------------------
-def _with_heat(picture: Image.Image, raw: np.ndarray, lo: float, hi: float, rect: Box) -> Image.Image:
-    """The panel picture with the class map over ``rect`` (panel pixels): bilinear, inferno, alpha HEAT_ALPHA.
+def _with_heat(pixels: np.ndarray, under: np.ndarray, raw: np.ndarray, lo: float, hi: float, rect: Box) -> Image.Image:
+    """The panel picture (``pixels``; ``under``: them as float32 times 1 - HEAT_ALPHA) with the class map over
+    ``rect`` (panel pixels): bilinear, inferno, alpha HEAT_ALPHA.
 
     The colour scale runs from the map's minimum to its maximum; parts of ``rect`` outside the panel are cut.
     """
     unit = Image.fromarray(((raw - lo) / (hi - lo if hi > lo else 1e-6)).astype(np.float32), mode="F")
     x, y = round(rect[0]), round(rect[1])
     size = (max(1, round(rect[2]) - x), max(1, round(rect[3]) - y))
-    heat = _colormap()[np.clip(np.asarray(unit.resize(size, Image.Resampling.BILINEAR)) * 255 + 0.5, 0, 255)
-                       .astype(np.uint8)]
-    out = np.array(picture)
     hx0, hy0, x0, y0 = max(0, -x), max(0, -y), max(0, x), max(0, y)
-    w, h = min(out.shape[1] - x0, size[0] - hx0), min(out.shape[0] - y0, size[1] - hy0)
-    if w > 0 and h > 0:
-        under = out[y0:y0 + h, x0:x0 + w].astype(np.float32)
-        over = heat[hy0:hy0 + h, hx0:hx0 + w].astype(np.float32)
-        out[y0:y0 + h, x0:x0 + w] = (under * (1 - HEAT_ALPHA) + over * HEAT_ALPHA + 0.5).astype(np.uint8)
+    w, h = min(pixels.shape[1] - x0, size[0] - hx0), min(pixels.shape[0] - y0, size[1] - hy0)
+    if w <= 0 or h <= 0:
+        return Image.fromarray(pixels)
+    index = np.clip(np.asarray(unit.resize(size, Image.Resampling.BILINEAR))[hy0:hy0 + h, hx0:hx0 + w] * 255 + 0.5,
+                    0, 255).astype(np.uint8)
+    blend = _heat_part().take(index, axis=0)  # take: several times faster than indexing with an array
+    blend += under[y0:y0 + h, x0:x0 + w]
+    blend += 0.5
+    out = pixels.copy()
+    out[y0:y0 + h, x0:x0 + w] = blend  # truncates, as astype(np.uint8) does
     return Image.fromarray(out)
+
+
+@lru_cache(maxsize=1)
+def _heat_part() -> np.ndarray:
+    """Each colour of the map times HEAT_ALPHA (float32): the map's part of the blend, looked up, not multiplied."""
+    return _colormap().astype(np.float32) * HEAT_ALPHA
 
 
 def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold: float, kind: str) -> None:
@@ -216,8 +245,7 @@ def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold
     tick labelled 'box' (ticks too near it are left out)."""
     assert panel.colorbar is not None
     left, top, width, height = panel.colorbar
-    ramp = _colormap()[np.linspace(255, 0, height).round().astype(np.intp)]
-    canvas.paste(Image.fromarray(np.repeat(ramp[:, None, :], width, axis=1)), (left, top))
+    canvas.paste(_ramp(width, height), (left, top))
     draw = ImageDraw.Draw(canvas)
     draw.rectangle((left - 1, top - 1, left + width, top + height), outline=BLACK, width=1)
     span = hi - lo if hi > lo else 1e-6
@@ -225,22 +253,33 @@ def _colorbar(canvas: Image.Image, panel: Panel, lo: float, hi: float, threshold
     def y_of(v: float) -> float:
         return top + (hi - v) / span * (height - 1)
 
-    font = _font(SCORE_PT)
     ty = round(y_of(threshold_value(lo, hi, threshold)))
     draw.rectangle((left, ty - 1, left + width - 1, ty), fill=WHITE)
     draw.line((left + width, ty, left + width + 4, ty), fill=BLACK, width=1)
-    draw.text((left + width + 6, ty), "box", font=_font(SCORE_PT, bold=True), anchor="lm", fill=BLACK)
+    text(canvas, (left + width + 6, ty), "box", SCORE_PT, bold=True, anchor="lm")
     for v in nice_ticks(lo, hi):
         y = round(y_of(v))
         if abs(y - ty) < 1.2 * SCORE_PT * PT:  # the labelled threshold tick wins
             continue
         draw.line((left + width, y, left + width + 2, y), fill=BLACK, width=1)
-        draw.text((left + width + 4, y), compact_number(v).replace("-", "\u2212"), font=font, anchor="lm", fill=BLACK)
-    label = _font(SCORE_PT + 0.5)
-    text = CBAR_LABEL.get(kind, CBAR_LABEL["logit"])
-    l, t, r, b = label.getbbox(text)
-    strip = Image.new("L", (r - l + 2, b - t + 2), 0)
-    ImageDraw.Draw(strip).text((1 - l, 1 - t), text, font=label, fill=255)
-    strip = strip.rotate(90, expand=True)
+        text(canvas, (left + width + 4, y), compact_number(v).replace("-", "\u2212"), SCORE_PT, anchor="lm")
+    strip = _upright_label(CBAR_LABEL.get(kind, CBAR_LABEL["logit"]))
     x = left + width + CBAR_LABELS - strip.width - 12
     canvas.paste(BLACK, (x, top + (height - strip.height) // 2), strip)
+
+
+@lru_cache(maxsize=8)
+def _ramp(width: int, height: int) -> Image.Image:
+    """The colour bar's colours, top (max) to bottom (min): the same for every panel of a size."""
+    ramp = _colormap()[np.linspace(255, 0, height).round().astype(np.intp)]
+    return Image.fromarray(np.repeat(ramp[:, None, :], width, axis=1))
+
+
+@lru_cache(maxsize=8)
+def _upright_label(label: str) -> Image.Image:
+    """The colour bar's label as a mask (L) read bottom to top: one per CAM kind, kept."""
+    font = _font(SCORE_PT + 0.5)
+    l, t, r, b = font.getbbox(label)
+    strip = Image.new("L", (r - l + 2, b - t + 2), 0)
+    ImageDraw.Draw(strip).text((1 - l, 1 - t), label, font=font, fill=255)
+    return strip.rotate(90, expand=True)
