@@ -1,6 +1,6 @@
 """Choose the CAM box threshold: GT-known localization and whole-view boxes at each threshold.
 
-    python benchmarks/cam_threshold.py IMAGES --boxes BOXES [--weights W] [--cam-kind contrast] [--fit crop]
+    python benchmarks/cam_threshold.py IMAGES --boxes BOXES [--weights W] [--cam-kind flow] [--fit crop]
 
 The default box is the largest region of the CAM (of the true class) above a threshold, as a
 fraction of the map's range (``nestviz.explain.cam.localize``). The standard WSOL protocol
@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.explain.cam import cam_maps, localize  # noqa: E402
+from nestviz.explain.cam import cam, localize  # noqa: E402
 from nestviz.measure import find_samples  # noqa: E402
 from nestviz.scoring.localization import box_iou, covers_view  # noqa: E402
 
@@ -31,7 +30,7 @@ def main() -> None:
     ap.add_argument("images", nargs="+")
     ap.add_argument("--boxes", required=True)
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--cam-kind", default="contrast")
+    ap.add_argument("--cam-kind", default="flow")
     ap.add_argument("--fit", default=None, help="crop, pad or squash (default: the tool's default)")
     args = ap.parse_args()
     nv = Nestviz.load(args.weights, device="cpu")
@@ -44,9 +43,7 @@ def main() -> None:
     for s in samples:
         p = nv.prepare(s.path, **kw)
         geo = p.geometry
-        with torch.inference_mode():
-            features = nv.model.forward_features(p.tensor[None])
-            raw = cam_maps(nv.model, features, torch.tensor([[s.class_index]]), args.cam_kind)[0, 0]
+        raw = cam(nv.model, p.tensor[None], classes=[s.class_index], kind=args.cam_kind).maps[0, 0]
         gt = np.array([o.scaled_to(geo.width, geo.height) for o in s.boxes])
         view = np.array(geo.box_to_original((0.0, 0.0, float(geo.size), float(geo.size))))
         for j, t in enumerate(thresholds):

@@ -55,8 +55,9 @@ FIT_HELP = ("How the image becomes the model's square input: crop (timm's eval t
 FIT = typer.Option(EXPLAIN_FIT, "--fit", help=FIT_HELP)
 FIT_PREDICT = typer.Option(PREDICT_FIT, "--fit", help=FIT_HELP)
 CAM_KIND_OPT = typer.Option(CAM_KIND, "--cam-kind", help="CAM map: logit (the class's evidence, its mean is the "
-                            "logit: Zhou et al.'s CAM) or contrast (minus the mean of all classes' maps: what sets "
-                            "the class apart).")
+                            "logit: Zhou et al.'s CAM), contrast (minus the mean of all classes' maps: what sets "
+                            "the class apart) or flow (the contrast map traced back through the top level's attention "
+                            "to the cells its evidence came from; same mean).")
 GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT child score: gradient (the paper's: "
                                  "the child's gradient contribution to the logit), cam (the child's share of the class "
                                  "score in the --cam-kind map's exact split of it; no backward pass) or ablation (the drop in the class "

@@ -6,7 +6,8 @@ non-square photo are not seen), ``pad`` letterboxes the whole image with the mea
 ``squash`` resizes the whole image to the square (its aspect is not kept).
 
 ``cam_kind``: ``logit`` is Zhou et al.'s CAM (its mean is the class logit), ``contrast`` the same
-minus the mean of all classes' maps (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
+minus the mean of all classes' maps, ``flow`` the contrast map traced back through the top
+level's attention to the cells its evidence came from (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
 ``gradient`` is the paper's score (a child's gradient contribution), ``cam`` the child's share of
 the class logit in the CAM's exact split of it (see ``nestviz.explain.camtree``), ``ablation`` the
 drop in the class probability when the child is removed (see ``nestviz.explain.ablation``).
@@ -18,11 +19,11 @@ FITS = ("crop", "pad", "squash")
 EXPLAIN_FIT = "crop"  # the one default of explain / cam / annotate (CLI and API)
 PREDICT_FIT = "crop"  # predict and evaluate: timm's eval transform, the one accuracy is measured with
 TOP_K = {"predict": 5, "explain": 4, "cam": 1, "annotate": 4}  # classes shown / explained by default
-THRESHOLD = 0.7  # CAM box threshold, a fraction of the map's range: chosen on the val boxes (README, Trust)
+THRESHOLD = 0.4  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)
 # The explanation variants: the one default of explain / cam / annotate / metrics (CLI) and of the API
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
-CAM_KINDS = ("contrast", "logit")
-CAM_KIND = "contrast"
+CAM_KINDS = ("flow", "contrast", "logit")
+CAM_KIND = "flow"  # chosen by nestviz metrics on the val boxes (README, Trust): boxes, peak and GradCAT leaf
 GRADCAT_SCORES = ("gradient", "cam", "ablation")
 GRADCAT_SCORE = "cam"  # chosen by nestviz metrics on the val boxes (README, Trust): better leaf and paths, no backward pass
 

@@ -46,7 +46,8 @@ class PathNode:
 @dataclass
 class CamResult:
     """A class activation map: ``raw`` is the top-level map in logit units; ``kind`` "logit": its mean is the
-    class logit; "contrast": the map minus the mean class map, its mean the logit minus the mean logit.
+    class logit; "contrast": the map minus the mean class map, its mean the logit minus the mean logit; "flow":
+    the contrast map with each cell's evidence moved to the cells the top level's attention took it from, same mean.
 
     ``region`` is where the map lies in the original image (the model input's crop);
     ``box`` bounds the largest region above ``threshold`` x max; ``peak`` is the maximum.

@@ -72,10 +72,11 @@ def test_each_level_spreads_the_top_share_evenly_and_keeps_sums() -> None:
     assert float(heat[1].sum()) == pytest.approx(6.0)
 
 
-def test_the_contrastive_shares_add_up_to_the_logit_minus_the_mean_logit() -> None:
+@pytest.mark.parametrize("kind", ["contrast", "flow"])  # the flow moves shares between cells and keeps their sum
+def test_the_contrastive_shares_add_up_to_the_logit_minus_the_mean_logit(kind: str) -> None:
     model = random_model(5)
     x = torch.randn(3, 3, 32, 32)
-    out = cam_gradcat(model, x, top_k=2, kind="contrast")
+    out = cam_gradcat(model, x, top_k=2, kind=kind)
     bias = model.head.bias.detach()
     for i in range(3):
         for j in range(2):
@@ -97,5 +98,5 @@ def test_the_contrast_can_change_the_path_and_an_unknown_kind_is_refused() -> No
     contrast = cam_gradcat(model, x, classes=[0], kind="contrast").paths[0][0]
     assert logit[0].child_scores[0] > max(logit[0].child_scores[1:])
     assert contrast[0].child_scores == [0.0, 0.0, 0.0, 0.0]  # no evidence that sets class 0 apart from class 1
-    with pytest.raises(ValueError, match="unknown CAM kind 'prob'; known: contrast, logit"):
+    with pytest.raises(ValueError, match="unknown CAM kind 'prob'; known: flow, contrast, logit"):
         cam_gradcat(model, x, classes=[0], kind="prob")

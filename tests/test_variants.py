@@ -44,7 +44,7 @@ def nodes(path: list) -> list[tuple]:
 def test_defaults_and_their_one_line_errors() -> None:
     assert CAM_KIND in CAM_KINDS and GRADCAT_SCORE in GRADCAT_SCORES
     assert check_choice("cam_kind", "Contrast", CAM_KINDS) == "contrast"
-    with pytest.raises(ValueError, match=r"^cam_kind must be contrast or logit, got 'nope'$"):
+    with pytest.raises(ValueError, match=r"^cam_kind must be flow, contrast or logit, got 'nope'$"):
         check_choice("cam_kind", "nope", CAM_KINDS)
     with pytest.raises(ValueError, match=r"^fit must be crop, pad or squash, got 'x'$"):
         check_fit("x")
@@ -89,8 +89,16 @@ def test_the_api_follows_its_cam_kind(model: torch.nn.Module, tmp_path: Path) ->
         for mode in ("cam", "annotate"):
             [res] = getattr(nv, mode)(image, top_k=2)
             for p in res.predictions:
-                want = logits[p.class_index] - (logits.mean() if kind == "contrast" else 0.0)
+                want = logits[p.class_index] - (0.0 if kind == "logit" else logits.mean())  # flow keeps the mean
                 assert float(p.cam.raw.mean()) == pytest.approx(float(want), abs=1e-4), (kind, mode)
+    for mode in ("cam", "annotate"):  # annotate's flow comes from the GradCAT pass or, for other scores, its own
+        for score in ("cam", "gradient"):
+            nv = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", cam_kind="flow", gradcat_score=score)
+            [flow] = getattr(nv, mode)(image, top_k=2)
+            [contrast] = getattr(by_kind["contrast"], mode)(image, top_k=2)
+            assert not np.allclose(flow.predictions[0].cam.raw, contrast.predictions[0].cam.raw, atol=1e-4)
+            [ref] = by_kind["flow"].cam(image, top_k=2)
+            np.testing.assert_allclose(flow.predictions[1].cam.raw, ref.predictions[1].cam.raw, atol=1e-5)
 
 
 def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, images: list[Path]) -> None:
@@ -114,7 +122,7 @@ def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, ima
 
 
 @pytest.mark.parametrize("args, message", [
-    (("cam", "--cam-kind", "nope"), "--cam-kind must be contrast or logit, got 'nope'"),
+    (("cam", "--cam-kind", "nope"), "--cam-kind must be flow, contrast or logit, got 'nope'"),
     (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam or ablation, got 'grad'"),
     (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam or ablation"),
 ])

@@ -19,7 +19,8 @@ PATH_PT, DOT_PT, PEAK_PT = 2.2, 6.5, 9.0  # GradCAT path line width, node dot an
 DIM = 0.55  # brightness of the image parts the model did not see
 CMAP = "inferno"
 HEAT_ALPHA = 0.55  # opacity of the class map over the image
-CBAR_LABEL = {"logit": "class score (logit)", "contrast": "class score - mean class (logit)"}  # by CAM kind
+CBAR_LABEL = {"logit": "class score (logit)", "contrast": "class score - mean class (logit)",
+              "flow": "class - mean class, at its source (logit)"}  # by CAM kind
 JPEG_QUALITY = 90
 COMPACT_JPEG_QUALITY = 80  # compact figures (folder runs' default): smaller panels, this quality
 TREE_EDGE = "#999999"  # the tree diagram's edges and boxes off the path

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..defaults import CAM_KIND, CAM_KINDS
 from ..model.nest import Nest
 from .common import Box, explaining, select_classes
+from .flow import forward_flow, redistribute
 
 
 @dataclass
@@ -30,27 +31,33 @@ class CamOutput:
 
 def class_weights(model: Nest, kind: str = CAM_KIND) -> tuple[Tensor, Tensor | None]:
     """The head's weight (K, C) and bias (K,) behind a ``kind`` map: as they are (``logit``), or minus their
-    mean over classes (``contrast``); CAM, GradCAT's cam score and the locality loss all read them here."""
+    mean over classes (``contrast``, ``flow``); CAM, GradCAT's cam score and the locality loss all read them here."""
     if kind not in CAM_KINDS:
         raise ValueError(f"unknown CAM kind {kind!r}; known: {', '.join(CAM_KINDS)}")
     head = model.get_classifier()
     weight, bias = head.weight, head.bias
-    if kind == "contrast":
+    if kind in ("contrast", "flow"):
         weight = weight - weight.mean(dim=0, keepdim=True)
         bias = None if bias is None else bias - bias.mean()
     return weight, bias
 
 
-def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND) -> Tensor:
+def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND, flow: Tensor | None = None) -> Tensor:
     """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W).
 
     ``logit``: w_c . f + b_c, whose mean is the class logit (Zhou et al.'s CAM). ``contrast``: the
     same minus the mean over all classes, whose mean is the logit minus the mean logit, the part
     of the evidence softmax reads; what every class gains everywhere (the object being an object,
-    the photo being a photo) cancels, and what sets the class apart remains.
+    the photo being a photo) cancels, and what sets the class apart remains. ``flow``: the contrast
+    map with each cell's evidence moved back to the cells the top level's attention gathered it from
+    (``nestviz.explain.flow``; pass that module's ``flow``), same mean.
     """
     weight, bias = class_weights(model, kind)
     maps = torch.einsum("bchw,bkc->bkhw", features, weight[classes])
+    if kind == "flow":
+        if flow is None:
+            raise ValueError("the flow CAM needs the top level's attention flow: see nestviz.explain.flow.forward_flow")
+        maps = redistribute(maps, flow)
     if bias is not None:
         maps = maps + bias[classes][..., None, None]
     return maps
@@ -60,10 +67,10 @@ def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | Tens
         kind: str = CAM_KIND) -> CamOutput:
     """CAMs of ``classes`` (default: each image's ``top_k`` most probable) from one inference forward."""
     with explaining(model), torch.inference_mode():
-        features = model.forward_features(x)
+        features, _, flow = forward_flow(model, x) if kind == "flow" else (model.forward_features(x), None, None)
         logits = model.forward_head(features)
         chosen = select_classes(logits, top_k, classes)
-        return CamOutput(logits.float(), chosen, cam_maps(model, features, chosen, kind).float())
+        return CamOutput(logits.float(), chosen, cam_maps(model, features, chosen, kind, flow).float())
 
 
 def localize(raw: Tensor | np.ndarray, size: int, threshold: float = 0.2) -> tuple[Box, tuple[float, float]]:

@@ -6,7 +6,8 @@ a child quadrant is the paper's gradient score itself (``nestviz.explain.gradcat
 level A * dY/dA summed over channels is (w_c . f) / cells). ``kind`` is the CAM's
 (``nestviz.explain.cam.cam_maps``): ``logit`` splits the logit, ``contrast`` the logit minus the
 mean logit (w_c - mean(w)), what sets the class apart from the others, so that the path
-descends through the same map that ``cam`` draws. Below the root this variant keeps
+descends through the same map that ``cam`` draws (``flow``: that map traced back through the top
+level's attention, ``nestviz.explain.flow``, which keeps the split exact). Below the root this variant keeps
 reading the same decomposition (a child's score is the logit share of the top cells over its
 pixels, a cell split between children counting by area) where the paper reads A * dY/dA at the
 child's own level. The scores are in logit units and add up: the children's shares make their
@@ -26,6 +27,7 @@ from ..defaults import CAM_KIND
 from ..model.nest import Nest
 from .cam import class_weights
 from .common import explaining, select_classes
+from .flow import forward_flow, redistribute
 from .gradcat import GradcatOutput, _walk
 
 
@@ -36,18 +38,19 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
     cfg = model.cfg
     with explaining(model), torch.inference_mode():
         weight = class_weights(model, kind)[0].float()  # first: an unknown kind fails before any work
-        features, acts = model.forward_intermediates(x)
+        features, acts, flow = forward_flow(model, x) if kind == "flow" else (*model.forward_intermediates(x), None)
         logits = model.forward_head(features).float()
         chosen = select_classes(logits, top_k, classes)
-        share = torch.einsum("bchw,bkc->kbhw", features.float(), weight[chosen])
-        share = sign * share / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share of the logit
+        share = torch.einsum("bchw,bkc->bkhw", features.float(), weight[chosen])
+        share = share if flow is None else redistribute(share, flow)
+        share = sign * share.transpose(0, 1) / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share
     heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size)
     paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
     for i, row in enumerate(paths):
         for j, path in enumerate(row):
             path[0].score = float(share[j, i].sum(dtype=torch.float64))  # the root holds the whole share
-    return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat)
+    return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat, flow)
 
 
 def logit_share_heat(share: Tensor, levels: int, block: int) -> list[np.ndarray | None]:

@@ -52,6 +52,7 @@ class GradcatOutput:
     top: Tensor  # (B, C, H, W) detached top-level map, before the final norm
     features: Tensor  # (B, C, H, W) detached top-level map after the final norm: what the head reads
     heat: list[np.ndarray | None] | None = None  # per 0-based level: (k, B, H, W) contributions, None where unused
+    flow: Tensor | None = None  # (B, HW, HW) the top level's attention flow, where the forward pass kept it
 
 
 def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,

@@ -1,0 +1,64 @@
+"""Attention flow of a NesT's top level: which top-level cells each output cell's content came from.
+
+The top level is one block whose transformer layers let every cell read every other one, so the
+class evidence a CAM shows at a cell (``w_c . f(cell)``) may have been gathered from elsewhere:
+on photographs the evidence spreads past the object. Each layer's output at cell i is its input
+plus the attention output, o_i = x_i + sum_j a_ij v_j (the MLP acts on each cell alone). Its mixing
+matrix is M_ij = r_i [i = j] + (1 - r_i) a_ij, with a the attention averaged over heads and
+r_i = |x_i| / (|x_i| + |attn_i|) the residual's share of the update, read off the vectors' norms
+(Kobayashi et al., EMNLP 2020: attention weights alone overstate the mixing; Abnar & Zuidema,
+ACL 2020, fix r at 1/2). The flow is the product over layers, F = M_L ... M_1, each row a
+distribution over the top level's input cells. ``redistribute`` moves each cell's evidence back
+to those sources: m'_j = sum_i F_ij m_i. Rows sum to 1, so the map's total (the class score) is
+kept: the CAM's mean and GradCAT's cam-score decomposition stay exact.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..model.layers import TransformerLayer, blockify, deblockify
+from ..model.nest import Nest
+
+
+def forward_flow(model: Nest, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+    """One forward pass of images ``x`` (B, 3, S, S): the normalized top map (B, C, H, W), every level's
+    output map (as ``model.forward_levels``) and the top level's attention flow (B, HW, HW)."""
+    acts, h = [], model.patch_embed(x)
+    for level in model.levels[:-1]:
+        h = level(h)
+        acts.append(h)
+    top = model.levels[-1]
+    t = blockify(top.pool(h).permute(0, 2, 3, 1), top.block_size) + top.pos_embed  # (B, 1, N, C): one block
+    flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(t.shape[0], 1, -1, -1)
+    for layer in top.transformer_encoder:
+        t, mixing = layer_flow(layer, t)
+        flow = mixing @ flow
+    acts.append(deblockify(t, top.block_size).permute(0, 3, 1, 2))
+    return model.final_norm(acts[-1]), acts, flow[:, 0]
+
+
+def layer_flow(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``layer(x)`` for blocks (B, T, N, C) with explicit attention weights, and its mixing matrix (B, T, N, N)."""
+    attn = layer.attn
+    B, T, N, C = x.shape
+    H = attn.num_heads
+    q, k, v = attn.qkv(layer.norm1(x)).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
+    weights = ((q @ k.transpose(-1, -2)) * (C // H) ** -0.5).softmax(dim=-1)  # (B, H, T, N, N)
+    update = attn.proj((weights @ v).permute(0, 2, 3, 4, 1).reshape(B, T, N, C))  # heads interleaved, as Attention
+    keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)  # (B, T, N)
+    mixing = (1 - keep)[..., None] * weights.mean(dim=1)
+    mixing = mixing + torch.diag_embed(keep)
+    x = x + update
+    return x + layer.mlp(layer.norm2(x)), mixing
+
+
+def redistribute(maps: Tensor, flow: Tensor) -> Tensor:
+    """Maps (B, k, H, W) over the top level's cells, each cell's value moved to the cells it came from
+    through ``flow`` (B, HW, HW): m'_j = sum_i flow_ij m_i. Sums are kept."""
+    B, k, H, W = maps.shape
+    return torch.einsum("bij,bki->bkj", flow.to(maps.dtype), maps.reshape(B, k, H * W)).reshape(B, k, H, W)
+
+
+__all__ = ["forward_flow", "layer_flow", "redistribute"]

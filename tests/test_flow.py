@@ -1,0 +1,103 @@
+"""The top level's attention flow: a hand-worked layer, parity with the model, kept sums, the flow CAM and path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nestviz.explain.cam import cam, cam_maps
+from nestviz.explain.camtree import cam_gradcat
+from nestviz.explain.flow import forward_flow, layer_flow, redistribute
+from nestviz.model.layers import TransformerLayer
+
+from .test_gradcat import hand_built, random_model
+
+torch.set_num_threads(1)
+
+
+def test_one_layer_mixes_as_worked_out_by_hand() -> None:
+    # q = k = 0: each cell attends to both equally; v = (0, 5) everywhere, projected as is; no MLP.
+    layer = TransformerLayer(dim=2, num_heads=1, mlp_ratio=1.0, qkv_bias=True).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.zero_()
+        layer.attn.qkv.bias[4:] = torch.tensor([0.0, 5.0])
+        layer.attn.proj.weight.copy_(torch.eye(2))
+    x = torch.tensor([[3.0, 4.0], [0.0, 1.0]]).view(1, 1, 2, 2)
+    out, mixing = layer_flow(layer, x)
+    # residual shares |x| / (|x| + |update|): 5 / (5 + 5) = 1/2 and 1 / (1 + 5) = 1/6
+    want = torch.tensor([[0.5 + 0.5 * 0.5, 0.5 * 0.5], [5 / 6 * 0.5, 1 / 6 + 5 / 6 * 0.5]])
+    torch.testing.assert_close(mixing[0, 0], want)
+    torch.testing.assert_close(out, x + torch.tensor([0.0, 5.0]))
+    torch.testing.assert_close(out, layer(x))
+
+
+def test_the_forward_is_the_models_and_every_flow_row_is_a_distribution() -> None:
+    model = random_model(3, depths=(1, 1, 3))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features, acts, flow = forward_flow(model, x)
+        want, want_acts = model.forward_intermediates(x)
+    torch.testing.assert_close(features, want, atol=1e-5, rtol=0)
+    for a, b in zip(acts, want_acts):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    n = features.shape[-1] * features.shape[-2]
+    assert flow.shape == (2, n, n) and bool((flow >= 0).all())
+    torch.testing.assert_close(flow.sum(-1), torch.ones(2, n))
+
+
+def test_redistribution_moves_values_to_their_sources_and_keeps_sums() -> None:
+    maps = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
+    flow = torch.eye(4)[None].clone()
+    flow[0, 3] = torch.tensor([0.5, 0.0, 0.0, 0.5])  # cell 3's content came half from cell 0
+    out = redistribute(maps, flow)
+    torch.testing.assert_close(out, torch.tensor([[[[3.0, 2.0], [3.0, 2.0]]]]))
+    m = torch.randn(3, 2, 4, 4)
+    f = torch.rand(3, 16, 16).softmax(-1)
+    torch.testing.assert_close(redistribute(m, f).sum((2, 3)), m.sum((2, 3)))
+
+
+def test_without_attention_the_flow_cam_is_the_contrast_cam() -> None:
+    model = random_model(4)
+    with torch.no_grad():
+        for layer in model.levels[-1].transformer_encoder:
+            layer.attn.proj.weight.zero_()
+            layer.attn.proj.bias.zero_()
+    x = torch.randn(2, 3, 32, 32)
+    flow = cam(model, x, top_k=2, kind="flow")
+    contrast = cam(model, x, top_k=2, kind="contrast")
+    torch.testing.assert_close(flow.maps, contrast.maps)
+
+
+def test_the_flow_cam_keeps_the_contrast_mean_and_moves_the_evidence() -> None:
+    model = random_model(5)
+    x = torch.randn(3, 3, 32, 32)
+    flow, contrast = cam(model, x, top_k=2, kind="flow"), cam(model, x, top_k=2, kind="contrast")
+    assert torch.equal(flow.classes, contrast.classes)
+    torch.testing.assert_close(flow.maps.mean((2, 3)), contrast.maps.mean((2, 3)), atol=1e-5, rtol=0)
+    assert (flow.maps - contrast.maps).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="^the flow CAM needs the top level's attention flow"), torch.no_grad():
+        cam_maps(model, model.forward_features(x), flow.classes, "flow")
+
+
+def test_the_flow_path_batches_and_keeps_its_flow() -> None:
+    # That its shares add up to the contrast score is tested with the contrast kind's (test_camtree).
+    model = random_model(6)
+    x = torch.randn(3, 3, 32, 32)
+    out = cam_gradcat(model, x, top_k=2, kind="flow")
+    single = cam_gradcat(model, x[1:2], top_k=2, kind="flow")
+    for j in range(2):
+        assert [n.node for n in single.paths[0][j]] == [n.node for n in out.paths[1][j]]
+        assert single.paths[0][j][0].score == pytest.approx(out.paths[1][j][0].score, abs=1e-5)
+    assert out.flow is not None and out.flow.shape == (3, 16, 16)
+    assert cam_gradcat(model, x, top_k=2, kind="contrast").flow is None
+
+
+def test_the_hand_built_model_still_points_at_the_bright_block() -> None:
+    # Its transformer layers are identities, so the flow is the identity and the path the contrast one.
+    model = hand_built(8)
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 16:24, 8:16] = 1.0
+    flow = cam_gradcat(model, x, classes=[0], kind="flow").paths[0][0]
+    contrast = cam_gradcat(model, x, classes=[0], kind="contrast").paths[0][0]
+    assert [n.node for n in flow] == [n.node for n in contrast]
