@@ -239,6 +239,9 @@ def train(
     out: Path = typer.Option(..., "--out", help="Output weights file (.safetensors)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation folder with the same class subfolders."),
     arch: str = typer.Option("nestviz_imagenette", "--arch", help="Named architecture to train."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=1, help="Input size in pixels (default: the "
+                                           "architecture's); --init weights of another size get their position "
+                                           "embeddings resampled."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Passes over the training images."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per optimizer step."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, cosine schedule after the warm-up)."),
@@ -272,7 +275,7 @@ def train(
     console = Console(stderr=True)
     _check_paths((train_dir, "training folder", True), (val, "validation folder", True), (resume, "checkpoint", False))
     try:
-        cfg = named_config(arch)
+        cfg = named_config(arch) if img_size is None else named_config(arch, img_size=img_size)
         dev = resolve_device(device)
         precision = resolve_precision(precision, dev)
     except ValueError as e:

@@ -30,6 +30,8 @@ def test_one_layer_mixes_as_worked_out_by_hand() -> None:
     torch.testing.assert_close(mixing[0, 0], want)
     torch.testing.assert_close(out, x + torch.tensor([0.0, 5.0]))
     torch.testing.assert_close(out, layer(x))
+    _, rollout = layer_flow(layer, x, residual=0.5)  # attention rollout's fixed half
+    torch.testing.assert_close(rollout[0, 0], torch.tensor([[0.75, 0.25], [0.25, 0.75]]))
 
 
 def test_the_forward_is_the_models_and_every_flow_row_is_a_distribution() -> None:

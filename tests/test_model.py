@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nestviz.model.layers import blockify, deblockify
-from nestviz.model.nest import NAMED_CONFIGS, Nest, NestConfig, count_params, named_config
+from nestviz.model.nest import NAMED_CONFIGS, Nest, NestConfig, count_params, named_config, resize_state_dict
 
 from .conftest import TINY, tiny_model
 
@@ -187,3 +187,21 @@ def test_timms_feature_interface(timm_cases: dict, name: str) -> None:
     assert model.get_classifier() is model.head
     assert [t.shape for t in model.forward_intermediates(x, indices=2, intermediates_only=True)] == \
         [t.shape for t in case["levels"][-2:]]
+
+
+def test_resized_position_embeddings_keep_constant_grids_and_the_rest() -> None:
+    model = tiny_model(2)
+    per_block = torch.arange(4 * 16.0).view(1, 4, 1, 16) / 10  # level 2: 4 blocks of 2x2 tokens, 16 channels
+    with torch.no_grad():
+        model.levels[1].pos_embed.copy_(per_block.expand(1, 4, 4, 16))
+    big = TINY.with_(img_size=48)  # 2x2 -> 3x3 tokens per block
+    state = resize_state_dict(model.state_dict(), big)
+    assert state["levels.0.pos_embed"].shape == (1, 16, 9, 8)
+    # a grid that is constant within each block stays so, block by block and channel by channel
+    torch.testing.assert_close(state["levels.1.pos_embed"], per_block.expand(1, 4, 9, 16))
+    assert torch.equal(state["head.weight"], model.state_dict()["head.weight"])
+    same = resize_state_dict(model.state_dict(), TINY)
+    assert all(torch.equal(same[k], v) for k, v in model.state_dict().items())
+    resized = Nest(big)
+    resized.load_state_dict(state)
+    assert resized(torch.randn(1, 3, 48, 48)).shape == (1, 3)

@@ -284,3 +284,21 @@ def test_the_suite_keeps_its_caches_out_of_the_home_folder() -> None:
 
     assert default_cache_dir() == Path(os.environ["XDG_CACHE_HOME"]) / "nestviz"
     assert not default_cache_dir().is_relative_to(Path.home())
+
+
+def test_init_from_another_input_size_resamples_the_position_embeddings(shapes: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small.safetensors"
+    train(shapes, small, CFG, opts(epochs=1), cache_dir=tmp_path / "c", max_steps=1)
+    big_cfg = CFG.with_(img_size=48)  # blocks of 3x3 tokens instead of 2x2
+    out = tmp_path / "big.safetensors"
+    train(shapes, out, big_cfg, opts(epochs=1, lr=0.0, warmup_epochs=0), init=small, cache_dir=tmp_path / "c",
+          max_steps=1)
+    before, after = load_weights(small).model, load_weights(out).model
+    assert after.cfg.img_size == 48 and after.levels[0].pos_embed.shape == (1, 16, 9, 8)
+    for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()):
+        if not name.endswith("pos_embed"):
+            torch.testing.assert_close(a, b)  # lr 0: only the embeddings' grids were resampled
+    other = CFG.with_(embed_dims=(8, 16, 24))
+    with pytest.raises(ValueError, match="--init weights are for another architecture or class count"):
+        train(shapes, tmp_path / "x.safetensors", other, opts(epochs=1), init=small, cache_dir=tmp_path / "c",
+              max_steps=1)

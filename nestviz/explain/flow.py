@@ -22,9 +22,12 @@ from ..model.layers import TransformerLayer, blockify, deblockify
 from ..model.nest import Nest
 
 
-def forward_flow(model: Nest, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+def forward_flow(model: Nest, x: Tensor, residual: float | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
     """One forward pass of images ``x`` (B, 3, S, S): the normalized top map (B, C, H, W), every level's
-    output map (as ``model.forward_levels``) and the top level's attention flow (B, HW, HW)."""
+    output map (as ``model.forward_levels``) and the top level's attention flow (B, HW, HW).
+
+    ``residual``: None reads each cell's residual share off the norms (the default); a number fixes it
+    (attention rollout's 1/2, Abnar & Zuidema), for comparison."""
     acts, h = [], model.patch_embed(x)
     for level in model.levels[:-1]:
         h = level(h)
@@ -33,21 +36,25 @@ def forward_flow(model: Nest, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
     t = blockify(top.pool(h).permute(0, 2, 3, 1), top.block_size) + top.pos_embed  # (B, 1, N, C): one block
     flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(t.shape[0], 1, -1, -1)
     for layer in top.transformer_encoder:
-        t, mixing = layer_flow(layer, t)
+        t, mixing = layer_flow(layer, t, residual)
         flow = mixing @ flow
     acts.append(deblockify(t, top.block_size).permute(0, 3, 1, 2))
     return model.final_norm(acts[-1]), acts, flow[:, 0]
 
 
-def layer_flow(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``layer(x)`` for blocks (B, T, N, C) with explicit attention weights, and its mixing matrix (B, T, N, N)."""
+def layer_flow(layer: TransformerLayer, x: Tensor, residual: float | None = None) -> tuple[Tensor, Tensor]:
+    """``layer(x)`` for blocks (B, T, N, C) with explicit attention weights, and its mixing matrix (B, T, N, N)
+    (``residual``: as :func:`forward_flow`'s)."""
     attn = layer.attn
     B, T, N, C = x.shape
     H = attn.num_heads
     q, k, v = attn.qkv(layer.norm1(x)).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
     weights = ((q @ k.transpose(-1, -2)) * (C // H) ** -0.5).softmax(dim=-1)  # (B, H, T, N, N)
     update = attn.proj((weights @ v).permute(0, 2, 3, 4, 1).reshape(B, T, N, C))  # heads interleaved, as Attention
-    keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)  # (B, T, N)
+    if residual is None:
+        keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)  # (B, T, N)
+    else:
+        keep = torch.full(x.shape[:-1], float(residual), dtype=x.dtype, device=x.device)
     mixing = (1 - keep)[..., None] * weights.mean(dim=1)
     mixing = mixing + torch.diag_embed(keep)
     x = x + update

@@ -215,6 +215,25 @@ class Nest(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def resize_state_dict(state: dict[str, Tensor], cfg: NestConfig) -> dict[str, Tensor]:
+    """``state`` of a NesT at another ``img_size`` made loadable into one of ``cfg``: each level's position
+    embedding (1, blocks, b * b, C), one b x b grid per block, resampled bicubically to cfg's block size
+    (as timm resamples ViT position embeddings for a new input size). Every other tensor is kept as is."""
+    out = dict(state)
+    b = cfg.block_size
+    for key, v in state.items():
+        if not key.endswith("pos_embed") or v.shape[2] == b * b:
+            continue
+        _, blocks, n, c = v.shape
+        old = math.isqrt(n)
+        if old * old != n:
+            raise ValueError(f"{key}: {n} positions per block are not a square grid")
+        grid = v.reshape(blocks, old, old, c).permute(0, 3, 1, 2).float()
+        grid = torch.nn.functional.interpolate(grid, size=(b, b), mode="bicubic", align_corners=False)
+        out[key] = grid.permute(0, 2, 3, 1).reshape(1, blocks, b * b, c).to(v.dtype)
+    return out
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: no decay on biases, norms and position embeddings (as the paper)."""
     decay, no_decay = [], []
@@ -229,5 +248,5 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["NestConfig", "NAMED_CONFIGS", "named_config", "default_preprocessing", "Nest", "param_groups",
-           "count_params"]
+__all__ = ["NestConfig", "NAMED_CONFIGS", "named_config", "default_preprocessing", "Nest", "resize_state_dict",
+           "param_groups", "count_params"]

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .._files import atomic_writer
 from ..model.checkpoints import load_weights, save_nestviz
-from ..model.nest import Nest, NestConfig, param_groups
+from ..model.nest import Nest, NestConfig, param_groups, resize_state_dict
 from ..preprocess import Preprocessing, normalize
 from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip, region_weights
 from .locality import locality_loss
@@ -187,11 +187,11 @@ def _start(cfg: NestConfig, opts: TrainOptions, classes: list[str], device: torc
     torch.manual_seed(opts.seed)
     model = Nest(cfg, drop_path_rate=opts.drop_path).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999))
-    if init is not None:  # fine-tune: start from another weights file of the same architecture
+    if init is not None:  # fine-tune: start from another weights file of the same architecture, at any input size
         start = load_weights(init)
-        if start.config != cfg:
+        if start.config.with_(img_size=cfg.img_size) != cfg:
             raise ValueError(f"{init}: --init weights are for another architecture or class count")
-        model.load_state_dict(start.model.state_dict())
+        model.load_state_dict(resize_state_dict(start.model.state_dict(), cfg))
     if resume is None:
         return model, optimizer, 0, 0.0, []
     state = torch.load(resume, map_location="cpu", weights_only=True)
