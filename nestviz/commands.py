@@ -239,9 +239,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Output weights file (.safetensors)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation folder with the same class subfolders."),
     arch: str = typer.Option("nestviz_imagenette", "--arch", help="Named architecture to train."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", min=1, help="Input size in pixels (default: the "
-                                           "architecture's); --init weights of another size get their position "
-                                           "embeddings resampled."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=1, help="Input size in pixels (default: the architecture's); --init weights of another size get their position embeddings resampled."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Passes over the training images."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per optimizer step."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, cosine schedule after the warm-up)."),
@@ -267,7 +265,6 @@ def train(
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
     from rich.console import Console
-
     from .devices import resolve_device, resolve_precision
     from .model.nest import named_config
     from .train.loop import TrainOptions, train as run_training

@@ -19,7 +19,7 @@ FITS = ("crop", "pad", "squash")
 EXPLAIN_FIT = "crop"  # the one default of explain / cam / annotate (CLI and API)
 PREDICT_FIT = "crop"  # predict and evaluate: timm's eval transform, the one accuracy is measured with
 TOP_K = {"predict": 5, "explain": 4, "cam": 1, "annotate": 4}  # classes shown / explained by default
-THRESHOLD = 0.4  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)
+THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)
 # The explanation variants: the one default of explain / cam / annotate / metrics (CLI) and of the API
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
 CAM_KINDS = ("flow", "contrast", "logit")

@@ -48,4 +48,4 @@ def test_default_model_records_no_absolute_paths() -> None:
     assert prov["command"].startswith("nestviz train imagenette/train --val imagenette/val ")
     assert not [w for w in shlex.split(prov["command"]) if w.startswith("/")]
     assert (prov["train_data"], prov["val_data"], prov["init"]) == (
-        "imagenette/train", "imagenette/val", "run9/nestviz-imagenette.safetensors")
+        "imagenette/train", "imagenette/val", "nestviz-imagenette.safetensors")  # run 10, the previous default
