@@ -1,6 +1,6 @@
 """Is it the map's resolution or the model? CAM MaxBoxAccV2 beside the best a map of that size could reach.
 
-    python benchmarks/cam_ceiling.py IMAGES --boxes BOXES [--weights W] [--cam-kind contrast]
+    python benchmarks/cam_ceiling.py IMAGES --boxes BOXES [--weights W] [--cam-kind flow]
 
 For each photo with object boxes this builds the *box oracle*: the object boxes drawn as a mask
 on the model's input, averaged down to the top map's cells (6 x 6 for the default model) and
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.explain.cam import cam_maps  # noqa: E402
+from nestviz.explain.cam import cam  # noqa: E402
 from nestviz.measure import find_samples  # noqa: E402
 from nestviz.scoring import localization as lo  # noqa: E402
 from nestviz.trust import image_map  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("images", nargs="+")
     ap.add_argument("--boxes", required=True)
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--cam-kind", default="contrast")
+    ap.add_argument("--cam-kind", default="flow")
     args = ap.parse_args()
     nv = Nestviz.load(args.weights, device="cpu")
     samples, _ = find_samples(args.images, nv.bundle.class_names, args.boxes)
@@ -55,8 +55,7 @@ def main() -> None:
         p = nv.prepare(s.path)
         geo = p.geometry
         with torch.inference_mode():
-            features = nv.model.forward_features(p.tensor[None])
-            raw = cam_maps(nv.model, features, torch.tensor([[s.class_index]]), args.cam_kind)[0, 0].float()
+            raw = cam(nv.model, p.tensor[None], classes=[s.class_index], kind=args.cam_kind).maps[0, 0]
         gt = np.array([o.scaled_to(geo.width, geo.height) for o in s.boxes])
         frame = (geo.width, geo.height)
         maps["CAM"].append(image_map(raw, geo, frame))
