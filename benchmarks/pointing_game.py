@@ -43,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mosaics", type=int, default=250)
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--cam-kind", default=None, help="contrast or logit (default: the tool's)")
+    ap.add_argument("--cam-kind", default=None, help="flow, contrast or logit (default: the tool's)")
     ap.add_argument("--gradcat-score", default=None, help="gradient, cam or ablation (default: the tool's)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imagenette.tar"))
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nestviz" / "imagenette"))

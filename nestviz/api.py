@@ -85,7 +85,7 @@ def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 class Nestviz:
     """A loaded model on a device, with the methods that explain images.
 
-    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, cam, ablation) choose the variant of
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the variant of
     every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
     """
 
@@ -287,7 +287,7 @@ def load(weights: Weights = None, arch: str | None = None, device: str = "auto",
          class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
          cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
     """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object;
-    ``cam_kind`` (logit, contrast) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants."""
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants."""
     return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing,
                         cam_kind=cam_kind, gradcat_score=gradcat_score)
 
