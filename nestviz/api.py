@@ -30,8 +30,7 @@ from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESH
                        check_gradcat_score)
 from .devices import resolve_device
 from .display import Result
-from .explain.cam import cam, cam_maps, localize
-from .explain.flow import forward_flow
+from .explain.cam import cam, cam_maps_of_pass, localize
 from .explain.ablation import ablation_gradcat
 from .explain.camtree import cam_gradcat
 from .explain.common import explaining, select_classes
@@ -201,8 +200,7 @@ class Nestviz:
             logits, chosen, paths = g.logits, g.classes, g.paths
             if mode == "annotate":
                 with explaining(model), torch.inference_mode():
-                    flow = g.flow if g.flow is not None or self.cam_kind != "flow" else forward_flow(model, x)[2]
-                    maps = cam_maps(model, g.features, chosen, self.cam_kind, flow)
+                    maps = cam_maps_of_pass(model, x, g.features, g.flow, chosen, self.cam_kind)
         elif mode == "cam":
             c = cam(model, x, top_k=top_k, classes=classes, kind=self.cam_kind)
             logits, chosen, maps = c.logits, c.classes, c.maps

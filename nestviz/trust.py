@@ -33,8 +33,7 @@ from torch import Tensor
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
 from .explain.ablation import ablation_block_scores, ablation_gradcat
 from .explain.camtree import cam_gradcat
-from .explain.cam import cam_maps, localize
-from .explain.flow import forward_flow
+from .explain.cam import cam_maps_of_pass, localize
 from .explain.gradcat import GradcatOutput, block_box, block_scores, gradcat, leaf_order
 from .explain.perturb import class_probs, occlusion_drops, randomized_top
 from .model.nest import Nest
@@ -128,8 +127,8 @@ def explain_true_class(model: Nest, x: Tensor, classes: Tensor, opts: MetricsOpt
              else gradcat(model, x, classes=classes[:, None]))
         trees = [block_scores([None if h is None else h[0, i] for h in g.heat], model.cfg) for i in range(len(x))]
     with torch.inference_mode():
-        flow = g.flow if g.flow is not None or opts.cam_kind != "flow" else forward_flow(model, x)[2]
-        cams = cam_maps(model, g.features, classes[:, None].to(g.features.device), opts.cam_kind, flow)[:, 0].float().cpu()
+        cams = cam_maps_of_pass(model, x, g.features, g.flow, classes[:, None].to(g.features.device),
+                                opts.cam_kind)[:, 0].float().cpu()
     return g, cams, trees
 
 

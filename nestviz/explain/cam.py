@@ -63,6 +63,15 @@ def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIN
     return maps
 
 
+def cam_maps_of_pass(model: Nest, x: Tensor, features: Tensor, flow: Tensor | None, classes: Tensor,
+                     kind: str = CAM_KIND) -> Tensor:
+    """:func:`cam_maps` from a pass that already ran on ``x`` (GradCAT's), reusing its ``features`` and ``flow``;
+    a ``flow`` map from a pass that kept none (the gradient and ablation scores) runs one forward pass for it."""
+    if kind == "flow" and flow is None:
+        flow = forward_flow(model, x)[2]
+    return cam_maps(model, features, classes, kind, flow)
+
+
 def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | Tensor | None = None,
         kind: str = CAM_KIND) -> CamOutput:
     """CAMs of ``classes`` (default: each image's ``top_k`` most probable) from one inference forward."""
@@ -150,4 +159,4 @@ def largest_region(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(ys[sel].min()), int(x0s[sel].min()), int(ys[sel].max()) + 1, int(x1s[sel].max())
 
 
-__all__ = ["CAM_KINDS", "CamOutput", "class_weights", "cam_maps", "cam", "localize", "upsample_bilinear", "largest_region"]
+__all__ = ["CAM_KINDS", "CamOutput", "class_weights", "cam_maps", "cam_maps_of_pass", "cam", "localize", "upsample_bilinear", "largest_region"]
