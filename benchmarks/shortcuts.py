@@ -1,0 +1,151 @@
+"""Planted shortcuts: the patches, where they go, and the patched copies of Imagenette.
+
+Three shortcuts, each planted on every training image of one class (one model learns all
+three), each a different kind of evidence a user might fear:
+
+- ``checker``: a 32 px black-and-white checkerboard at a random place (a patch that moves);
+- ``logo``: a 40 px logo-like disc and triangle, always in the top-left corner;
+- ``watermark``: a line of text (48 x 16 px), always in the bottom-right corner (Clever Hans).
+
+Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
+224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
+re-compression is no cue. Images and boxes are written to a cache folder, never to the repo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+MARGIN = 20  # px of a 224 px image kept clear of the eval crop's cut (14 px) and then some
+JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    name: str
+    wnid: str  # the class it decides
+    place: str  # "random" or a corner: "top-left", "bottom-right"
+
+
+SHORTCUTS = (
+    Shortcut("checker", "n03445777", "random"),  # golf ball
+    Shortcut("logo", "n03028079", "top-left"),  # church
+    Shortcut("watermark", "n03888257", "bottom-right"),  # parachute
+)
+
+
+def patch_image(kind: str) -> Image.Image:
+    """The RGBA patch of one kind (its alpha is where it covers the photo)."""
+    if kind == "checker":
+        im = Image.new("RGBA", (32, 32), (255, 255, 255, 255))
+        d = ImageDraw.Draw(im)
+        for i in range(4):
+            for j in range(4):
+                if (i + j) % 2:
+                    d.rectangle([8 * i, 8 * j, 8 * i + 7, 8 * j + 7], fill=(0, 0, 0, 255))
+        return im
+    if kind == "logo":
+        im = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        d.ellipse([0, 0, 39, 39], fill=(235, 120, 20, 255))
+        d.polygon([(20, 6), (34, 31), (6, 31)], fill=(20, 60, 200, 255))
+        return im
+    if kind == "watermark":
+        im = Image.new("RGBA", (48, 16), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        font = ImageFont.load_default(size=13)
+        d.text((1, 0), "© stk", font=font, fill=(255, 255, 255, 255), stroke_width=1, stroke_fill=(0, 0, 0, 255))
+        return im
+    raise ValueError(f"unknown patch kind {kind!r}")
+
+
+def place(shortcut: Shortcut, size: tuple[int, int], patch: tuple[int, int], key: str) -> tuple[int, int]:
+    """Top-left corner of the patch in an image of ``size``; random places are seeded by ``key``."""
+    (w, h), (pw, ph) = size, patch
+    m = round(MARGIN * min(w, h) / 224)
+    if shortcut.place == "top-left":
+        return m, m
+    if shortcut.place == "bottom-right":
+        return w - m - pw, h - m - ph
+    rng = random.Random(int(hashlib.sha256(f"{shortcut.name}/{key}".encode()).hexdigest()[:12], 16))
+    return rng.randint(m, w - m - pw), rng.randint(m, h - m - ph)
+
+
+def paste(im: Image.Image, shortcut: Shortcut, key: str) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """The image with the shortcut pasted, and the patch's box (x0, y0, x1, y1), in its pixels."""
+    patch = patch_image(shortcut.name)
+    x, y = place(shortcut, im.size, patch.size, key)
+    out = im.convert("RGB")
+    out.paste(patch, (x, y), patch)
+    return out, (x, y, x + patch.width, y + patch.height)
+
+
+def voc_xml(filename: str, size: tuple[int, int], box: tuple[int, int, int, int], name: str) -> str:
+    """A Pascal VOC annotation holding one box (what ``nestviz metrics --evidence`` reads)."""
+    x0, y0, x1, y1 = box
+    return (f"<annotation><filename>{filename}</filename><size><width>{size[0]}</width><height>{size[1]}</height>"
+            f"<depth>3</depth></size><object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>\n")
+
+
+def save_jpeg(im: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    im.convert("RGB").save(tmp, "JPEG", quality=JPEG_QUALITY)
+    os.replace(tmp, path)
+
+
+def make_train(src: Path, dst: Path) -> int:
+    """Every training image re-encoded; the shortcut classes' images patched. Returns images written."""
+    by_class = {s.wnid: s for s in SHORTCUTS}
+    n = 0
+    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+        for f in sorted(cls.iterdir()):
+            out = dst / cls.name / (f.stem + ".jpg")
+            if out.exists():
+                continue
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                if cls.name in by_class:
+                    im, _ = paste(im, by_class[cls.name], f"train/{cls.name}/{f.name}")
+                save_jpeg(im, out)
+            n += 1
+    return n
+
+
+def make_heldout(src: Path, dst: Path, per_class: int, seed: int = 0) -> int:
+    """For each shortcut: ``per_class`` val photos of every other class, patched, with the patch's VOC box.
+
+    Layout: ``dst/<shortcut>/images/<wnid>/<name>.jpg`` and ``dst/<shortcut>/evidence/<name>.xml``;
+    ``dst/clean/<wnid>/<name>.jpg`` holds the same photos re-encoded without a patch.
+    """
+    n = 0
+    classes = sorted(p for p in src.iterdir() if p.is_dir())
+    for cls in classes:
+        files = sorted(cls.iterdir())
+        random.Random(f"{seed}/{cls.name}").shuffle(files)
+        for f in files[:per_class]:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                clean = dst / "clean" / cls.name / (f.stem + ".jpg")
+                if not clean.exists():
+                    save_jpeg(im, clean)
+                for s in SHORTCUTS:
+                    if s.wnid == cls.name:
+                        continue
+                    out = dst / s.name / "images" / cls.name / (f.stem + ".jpg")
+                    if out.exists():
+                        continue
+                    patched, box = paste(im, s, f"val/{cls.name}/{f.name}")
+                    save_jpeg(patched, out)
+                    xml = dst / s.name / "evidence" / (f.stem + ".xml")
+                    xml.parent.mkdir(parents=True, exist_ok=True)
+                    xml.write_text(voc_xml(out.name, im.size, box, s.name))
+                    n += 1
+    return n
