@@ -31,10 +31,9 @@ from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESH
 from .devices import resolve_device
 from .display import Result
 from .explain.cam import cam, cam_maps_of_pass, localize
-from .explain.ablation import ablation_gradcat
-from .explain.camtree import cam_gradcat
+from .explain import variants
 from .explain.common import explaining, select_classes
-from .explain.gradcat import BlockNode, gradcat
+from .explain.gradcat import BlockNode
 from .images import ImageReadError, array_to_image, load_rgb, to_rgb
 from .model.bundle import ModelBundle, bundle_from_model
 from .model.checkpoints import load_weights
@@ -84,7 +83,7 @@ def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 class Nestviz:
     """A loaded model on a device, with the methods that explain images.
 
-    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the variant of
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, keep, ablation) choose the variant of
     every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
     """
 
@@ -172,12 +171,10 @@ class Nestviz:
         """Run ``mode`` on decoded images (one forward pass for the batch): one result per image, in order.
 
         An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips
-        GradCAT's gradient or logit-share scores (the pointing game's control; the ablation score has no sign).
+        GradCAT's gradient or logit-share scores (the pointing game's control; the causal scores have no sign).
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        if sign != 1 and self.gradcat_score == "ablation" and mode in ("explain", "annotate"):
-            raise ValueError(f"sign={sign:g} needs gradcat_score='gradient' or 'cam': the ablation score has no sign")
         ok = [p for p in batch if p.failure is None]
         results: dict[int, ImageResult] = {}
         if ok:
@@ -191,12 +188,8 @@ class Nestviz:
         """The explanation methods ``mode`` needs, from one forward pass."""
         model, paths, maps = self.model, None, None
         if mode in ("explain", "annotate"):
-            if self.gradcat_score == "ablation":
-                g = ablation_gradcat(model, x, top_k=top_k, classes=classes)
-            elif self.gradcat_score == "cam":  # the path descends through the map that cam draws
-                g = cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=self.cam_kind)
-            else:
-                g = gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
+            g = variants.paths(model, x, self.gradcat_score, top_k=top_k, classes=classes, sign=sign,
+                               cam_kind=self.cam_kind)
             logits, chosen, paths = g.logits, g.classes, g.paths
             if mode == "annotate":
                 with explaining(model), torch.inference_mode():
@@ -285,7 +278,7 @@ def load(weights: Weights = None, arch: str | None = None, device: str = "auto",
          class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
          cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
     """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object;
-    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants."""
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, keep, ablation) choose the explanation variants."""
     return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing,
                         cam_kind=cam_kind, gradcat_score=gradcat_score)
 

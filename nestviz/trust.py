@@ -31,10 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
-from .explain.ablation import ablation_block_scores, ablation_gradcat
-from .explain.camtree import cam_gradcat
+from .explain import variants
 from .explain.cam import cam_maps_of_pass, localize
-from .explain.gradcat import GradcatOutput, block_box, block_scores, gradcat, leaf_order
+from .explain.gradcat import GradcatOutput, block_box, leaf_order
 from .explain.perturb import class_probs, occlusion_drops, randomized_top
 from .model.nest import Nest
 from .preprocess import Geometry
@@ -119,13 +118,8 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
 def explain_true_class(model: Nest, x: Tensor, classes: Tensor, opts: MetricsOptions
                        ) -> tuple[GradcatOutput, Tensor, list[list[np.ndarray]]]:
     """GradCAT of each image's class, its CAM (B, h, w) and every tree node's score, as ``opts`` asks for them."""
-    if opts.gradcat_score == "ablation":
-        g = ablation_gradcat(model, x, classes=classes[:, None])
-        trees = [[t.numpy() for t in tree] for tree in ablation_block_scores(model, x, classes)]
-    else:
-        g = (cam_gradcat(model, x, classes=classes[:, None], kind=opts.cam_kind) if opts.gradcat_score == "cam"
-             else gradcat(model, x, classes=classes[:, None]))
-        trees = [block_scores([None if h is None else h[0, i] for h in g.heat], model.cfg) for i in range(len(x))]
+    g = variants.paths(model, x, opts.gradcat_score, classes=classes[:, None], cam_kind=opts.cam_kind)
+    trees = variants.tree(model, x, classes, opts.gradcat_score, g)
     with torch.inference_mode():
         cams = cam_maps_of_pass(model, x, g.features, g.flow, classes[:, None].to(g.features.device),
                                 opts.cam_kind)[:, 0].float().cpu()

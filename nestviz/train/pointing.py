@@ -15,6 +15,7 @@ from typing import Sequence
 from PIL import Image
 
 from ..api import Nestviz
+from ..defaults import SIGNED_SCORES
 
 METHODS = ("gradcat+", "gradcat-", "cam")  # GradCAT with A*dY/dA (the default), with its negation, CAM peak
 
@@ -51,7 +52,7 @@ def pointing_game(nv: Nestviz, images_by_class: dict[int, list[str]], mosaics: i
         classes = rng.sample(sorted(images_by_class), 4)
         im = mosaic([rng.choice(images_by_class[c]) for c in classes])
         batch = [nv.prepare(im)]
-        for sign, name in ((1.0, "gradcat+"), (-1.0, "gradcat-"))[:1 if nv.gradcat_score == "ablation" else 2]:
+        for sign, name in ((1.0, "gradcat+"), (-1.0, "gradcat-"))[:2 if nv.gradcat_score in SIGNED_SCORES else 1]:
             [res] = nv.run(batch, "explain", classes=classes, sign=sign)
             for q, pred in enumerate(res.predictions):
                 x0, y0, x1, y1 = pred.path[-1].box
