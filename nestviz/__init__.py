@@ -4,6 +4,7 @@
     [r] = nestviz.explain("cat.jpg", top_k=4)     # GradCAT paths, original-image pixels
     [r] = nestviz.class_maps("cat.jpg")           # CAM maps, boxes and peaks
     report = nestviz.metrics("val/", boxes="boxes/")  # how far to trust them: localization, faithfulness
+    report = nestviz.check_evidence("patched/", "patch_boxes/")  # do they find what the model is known to use?
     nv = nestviz.load("nest_tiny_jx.safetensors")  # or a model object: nestviz.load(model, class_names=...)
 
 The pure computation lives in ``nestviz.explain.gradcat`` and ``nestviz.explain.cam``
@@ -23,7 +24,7 @@ _LAZY = {
     "load": "api", "Nestviz": "api", "predict": "api", "class_maps": "api", "clear_cache": "api",
     "Nest": "model.nest", "NestConfig": "model.nest", "named_config": "model.nest",
     "load_weights": "model.checkpoints", "save_nestviz": "model.checkpoints",
-    "metrics": "measure", "MetricsReport": "measure",
+    "metrics": "measure", "MetricsReport": "measure", "check_evidence": "evidence", "EvidenceReport": "evidence",
     "ImageResult": "results", "ClassExplanation": "results", "PathNode": "results", "CamResult": "results",
     "Result": "display", "write_figure": "draw", "FITS": "defaults",
 }

@@ -20,14 +20,20 @@ Baselines on the same decisions: ``centre`` (the view's centre, a leaf-sized box
 
 from __future__ import annotations
 
+import os
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .batch.discover import discover
+from .boxes import image_key, read_boxes
+from .defaults import EXPLAIN_FIT
 from .explain.gradcat import block_box
 from .explain.perturb import class_probs, occlusion_drops
 from .preprocess import Geometry
@@ -191,5 +197,76 @@ def aggregate(records: Sequence[EvidenceRecord]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["METHODS", "BASELINES", "EvidenceOptions", "EvidenceRecord", "to_model", "removed", "evidence_batch",
-           "aggregate"]
+
+
+@dataclass
+class EvidenceReport:
+    """What ``nestviz metrics --evidence`` found: the summary over evidence-caused decisions, per image, what it skipped."""
+
+    summary: dict[str, Any]
+    records: list[EvidenceRecord]
+    skipped: list[dict[str, str]]
+    seconds: float = 0.0
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary, "skipped": self.skipped, "seconds": round(self.seconds, 2), "protocol": self.protocol}
+
+
+def find_evidence(inputs: Sequence[str | os.PathLike[str]], evidence: str | os.PathLike[str]
+                  ) -> tuple[list[tuple[Path, list[Any]]], list[dict[str, str]]]:
+    """Images under ``inputs`` with their evidence boxes, and one ``{"image", "reason", "kind"}`` per one left out."""
+    items, problems = discover(inputs)
+    skipped = [{"image": p.split(": ", 1)[0], "reason": p.split(": ", 1)[-1], "kind": "error"} for p in problems]
+    index, errors = read_boxes(evidence)
+    skipped += [{"image": e.where, "reason": e.problem, "kind": "error"} for e in errors]
+    found = []
+    for item in items:
+        objs = index.get(image_key(item.path.name))
+        if objs:
+            found.append((item.path, objs))
+        else:
+            skipped.append({"image": str(item.path), "reason": f"no evidence box for it in {evidence}",
+                            "kind": "not measured"})
+    return found, skipped
+
+
+def run_evidence(nv: Any, samples: Sequence[tuple[Path, list[Any]]], opts: EvidenceOptions | None = None,
+                 batch_size: int = 16, fit: str = EXPLAIN_FIT,
+                 progress: Callable[[int], None] | None = None) -> EvidenceReport:
+    """Score every sample in batches (see the module); ``progress(n)`` is told how many images are done."""
+    opts, t0 = opts or EvidenceOptions(), time.perf_counter()
+    records, skipped = [], []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        preps = [nv.prepare(path, fit) for path, _ in chunk]
+        ok = [(objs, p) for (_, objs), p in zip(chunk, preps) if p.failure is None]
+        skipped += [{"image": str(path), "reason": p.error or "", "kind": "error"}
+                    for (path, _), p in zip(chunk, preps) if p.failure]
+        if ok:
+            boxes = [np.array([o.scaled_to(p.geometry.width, p.geometry.height) for o in objs]) for objs, p in ok]
+            records += evidence_batch(nv, [p for _, p in ok], boxes, opts)
+        if progress:
+            progress(start + len(chunk))
+    protocol = {"fit": fit, "cam_kind": nv.cam_kind, "gradcat_score": nv.gradcat_score, "cover": opts.cover,
+                "tolerance_px": opts.tolerance, "removal": "mean colour", "seed": opts.seed}
+    return EvidenceReport(aggregate(records), records, skipped, time.perf_counter() - t0, protocol)
+
+
+def check_evidence(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], boxes: str | os.PathLike[str], *,
+             model: Any = None, weights: Any = None, device: str = "auto", batch_size: int = 16,
+             options: EvidenceOptions | None = None, fit: str = EXPLAIN_FIT) -> EvidenceReport:
+    """The known-answer check on a model (default: the embedded one, or ``model``, a loaded ``Nestviz``, with
+    its explanation variants) over images with evidence ``boxes`` (see the module)."""
+    from .api import Nestviz
+
+    nv = model or Nestviz.load(weights, device=device)
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    samples, skipped = find_evidence(paths, boxes)
+    report = run_evidence(nv, samples, options, batch_size, fit)
+    report.skipped = skipped + report.skipped
+    return report
+
+
+__all__ = ["METHODS", "BASELINES", "EvidenceOptions", "EvidenceRecord", "EvidenceReport", "to_model", "removed",
+           "evidence_batch", "aggregate", "find_evidence", "run_evidence", "check_evidence"]

@@ -30,6 +30,9 @@ def metrics(
     inputs: list[Path] = typer.Argument(..., help="Image files or class folders (the folder name is the true class)."),
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="Object boxes: a folder of Pascal VOC XML files "
                                          "(matched by file stem), a COCO .json or a .csv image,xmin,ymin,xmax,ymax[,label]."),
+    evidence: Optional[Path] = typer.Option(None, "--evidence", help="Boxes of what the model is known to use (a "
+                                            "planted patch, a watermark), as --boxes: score the explanations on the "
+                                            "decisions that removing it changes (a known-answer check)."),
     methods: str = typer.Option("gradcat,cam", "--methods", help="Explanations to score, comma-separated."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score this many images, spread over the inputs."),
     steps: int = typer.Option(8, "--steps", min=2, help="Deletion/insertion: change the pixels in this many steps."),
@@ -57,13 +60,20 @@ def metrics(
         fail(f"--methods takes {', '.join(METHODS)}; got {methods!r}")
     cam_kind, gradcat_score = check_variant_options(cam_kind, gradcat_score)
     fit = check_fit_option(fit)
-    if boxes is not None and not boxes.exists():
-        fail(f"{boxes}: no such box file or folder")
+    for given, what in ((boxes, "box"), (evidence, "evidence box")):
+        if given is not None and not given.exists():
+            fail(f"{given}: no such {what} file or folder")
+    if boxes is not None and evidence is not None:
+        fail("--boxes and --evidence are two protocols: give one")
     if out is not None and out.exists() and not out.is_dir():
         fail(f"{out}: --out names a file, not a folder")
     opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
     nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
+    if evidence is not None:
+        from .evidence_cli import evidence_command
+
+        return evidence_command(inputs, evidence, nv, batch_size, fit, quiet, json_out, out)
     report = _measure(inputs, boxes, limit, opts, nv, batch_size, fit, quiet or json_out)
     if out is not None:
         from .measure import write_outputs
