@@ -26,6 +26,11 @@ if TYPE_CHECKING:  # torch loads with the first tensor made: planning a geometry
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# ``crop`` resizes the whole image before cropping only while the resized image is at most this many times the
+# input square (aspect ratios up to about 1:13); beyond, only the square is resampled, so that memory stays
+# bounded by the input size whatever the aspect ratio (a 40000 x 1 image would be 11.7 million x 292 pixels).
+MAX_RESIZED_AREA = 16
+
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
@@ -140,12 +145,17 @@ def pad_colour(pre: Preprocessing) -> tuple[int, int, int]:
 def resize_and_crop(image: Image.Image, pre: Preprocessing, fit: str = PREDICT_FIT) -> tuple[np.ndarray, Geometry]:
     """An RGB PIL image -> the (S, S, 3) uint8 model input (not normalized) under ``fit``, and its :class:`Geometry`."""
     geo = plan_geometry(image.width, image.height, pre, fit)
-    resized = image.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
     if geo.fit == "pad":
+        resized = image.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
         square = Image.new("RGB", (geo.size, geo.size), pad_colour(pre))
         square.paste(resized, (-geo.left, -geo.top))
         return np.asarray(square, dtype=np.uint8), geo
-    crop = resized.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size))
+    resample = _RESAMPLE[pre.interpolation]
+    if geo.resized_width * geo.resized_height <= MAX_RESIZED_AREA * geo.size ** 2:  # timm's transform, exactly
+        resized = image.resize((geo.resized_width, geo.resized_height), resample)
+        crop = resized.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size))
+    else:  # an extreme aspect ratio: resample only the square the model sees (the same filter, +-2 grey levels)
+        crop = image.resize((geo.size, geo.size), resample, box=geo.region())
     return np.asarray(crop, dtype=np.uint8), geo
 
 
