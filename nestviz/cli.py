@@ -25,9 +25,10 @@ from typing import Optional
 import typer
 
 from . import __version__
+from ._text import shown
 from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
                        EXIT_UNEXPECTED, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, NO_RENDER, OUT, OVERWRITE,
-                       QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS, check_fit_option, check_variant_options,
+                       QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS, check_fit_option, check_out_folder, check_variant_options,
                        emit, fail, find_inputs, load_or_fail, note_top_k)
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
@@ -92,7 +93,7 @@ class FolderArgs:
 def run_mode(a: FolderArgs) -> None:
     """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
     from .batch.discover import has_multiple_roots, parse_shard, shard as take_shard
-    from .batch.runner import RunOptions, check_writable
+    from .batch.runner import RunOptions
     from .draw import figure_format
     from .model.checkpoints import load_weights_identity
 
@@ -108,12 +109,7 @@ def run_mode(a: FolderArgs) -> None:
         part = parse_shard(a.shard) if a.shard else None
     except ValueError as e:
         fail(str(e))
-    try:  # creates nothing: OUT is made when the run starts, after every setup check
-        check_writable(a.out)
-    except NotADirectoryError as e:
-        fail(f"--out {a.out}: {e}")
-    except OSError as e:
-        fail(f"{a.out}: output folder is not writable ({e.strerror or e})")
+    check_out_folder(a.out)  # creates nothing: OUT is made when the run starts, after every setup check
     items, problems = find_inputs(a.inputs, exclude=[a.out])
     multi_root = has_multiple_roots(items)  # before sharding, so every shard names outputs alike
     if part is not None:
@@ -142,6 +138,10 @@ def run_mode(a: FolderArgs) -> None:
                       cam_kind=cam_kind, gradcat_score=gradcat_score)
     with sigterm_interrupts():
         summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet)
+    if summary.disk_full:  # the run stopped; what was written is valid and a re-run resumes
+        left = len(items) - summary.done - summary.failed - summary.skipped
+        fail(f"{summary.disk_full}; stopped with {left} images not done: free some space and run the same command "
+             "again to resume", EXIT_PARTIAL if summary.done + summary.failed else EXIT_USAGE)
     summary.failed += len(problems)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -178,7 +178,7 @@ def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
 
     def on_record(record: dict) -> None:
         if record.get("status") == "error":
-            typer.echo(f"nestviz: error: {public_json(record).get('error')}", err=True)
+            typer.echo(f"nestviz: error: {shown(public_json(record).get('error'))}", err=True)
         if json_out:
             emit(public_json(record))
         elif not quiet and record.get("status") != "error":
@@ -309,6 +309,6 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - the documented 'unexpected' exit code
         if os.environ.get("NESTVIZ_DEBUG"):
             raise
-        typer.echo(f"nestviz: unexpected error: {type(e).__name__}: {' '.join(str(e).split())} "
+        typer.echo(f"nestviz: unexpected error: {type(e).__name__}: {shown(' '.join(str(e).split()))} "
                    "(set NESTVIZ_DEBUG=1 for a traceback)", err=True)
         sys.exit(EXIT_UNEXPECTED)

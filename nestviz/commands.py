@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from ._text import shown
 from .defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, FITS, GRADCAT_SCORE, GRADCAT_SCORES, PREDICT_FIT, THRESHOLD,
                        TOP_K, check_choice)
 
@@ -26,7 +27,7 @@ EXIT_CODES_HELP = (
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print one line to stderr and exit with ``code``: the only way commands report setup errors."""
-    typer.echo(f"nestviz: error: {message}", err=True)
+    typer.echo(f"nestviz: error: {shown(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -87,6 +88,18 @@ def check_variant_options(cam_kind: str, gradcat_score: str) -> tuple[str, str]:
                                                                           GRADCAT_SCORES)
 
 
+def check_out_folder(out: Path, flag: str = "--out") -> None:
+    """Fail (exit 2) unless the folder ``out`` can be made and written: before any work, creating nothing."""
+    from ._files import check_writable
+
+    try:
+        check_writable(out)
+    except NotADirectoryError as e:
+        fail(f"{flag} {out}: {e}")
+    except OSError as e:
+        fail(f"{out}: output folder is not writable ({e.strerror or e})")
+
+
 def note_top_k(top_k: int, num_classes: int) -> None:
     """One line when ``-k`` asks for more classes than the model has."""
     if top_k > num_classes:
@@ -111,7 +124,7 @@ def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str, cam_
             fail(str(e))
     for w in caught:
         if issubclass(w.category, WeightsWarning):
-            typer.echo(f"nestviz: warning: {w.message}", err=True)
+            typer.echo(f"nestviz: warning: {shown(w.message)}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return nv
@@ -125,7 +138,7 @@ def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa:
     if not items:
         fail("no input images found" + (f" ({'; '.join(problems)})" if problems else ""))
     for p in problems:
-        typer.echo(f"nestviz: error: {p}", err=True)
+        typer.echo(f"nestviz: error: {shown(p)}", err=True)
     return items, problems
 
 
@@ -155,7 +168,7 @@ def predict(
         for r in nv.run(batch, "predict", top_k=top_k):
             failed += r.error is not None
             if r.error is not None and not json_out:
-                typer.echo(f"nestviz: error: {r.error}", err=True)
+                typer.echo(f"nestviz: error: {shown(r.error)}", err=True)
             elif json_out:
                 emit(r.to_json(with_outputs=False))
             else:
@@ -219,9 +232,9 @@ def evaluate(
 
         print_evaluation(report, data_dir)
     for f in report.failed:
-        typer.echo(f"nestviz: error: {f}", err=True)
+        typer.echo(f"nestviz: error: {shown(f)}", err=True)
     for folder, count in report.unmatched.items():
-        typer.echo(f"nestviz: error: {data_dir / folder}: matches no model class, not evaluated ({count} images)",
+        typer.echo(f"nestviz: error: {shown(data_dir / folder)}: matches no model class, not evaluated ({count} images)",
                    err=True)
     if report.failed or report.unmatched:
         raise typer.Exit(EXIT_PARTIAL)
@@ -293,4 +306,4 @@ def train(
     except ValueError as e:
         fail(str(e))
     acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
-    console.print(f"wrote {out} ({result.seconds / 60:.1f} min of training{acc})")
+    console.print(f"wrote {shown(out)} ({result.seconds / 60:.1f} min of training{acc})", markup=False, highlight=False)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from .._files import check_writable, disk_full_text, is_disk_full
 from ..defaults import EXPLAIN_FIT
 from ..results import ImageResult, error_json
 from .discover import InputItem
@@ -44,6 +45,7 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     failures: list[str] = field(default_factory=list)
+    disk_full: str | None = None  # the run stopped: OUT's disk is full (this says which)
 
     @property
     def images_per_s(self) -> float:
@@ -53,22 +55,6 @@ class RunSummary:
         return {"done": self.done, "failed": self.failed, "skipped": self.skipped,
                 "seconds": round(self.seconds, 2), "images_per_s": round(self.images_per_s, 2),
                 "interrupted": self.interrupted}
-
-
-def check_writable(out_dir: Path) -> None:
-    """Prove that ``out_dir`` can be made and written, creating nothing: a probe file is written (and removed)
-    in it or, if it does not exist yet, in its nearest existing parent. OSError (with its reason) if not;
-    NotADirectoryError if ``out_dir`` or a parent is a file."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir} is a file, not a folder")
-    base = out_dir
-    while not base.exists():
-        base = base.parent
-    if not base.is_dir():
-        raise NotADirectoryError(f"{base} is a file, not a folder")
-    probe = base / f".nestviz-write-test-{os.getpid()}"
-    probe.write_bytes(b"")
-    probe.unlink()
 
 
 def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[], Explainer], weights_id: str, *,
@@ -98,7 +84,11 @@ class _FolderRun:
         t0 = time.perf_counter()
         todo = self.skip_finished()
         model = load_model() if todo else None  # a setup error here leaves OUT as it was (or absent)
-        self.writer = ManifestWriter(self.opts.out_dir, self.opts.shard)
+        try:
+            self.writer = ManifestWriter(self.opts.out_dir, self.opts.shard)
+        except OSError as e:
+            self.stop_for_full_disk(e)
+            return self.summary
         pool: ProcessPoolExecutor | None = None
         try:
             if model is not None:
@@ -110,6 +100,9 @@ class _FolderRun:
         except KeyboardInterrupt:
             self.summary.interrupted = True
             self.recover()
+        except OSError as e:
+            self.stop_for_full_disk(e)
+            self.recover()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -117,9 +110,18 @@ class _FolderRun:
         self.summary.seconds = time.perf_counter() - t0
         records = merge_records(self.opts.out_dir)
         commands = sorted({r["command"] for r in records if isinstance(r.get("command"), str)} | {self.opts.mode})
-        write_gallery(self.opts.out_dir, records, title="nestviz " + ", ".join(commands),
-                      summary=self.summary.to_dict())
+        try:
+            write_gallery(self.opts.out_dir, records, title="nestviz " + ", ".join(commands),
+                          summary=self.summary.to_dict())
+        except OSError as e:
+            self.stop_for_full_disk(e)
         return self.summary
+
+    def stop_for_full_disk(self, e: OSError) -> None:
+        """Record that OUT's disk is full (the run stops; what was written stays valid); other errors go on up."""
+        if not is_disk_full(e):
+            raise e
+        self.summary.disk_full = self.summary.disk_full or disk_full_text(self.opts.out_dir)
 
     def skip_finished(self) -> list[InputItem]:
         """The items still to do; those an earlier run of this command finished with the same options are
@@ -160,14 +162,17 @@ class _FolderRun:
                 files = planned_outputs(item, opts)
                 rel = {k: str(p.relative_to(opts.out_dir)) for k, p in files.items()}
                 r.outputs = [v for k, v in rel.items() if k != "thumb"]
-                if "maps" in files:
-                    save_maps(r, files["maps"])
                 record = self.record(r, rel.get("thumb"))
                 figs = {k: str(p) for k, p in files.items() if k != "maps"}
                 args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record))
-                if figs and pool is None:
-                    render_outputs(*args)
-                if not figs or pool is None:
+                try:
+                    if "maps" in files:
+                        save_maps(r, files["maps"])
+                    if figs and pool is None:
+                        render_outputs(*args)
+                except Exception as e:  # noqa: BLE001 - that image's error; a full disk stops the run (run())
+                    record = self.failed(record, e, "writing its outputs failed")
+                if not figs or pool is None or record["status"] == "error":
                     self.finish(record)
                 else:
                     self.inflight.append((pool.submit(render_outputs, *args), record))
@@ -217,11 +222,22 @@ class _FolderRun:
             fut, record = self.inflight[0]  # popped only once finished: an interrupt here keeps it for recover()
             try:
                 fut.result()
-            except Exception as e:  # a figure that failed to render is that image's error
-                record = {**error_json(record["image"], f"{record['image']}: rendering failed: {e}"),
-                          "command": self.opts.mode, "status": "error", "key": self.key}
+            except Exception as e:  # noqa: BLE001 - a figure that failed to render is that image's error
+                record = self.failed(record, e, "rendering failed")
             self.inflight.popleft()
             self.finish(record)
+
+    def failed(self, record: dict[str, Any], e: Exception, what: str) -> dict[str, Any]:
+        """The error record of an image whose outputs could not be written; a full disk is no image's error: it
+        stops the run (re-raised). The text names OUT's files as the run does (no absolute path of this machine)."""
+        if is_disk_full(e):
+            raise e
+        text = " ".join(str(e).split())
+        out = str(self.opts.out_dir)
+        for absolute in dict.fromkeys((os.path.abspath(out), os.path.realpath(out))):
+            text = text.replace(absolute + os.sep, "" if out == "." else out.rstrip(os.sep) + os.sep)
+        return {**error_json(record["image"], f"{record['image']}: {what}: {text}"), "command": self.opts.mode,
+                "status": "error", "key": self.key}
 
     def recover(self) -> None:
         """After an interrupt: cancel the figures not started, let those being drawn land (atomically)."""
