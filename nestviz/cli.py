@@ -27,7 +27,7 @@ import typer
 from . import __version__
 from ._text import shown
 from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
-                       EXIT_UNEXPECTED, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, NO_RENDER, OUT, OVERWRITE,
+                       EXIT_UNEXPECTED, EXIT_USAGE, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, NO_RENDER, OUT, OVERWRITE,
                        QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS, check_fit_option, check_out_folder, check_variant_options,
                        emit, fail, find_inputs, load_or_fail, note_top_k)
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K

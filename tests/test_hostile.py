@@ -57,3 +57,235 @@ def test_preprocessing_keeps_timms_pixels_and_bounds_extreme_shapes(fit: str) ->
     assert arr.shape == (64, 64, 3) and geo == plan_geometry(40000, 1, pre, fit)
     if fit != "pad":
         assert (arr == (10, 20, 30)).all()
+
+
+# -- names: shown as written, recorded losslessly (items 2, 4, 5) -----------------------------------------------------
+def cli(*args: object):  # noqa: ANN201
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def records_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_bytes().decode("utf-8").splitlines()]
+
+
+def test_rich_markup_in_file_names_is_shown_as_written(tiny_weights: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """'d/[/]x.jpg' was a MarkupError (exit 1), '[bold]B.jpg' printed as a bold 'B.jpg', a [link=...] a hyperlink."""
+    from .conftest import write_image
+
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "d" / "[" / "]x.jpg")
+    write_image(tmp_path / "d" / "[bold]B.jpg", seed=1)
+    write_image(tmp_path / "d" / "[link=http:⁄⁄e.x]L.jpg", seed=2)
+    result = cli("predict", "d", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert "[bold]B.jpg" in result.stdout and "]x.jpg" in result.stdout and "[link=http:⁄⁄e.x]L.jpg" in result.stdout
+
+
+def test_control_characters_in_names_are_escaped_and_drawn(tiny_weights: Path, tmp_path: Path) -> None:
+    """ESC and CR reached the terminal raw; a CR or U+2028 failed in Pillow's text layout and ended the run
+    (two images: the figures are drawn in the main process)."""
+    from .conftest import write_image
+
+    write_image(tmp_path / "d" / "a\x1b[31mred\rb.jpg")
+    write_image(tmp_path / "d" / "c\u2028d.jpg", seed=1)
+    result = cli("explain", tmp_path / "d", "--weights", tiny_weights, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout and "\u2028" not in result.stdout
+    assert "a\\x1b[31mred\\rb.jpg" in result.stdout and "c\\u2028d.jpg" in result.stdout
+    assert (tmp_path / "o" / "a\x1b[31mred\rb.gradcat.jpg").is_file() and (tmp_path / "o" / "c\u2028d.thumb.jpg").is_file()
+
+
+def test_shown_escapes_controls_bidi_and_undecodable_bytes() -> None:
+    from nestviz._text import shown
+
+    assert shown("plain é 猫 [bold].jpg") == "plain é 猫 [bold].jpg"
+    assert shown("a\x1b\r\n\t\x7f\u2028\u202e" + os.fsdecode(b"\xff") + ".jpg") == \
+        "a\\x1b\\r\\n\\t\\x7f\\u2028\\u202e\\xff.jpg"
+
+
+def test_a_name_that_is_not_utf8_is_processed_and_recorded_losslessly(tiny_weights: Path, tmp_path: Path) -> None:
+    from .conftest import write_image
+
+    folder = tmp_path / "u"
+    write_image(folder / "ok.jpg")
+    bad = Path(os.fsdecode(os.fsencode(folder) + b"/b\xff.jpg"))
+    write_image(tmp_path / "x.jpg", seed=1).rename(bad)
+    out = tmp_path / "uo"
+    result = cli("explain", folder, "--weights", tiny_weights, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    recs = records_of(out)
+    assert sorted(os.fsencode(r["image"]) for r in recs) == sorted([os.fsencode(bad), os.fsencode(folder / "ok.jpg")])
+    assert all(r["status"] == "ok" for r in recs)
+    assert (out / "index.html").is_file() and b"b%FF.thumb.jpg" in (out / "gallery-data.js").read_bytes()
+    assert len([json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]) == 2
+    again = cli("explain", folder, "--weights", tiny_weights, "--out", out, "-q")
+    assert again.exit_code == 0 and len(records_of(out)) == 2  # resumed: both skipped
+
+
+def test_a_figure_that_fails_with_few_images_is_that_images_error(tiny_weights: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two images or fewer the figures are drawn in this process: a failure there ended the run."""
+    import nestviz.batch.runner as runner
+    from .conftest import write_image
+
+    original = runner.render_outputs
+
+    def render(image_path: str, *args: object) -> None:
+        if "bad" in image_path:
+            raise RuntimeError("raqm_layout() failed.")
+        original(image_path, *args)
+
+    monkeypatch.setattr(runner, "render_outputs", render)
+    monkeypatch.chdir(tmp_path)
+    imgs = [write_image(tmp_path / "in" / "bad.jpg"), write_image(tmp_path / "in" / "good.jpg", seed=1)]
+    result = cli("explain", *imgs, "--weights", tiny_weights, "--out", "o", "-q", "-k", "3")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == f"nestviz: error: {imgs[0]}: writing its outputs failed: raqm_layout() failed."
+    assert {Path(r["image"]).name: r["status"] for r in records_of(Path("o"))} == {"bad.jpg": "error", "good.jpg": "ok"}
+
+
+def test_a_name_of_255_bytes_gets_its_outputs(tiny_weights: Path, tmp_path: Path) -> None:
+    """The figure name (+12 bytes) and the temporary file (+14 more) were longer than the file system allows."""
+    from .conftest import write_image
+
+    long_name = "é" * 120 + "a" * 10 + ".jpg"  # 254 bytes
+    assert len(long_name.encode()) == 254
+    write_image(tmp_path / "in" / long_name)
+    result = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    [rec] = records_of(tmp_path / "o")
+    [figure] = rec["outputs"]
+    assert figure.startswith("é" * 20) and figure.endswith(".gradcat.jpg") and len(figure.encode()) <= 255
+    assert (tmp_path / "o" / figure).is_file() and (tmp_path / "o" / rec["thumbnail"]).is_file()
+
+
+def test_rendering_errors_in_shareable_outputs_name_out_relative_to_the_run(tiny_weights: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import nestviz.batch.runner as runner
+    from .conftest import write_image
+
+    def render(image_path: str, result: object, files: dict[str, str], *args: object) -> None:
+        target = Path(next(iter(files.values())))
+        raise PermissionError(13, "Permission denied", os.path.abspath(target.with_name("." + target.name + ".x.tmp")))
+
+    monkeypatch.setattr(runner, "render_outputs", render)
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "in" / "cat.jpg")
+    result = cli("explain", "in", "--weights", tiny_weights, "--out", "o")
+    assert result.exit_code == 3
+    [rec] = records_of(tmp_path / "o")
+    assert rec["error"] == "in/cat.jpg: writing its outputs failed: [Errno 13] Permission denied: 'o/.cat.gradcat.jpg.x.tmp'"
+    assert str(tmp_path) not in (tmp_path / "o" / "index.html").read_text()
+    assert str(tmp_path) not in (tmp_path / "o" / "manifest.jsonl").read_text()
+
+
+# -- output places checked before any work (item 9) ---------------------------------------------------------------
+def test_metrics_out_that_cannot_be_made_is_exit_2_before_any_work(tiny_weights: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import nestviz.measure as measure
+    from .conftest import write_image
+
+    monkeypatch.setattr(measure, "run_metrics", lambda *a, **k: pytest.fail("measured before checking --out"))
+    write_image(tmp_path / "val" / "red thing" / "a.png")
+    (tmp_path / "file").write_text("x")
+    result = cli("metrics", tmp_path / "val", "--weights", tiny_weights, "--out", tmp_path / "file" / "m")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"nestviz: error: --out {tmp_path / 'file' / 'm'}: {tmp_path / 'file'} is a file, not a folder"
+
+
+def test_train_cache_dir_that_cannot_be_made_is_exit_2_before_any_work(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import nestviz.train.loop as loop
+    from .conftest import write_image
+
+    monkeypatch.setattr(loop, "decode_all", lambda *a, **k: pytest.fail("decoded before checking --cache-dir"))
+    for c in ("a", "b"):
+        write_image(tmp_path / "train" / c / "x.png")
+    (tmp_path / "file").write_text("x")
+    result = cli("train", tmp_path / "train", "--out", tmp_path / "w.safetensors", "--cache-dir", tmp_path / "file" / "c",
+                 "--epochs", "1", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"nestviz: error: {tmp_path / 'file' / 'c'}: the decoded-image cache folder "
+                                     f"(--cache-dir) is not writable ({tmp_path / 'file'} is a file, not a folder)")
+
+
+# -- a full disk (item 6) -----------------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path):  # noqa: ANN201
+    """A tmpfs of 64 KiB at tmp_path/disk, to be resized with ``remount(size)``; skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or \
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("needs root and tmpfs to make a small disk")
+
+    def remount(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+    yield disk, remount
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def assert_manifest_valid(out: Path) -> list[dict]:
+    lines = (out / "manifest.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    recs = [json.loads(line) for line in lines[:-1]]
+    for r in recs:
+        assert all((out / o).is_file() for o in r.get("outputs", [])), r
+    assert not list(out.rglob("*.tmp"))
+    return recs
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_completes(tiny_weights: Path, tmp_path: Path,
+                                                                       small_disk) -> None:  # noqa: ANN001
+    from .conftest import write_image
+
+    disk, remount = small_disk
+    remount("600k")  # room for about 5 of the 12 images' figures (random pixels: about 100 KB each)
+    imgs = [write_image(tmp_path / "in" / f"i{n:02d}.png", (64, 48), seed=n) for n in range(12)]
+    out = disk / "o"
+    result = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", out, "-q", "-k", "3")
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"nestviz: error: {out}: no space left on the disk mounted at {disk}; stopped with ")
+    assert lines[-1].endswith(" images not done: free some space and run the same command again to resume")
+    assert "Traceback" not in result.output and "unexpected" not in result.output
+    done = assert_manifest_valid(out)
+    assert 0 < len(done) < len(imgs)
+    remount("4m")
+    again = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", out, "-q", "-k", "3")
+    assert again.exit_code == 0, again.output
+    assert len(assert_manifest_valid(out)) == len(imgs) and (out / "index.html").is_file()
+
+
+def test_a_disk_full_before_the_first_image_is_exit_2(tiny_weights: Path, tmp_path: Path, small_disk) -> None:  # noqa: ANN001
+    from .conftest import write_image
+
+    disk, remount = small_disk
+    for n in range(3):
+        write_image(tmp_path / "in" / f"i{n}.png", seed=n)
+    filler = fill(disk)
+    result = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", disk / "o", "-q", "-k", "3")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"nestviz: error: {disk / 'o'}: no space left on the disk")
+    filler.unlink()
+    remount("4m")
+    again = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", disk / "o", "-q", "-k", "3")
+    assert again.exit_code == 0, again.output
+    assert len(assert_manifest_valid(disk / "o")) == 3
