@@ -30,6 +30,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # input square (aspect ratios up to about 1:13); beyond, only the square is resampled, so that memory stays
 # bounded by the input size whatever the aspect ratio (a 40000 x 1 image would be 11.7 million x 292 pixels).
 MAX_RESIZED_AREA = 16
+MIN_CROP_PCT = 0.1  # timm's NesT checkpoints use 0.875; below this the view is a sliver (and the resize huge)
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -57,6 +58,15 @@ class Preprocessing:
             raise ValueError(f"unknown interpolation {self.interpolation!r}; known: {', '.join(_RESAMPLE)}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.crop_pct < MIN_CROP_PCT:
+            raise ValueError(f"crop_pct must be at least {MIN_CROP_PCT} (the model would see a sliver of the image), "
+                             f"got {self.crop_pct:g}")
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
+            raise ValueError(f"input_size must be a positive whole number of pixels, got {self.input_size!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(math.isfinite(v) for v in values) or (name == "std" and min(values) <= 0):
+                raise ValueError(f"{name} must be 3 finite numbers{' above 0' if name == 'std' else ''}, got {list(values)}")
 
     @property
     def resize_to(self) -> int:

@@ -289,3 +289,105 @@ def test_a_disk_full_before_the_first_image_is_exit_2(tiny_weights: Path, tmp_pa
     again = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", disk / "o", "-q", "-k", "3")
     assert again.exit_code == 0, again.output
     assert len(assert_manifest_valid(disk / "o")) == 3
+
+
+# -- non-finite weights and outputs, bad preprocessing metadata (items 10, 11) ----------------------------------------
+def rewritten_weights(src: Path, dst: Path, tensor: str | None = None, value: float = 0.0, **meta_fields: dict) -> Path:
+    """``src`` (a nestviz file) with one value of ``tensor`` set to ``value`` and metadata fields replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(src))
+    if tensor is not None:
+        tensors[tensor] = tensors[tensor].clone()
+        tensors[tensor].view(-1)[0] = value
+    for field, changes in meta_fields.items():
+        meta[field] = json.dumps({**json.loads(meta[field]), **changes})
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize("value, count", [(float("nan"), "1 NaN, 0 infinite"), (float("-inf"), "0 NaN, 1 infinite")])
+def test_non_finite_weights_are_refused_at_load_naming_the_tensor(tiny_weights: Path, tmp_path: Path, value: float,
+                                                                  count: str) -> None:
+    bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", "head.bias", value)
+    from .conftest import write_image
+
+    result = cli("predict", write_image(tmp_path / "a.png"), "--weights", bad, "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"nestviz: error: {bad}: tensor head.bias has non-finite values ({count} of 3)"
+
+
+def test_a_model_object_with_non_finite_weights_is_refused() -> None:
+    import torch
+
+    import nestviz
+    from nestviz.model.bundle import WeightsError
+    from .conftest import tiny_model
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.head.weight[1, 2] = float("inf")
+    with pytest.raises(WeightsError, match=r"tensor head.weight has non-finite values \(0 NaN, 1 infinite of 48\)"):
+        nestviz.load(model, device="cpu")
+
+
+def overflowing_weights(path: Path) -> Path:
+    """Finite weights whose outputs overflow to NaN for every image."""
+    import torch
+
+    from nestviz.model.checkpoints import save_nestviz
+    from nestviz.preprocess import Preprocessing
+    from .conftest import TINY_CLASSES, tiny_model
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.head.weight.mul_(1e37)
+        for name, p in model.named_parameters():
+            if "patch_embed" in name:
+                p.mul_(1e20)
+    save_nestviz(path, model, TINY_CLASSES, Preprocessing(input_size=32), {})
+    return path
+
+
+def test_a_non_finite_output_is_that_images_error(tmp_path: Path) -> None:
+    """predict printed "probability": NaN (not JSON) ranking every class first; cam --no-render recorded ok NaN maps."""
+    from .conftest import write_image
+
+    weights = overflowing_weights(tmp_path / "overflow.safetensors")
+    img = write_image(tmp_path / "a.png")
+    result = cli("predict", img, "--weights", weights, "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == \
+        {"image": str(img), "error": f"{img}: the model's output is not finite (NaN or infinity)"}
+    result = cli("cam", img, "--weights", weights, "--no-render", "--out", tmp_path / "o", "-q")
+    assert result.exit_code == 3
+    [rec] = records_of(tmp_path / "o")
+    assert rec["status"] == "error" and rec["error"] == f"{img}: the model's output is not finite (NaN or infinity)"
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("input_size", 2 ** 20, "preprocessing input_size 1048576 is not the model's img_size 32"),
+    ("crop_pct", 1e-4, "crop_pct must be at least 0.1 (the model would see a sliver of the image), got 0.0001"),
+    ("std", [0.2, 0.0, 0.2], "std must be 3 finite numbers above 0, got [0.2, 0.0, 0.2]"),
+])
+def test_bad_preprocessing_metadata_is_exit_2_naming_the_field(tiny_weights: Path, tmp_path: Path, field: str,
+                                                               value: object, problem: str) -> None:
+    from .conftest import write_image
+
+    bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", preprocessing={field: value})
+    result = cli("predict", write_image(tmp_path / "a.png"), "--weights", bad)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"nestviz: error: {bad}: invalid nestviz metadata ({problem})"
+
+
+def test_a_config_asking_for_terabytes_is_a_mismatch_not_an_allocation(tiny_weights: Path, tmp_path: Path) -> None:
+    from nestviz.model.checkpoints import load_weights
+    from nestviz.model.bundle import WeightsError
+
+    bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", config={"img_size": 2 ** 20},
+                            preprocessing={"input_size": 2 ** 20})
+    with pytest.raises(WeightsError, match="does not match the architecture"):
+        load_weights(bad)
