@@ -391,3 +391,28 @@ def test_a_config_asking_for_terabytes_is_a_mismatch_not_an_allocation(tiny_weig
                             preprocessing={"input_size": 2 ** 20})
     with pytest.raises(WeightsError, match="does not match the architecture"):
         load_weights(bad)
+
+
+# -- output folders as inputs (item 12) ---------------------------------------------------------------------------
+def test_an_output_folder_given_as_input_is_not_explained(tiny_weights: Path, tmp_path: Path) -> None:
+    from .conftest import write_image
+
+    write_image(tmp_path / "in" / "cat.png")
+    assert cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "o", "-q").exit_code == 0
+    result = cli("explain", tmp_path / "o", "--weights", tiny_weights, "--out", tmp_path / "o2", "-q")
+    assert result.exit_code == 2 and not (tmp_path / "o2").exists()
+    assert result.stderr.strip() == (f"nestviz: error: no input images found ({tmp_path / 'o'}: a nestviz output folder "
+                                     "(it holds a manifest): its figures are not inputs)")
+    mixed = cli("explain", tmp_path / "o", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "o3", "-q")
+    assert mixed.exit_code == 3  # the other input is explained, the output folder named as a problem
+    assert [Path(r["image"]).name for r in records_of(tmp_path / "o3")] == ["cat.png"]
+
+
+def test_out_equal_to_the_input_says_so(tiny_weights: Path, tmp_path: Path) -> None:
+    from .conftest import write_image
+
+    write_image(tmp_path / "in" / "cat.png")
+    result = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "in")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"nestviz: error: no input images found ({tmp_path / 'in'}: is the output folder "
+                                     "(--out), not an input)")
