@@ -27,9 +27,10 @@ import typer
 from . import __version__
 from ._text import shown
 from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
-                       EXIT_UNEXPECTED, EXIT_USAGE, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, NO_RENDER, OUT, OVERWRITE,
-                       QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS, check_fit_option, check_out_folder, check_variant_options,
-                       emit, fail, find_inputs, load_or_fail, note_top_k)
+                       EXIT_UNEXPECTED, EXIT_USAGE, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, MAX_PIXELS,
+                       NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS,
+                       check_fit_option, check_out_folder, check_variant_options, emit, fail, find_inputs,
+                       load_or_fail, note_top_k)
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
 from .metrics_cli import metrics
@@ -224,6 +225,7 @@ def explain(
     fit: str = FIT,
     tree: bool = TREE,
     full_size: bool = FULL_SIZE,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
     gradcat_score: str = GRADCAT_SCORE_OPT,
 ) -> None:
     """GradCAT: follow the NesT block tree from the root to the leaf block that drives each class."""
@@ -253,6 +255,7 @@ def cam(
     quiet: bool = QUIET,
     fit: str = FIT,
     full_size: bool = FULL_SIZE,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
     cam_kind: str = CAM_KIND_OPT,
 ) -> None:
     """Class activation maps: a heatmap, a weakly-supervised box and the peak per class."""
@@ -284,6 +287,7 @@ def annotate(
     fit: str = FIT,
     tree: bool = TREE,
     full_size: bool = FULL_SIZE,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
     cam_kind: str = CAM_KIND_OPT,
     gradcat_score: str = GRADCAT_SCORE_OPT,
 ) -> None:

@@ -63,6 +63,17 @@ GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT
                                  "the child's gradient contribution to the logit), cam (the child's share of the class "
                                  "score in the --cam-kind map's exact split of it; no backward pass) or ablation (the drop in the class "
                                  "probability when the child is removed; slower).")
+def _set_max_pixels(value: Optional[int]) -> Optional[int]:
+    if value is not None:  # the environment carries it to the processes that decode and draw
+        from .images import set_max_pixels
+
+        set_max_pixels(value)
+    return value
+
+
+MAX_PIXELS = typer.Option(None, "--max-pixels", min=1, callback=_set_max_pixels, help="Refuse images of more pixels "
+                          "than this as possible decompression bombs (default: Pillow's 89478485); raise it for a "
+                          "trusted very large photo (also $NESTVIZ_MAX_PIXELS).")
 TREE = typer.Option(False, "--tree", help="Draw a tree diagram of the GradCAT path beside each panel.")
 FULL_SIZE = typer.Option(False, "--full-size", help="Full-size figures (JPEG quality 90); default: compact "
                          "(smaller panels, JPEG quality 80).")
@@ -157,6 +168,7 @@ def predict(
     batch_size: int = BATCH,
     json_out: bool = JSON,
     fit: str = FIT_PREDICT,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Classify images: the top-k classes and their probabilities."""
     fit = check_fit_option(fit)
@@ -208,6 +220,7 @@ def evaluate(
                                           "'folder<TAB>label', or the ImageNet table 'index<TAB>wnid<TAB>name'."),
     json_out: bool = JSON,
     fit: str = FIT_PREDICT,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Top-1, top-5 and per-class accuracy on a class-per-folder dataset; class folders that match no
     model class are named and left out (exit code 3)."""

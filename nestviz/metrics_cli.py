@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 
 from ._text import shown
-from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
+from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, MAX_PIXELS, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
                        WEIGHTS, check_fit_option, check_out_folder, check_variant_options, fail, load_or_fail)
 
 # (metric key, heading, better) in table order; nested keys are joined with "."
@@ -49,6 +49,7 @@ def metrics(
     device: str = DEVICE,
     batch_size: int = BATCH,
     quiet: bool = QUIET,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
     from .trust import METHODS, MetricsOptions

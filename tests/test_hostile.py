@@ -416,3 +416,54 @@ def test_out_equal_to_the_input_says_so(tiny_weights: Path, tmp_path: Path) -> N
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"nestviz: error: no input images found ({tmp_path / 'in'}: is the output folder "
                                      "(--out), not an input)")
+
+
+# -- very large photos (item 14) ------------------------------------------------------------------------------------
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that says it is ``width`` x ``height`` (its pixel data is a 1 x 1 image's): Pillow's bomb check reads
+    only the header, so a 108-megapixel photo can be stood in for without 324 MB of pixels."""
+    import struct
+    import zlib
+
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def keep_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-pixels sets $NESTVIZ_MAX_PIXELS and raises Pillow's limit for the process: both are restored after."""
+    monkeypatch.setenv("NESTVIZ_MAX_PIXELS", "")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+
+
+def test_a_108_megapixel_photo_is_refused_with_the_way_through(tiny_weights: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_the_pixel_limit(monkeypatch)
+    big = png_header_only(tmp_path / "big.png", 12000, 9000)
+    result = cli("predict", big, "--weights", tiny_weights, "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"] == (
+        f"{big}: refused as a possible decompression bomb (108000000 pixels, the limit is 89478485); if you trust it, "
+        "raise the limit with --max-pixels 108000000 (or $NESTVIZ_MAX_PIXELS)")
+    result = cli("predict", big, "--weights", tiny_weights, "--json", "--max-pixels", "108000000")
+    assert "decompression bomb" not in result.stdout  # let through: this stand-in then fails as corrupt data
+    assert json.loads(result.stdout)["error"].startswith(f"{big}: truncated or corrupt image data")
+
+
+def test_max_pixels_lets_a_trusted_large_image_through_in_every_process(tiny_weights: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import write_image
+
+    keep_the_pixel_limit(monkeypatch)
+    monkeypatch.setenv("NESTVIZ_MAX_PIXELS", "10000")  # stands for Pillow's limit: 120 x 100 pixels are over it
+    imgs = [write_image(tmp_path / "in" / f"i{n}.png", (120, 100), seed=n) for n in range(3)]
+    refused = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "o", "-q", "-k", "3")
+    assert refused.exit_code == 3 and refused.stderr.count("--max-pixels 12000") == 3
+    ok = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "o", "-q", "-k", "3",
+             "--max-pixels", "12000")  # three images: the figures are drawn in worker processes, which decode again
+    assert ok.exit_code == 0, ok.output
+    assert all(r["status"] == "ok" for r in records_of(tmp_path / "o")) and len(imgs) == len(records_of(tmp_path / "o"))
