@@ -124,3 +124,36 @@ def print_run_summary(summary: Any, out_dir: Path) -> None:
         console.print(f"failed: {shown(f)}", markup=False, highlight=False, soft_wrap=True)  # one line each, whole
     console.print(f"outputs in {shown(out_dir)}/ (gallery: {shown(out_dir / 'index.html')})", markup=False, highlight=False,
                   soft_wrap=True)
+
+
+def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
+    """What folder mode prints per image: its JSON (``--json``), else its classes with leaf and box (unless
+    ``quiet``); a failure's error line on stderr in every case."""
+    import typer
+
+    from .batch.outputs import dumps, public_json
+
+    def on_record(record: dict) -> None:
+        if record.get("status") == "error":
+            typer.echo(f"nestviz: error: {shown(public_json(record).get('error'))}", err=True)
+        if json_out:
+            typer.echo(dumps(public_json(record)))
+        elif not quiet and record.get("status") != "error":
+            typer.echo("\n".join(image_lines(record)))
+
+    return on_record
+
+
+def run_with_progress(items, opts, load_model, weights_id, json_out, quiet, worker_init=None):  # noqa: ANN001, ANN201
+    """Run folder mode with a progress bar and a closing summary on stderr (unless ``quiet``); ``worker_init``
+    runs first in each figure-drawing process (the CLI's makes them leave Ctrl-C to the main process)."""
+    from .batch.runner import run_folder
+
+    on_record = on_record_printer(json_out, quiet)
+    if quiet:
+        return run_folder(items, opts, load_model, weights_id, on_record=on_record, worker_init=worker_init)
+    with progress_bar(opts.mode, len(items)) as tick:
+        summary = run_folder(items, opts, load_model, weights_id, on_record=on_record, progress=tick,
+                             worker_init=worker_init)
+    print_run_summary(summary, opts.out_dir)
+    return summary

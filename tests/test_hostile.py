@@ -467,3 +467,57 @@ def test_max_pixels_lets_a_trusted_large_image_through_in_every_process(tiny_wei
              "--max-pixels", "12000")  # three images: the figures are drawn in worker processes, which decode again
     assert ok.exit_code == 0, ok.output
     assert all(r["status"] == "ok" for r in records_of(tmp_path / "o")) and len(imgs) == len(records_of(tmp_path / "o"))
+
+
+# -- signals (item 8) ------------------------------------------------------------------------------------------
+def test_a_signal_while_held_is_raised_when_released() -> None:
+    """Ctrl-C while torch is imported broke torch (RecursionError, exit 1); while typer parses, it was exit 130 silent."""
+    import signal
+
+    from nestviz.cli import hold_interrupts, release_interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    hold_interrupts()
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)  # held, not the end of the test process
+    with pytest.raises(KeyboardInterrupt):
+        release_interrupts()
+    assert signal.getsignal(signal.SIGINT) is before
+    release_interrupts()  # nothing came since: nothing raised
+
+
+def test_ctrl_c_in_a_command_says_interrupted(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nestviz.commands as commands
+    from .conftest import write_image
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "load_or_fail", interrupted)
+    result = cli("predict", write_image(tmp_path / "a.png"), "--weights", tiny_weights)
+    assert result.exit_code == 130 and result.stderr.strip() == "nestviz: interrupted"
+
+
+def test_sigterm_stops_training_with_a_message_and_no_temporary_file(tmp_path: Path) -> None:
+    """SIGTERM was exit 143 without a word, and could leave OUT.ckpt.*.tmp behind."""
+    import signal
+
+    from .conftest import write_image
+
+    for c in ("a", "b"):
+        for n in range(4):
+            write_image(tmp_path / "train" / c / f"{n}.png", seed=n)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "nestviz", "train", "train", "--out", "w.safetensors", "--epochs",
+                             "500", "--batch-size", "4", "--img-size", "32", "--device", "cpu", "--cache-dir", "cache"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the first epoch's line: training is under way, a checkpoint written
+        if line.startswith("epoch 1/500"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    assert rest.strip().splitlines()[-1] == "nestviz: interrupted; resume with --resume w.safetensors.ckpt"
+    assert (tmp_path / "w.safetensors.ckpt").is_file() and not (tmp_path / "w.safetensors").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
