@@ -521,3 +521,52 @@ def test_sigterm_stops_training_with_a_message_and_no_temporary_file(tmp_path: P
     assert rest.strip().splitlines()[-1] == "nestviz: interrupted; resume with --resume w.safetensors.ckpt"
     assert (tmp_path / "w.safetensors.ckpt").is_file() and not (tmp_path / "w.safetensors").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- the figure workers end with their parent (item 7) -----------------------------------------------------------
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` ends within ``timeout`` seconds (waited on with a pidfd, not by polling)."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and hasattr(os, "pidfd_open")), reason="reads /proc, uses pidfds")
+def test_kill_9_of_the_main_process_ends_the_figure_workers(tiny_weights: Path, tmp_path: Path) -> None:
+    import signal
+
+    from .conftest import write_image
+
+    for n in range(40):
+        write_image(tmp_path / "in" / f"i{n:02d}.png", seed=n)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "nestviz", "explain", "in", "--weights", str(tiny_weights), "--out",
+                             "o", "--json", "-q", "-k", "3", "--device", "cpu"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("{")  # a figure drawn: the workers are running
+    kids = children_of(proc.pid)
+    assert len(kids) >= 2  # two figure workers (and the resource tracker)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [k for k in kids if not wait_gone(k, 20.0)] == []

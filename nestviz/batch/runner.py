@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -94,7 +95,7 @@ class _FolderRun:
             if model is not None:
                 if self.opts.render and len(todo) > 2 and self.opts.render_workers > 0:
                     pool = ProcessPoolExecutor(self.opts.render_workers, mp_context=multiprocessing.get_context("spawn"),
-                                               initializer=worker_init)
+                                               initializer=start_worker, initargs=(os.getpid(), worker_init))
                 self.process(todo, model, pool)
             self.drain(0)
         except KeyboardInterrupt:
@@ -251,6 +252,29 @@ class _FolderRun:
                 except BaseException:  # noqa: BLE001 - interrupted anyway
                     pass
         self.inflight.clear()
+
+
+def start_worker(parent: int, init: Callable[[], None] | None = None) -> None:
+    """First thing in each figure worker: end with the main process, even one killed with SIGKILL (Linux: the kernel
+    kills the worker; elsewhere a thread watches the parent), then ``init``."""
+    try:
+        import ctypes
+
+        watched = ctypes.CDLL(None, use_errno=True).prctl(1, 9) == 0  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        watched = False
+    if os.getppid() != parent:  # it died before that
+        os._exit(1)
+    if not watched:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="nestviz-parent-watch").start()
+    if init is not None:
+        init()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class _FolderLabels:
