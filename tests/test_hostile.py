@@ -570,3 +570,47 @@ def test_kill_9_of_the_main_process_ends_the_figure_workers(tiny_weights: Path, 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert [k for k in kids if not wait_gone(k, 20.0)] == []
+
+
+# -- two commands writing one --out at once (item 13) ------------------------------------------------------------
+def test_two_commands_at_once_leave_thumbnails_with_both_marks(tiny_weights: Path, tmp_path: Path) -> None:
+    """explain runs from start to end while cam is between its first and second image: each command's thumbnails
+    were drawn without the other's marks; the last one to end now draws them from both records."""
+    import nestviz
+    from nestviz.batch.discover import discover
+    from nestviz.batch.gallery import merge_predictions
+    from nestviz.batch.manifest import merge_records
+    from nestviz.batch.runner import RunOptions, run_folder
+    from nestviz.draw.thumbnail import write_thumbnail
+    from nestviz.images import load_rgb
+    from nestviz.model.checkpoints import load_weights_identity
+    from .conftest import write_image
+
+    for n in range(3):
+        write_image(tmp_path / "in" / f"i{n}.png", seed=n)
+    items, _ = discover([tmp_path / "in"])
+    out = tmp_path / "o"
+    nv = nestviz.load(tiny_weights, device="cpu")
+    weights_id = load_weights_identity(tiny_weights)
+
+    def opts(mode: str) -> RunOptions:
+        return RunOptions(mode=mode, out_dir=out, top_k=3, render_workers=0)
+
+    started: list[bool] = []
+
+    def explain_meanwhile(record: dict) -> None:
+        if not started:  # cam has finished one image: explain runs whole, then cam goes on
+            started.append(True)
+            assert run_folder(items, opts("explain"), lambda: nv, weights_id).done == 3
+
+    assert run_folder(items, opts("cam"), lambda: nv, weights_id, on_record=explain_meanwhile).done == 3
+    records = merge_records(out)
+    assert sorted((Path(r["image"]).name, r["command"]) for r in records) == \
+        sorted((f"i{n}.png", c) for n in range(3) for c in ("cam", "explain"))
+    for item in items:
+        cam_rec, explain_rec = (next(r for r in records if r["image"] == str(item.path) and r["command"] == c)
+                                for c in ("cam", "explain"))
+        both = {"width": cam_rec["width"], "height": cam_rec["height"],
+                "predictions": merge_predictions([cam_rec, explain_rec])}
+        write_thumbnail(load_rgb(item.path), both, tmp_path / "expected.jpg")
+        assert (out / cam_rec["thumbnail"]).read_bytes() == (tmp_path / "expected.jpg").read_bytes(), item.path.name

@@ -80,6 +80,7 @@ class _FolderRun:
         self.key = options_key(opts.key_fields(weights_id))
         self.summary = RunSummary()
         self.inflight: deque[tuple[Future, dict[str, Any]]] = deque()
+        self.thumbs: dict[str, frozenset] = {}  # image -> the other commands' records its thumbnail was drawn with
 
     def run(self, load_model: Callable[[], Explainer], worker_init: Callable[[], None] | None) -> RunSummary:
         t0 = time.perf_counter()
@@ -110,6 +111,7 @@ class _FolderRun:
             self.writer.close()
         self.summary.seconds = time.perf_counter() - t0
         records = merge_records(self.opts.out_dir)
+        self.redraw_stale_thumbnails(records)
         commands = sorted({r["command"] for r in records if isinstance(r.get("command"), str)} | {self.opts.mode})
         try:
             write_gallery(self.opts.out_dir, records, title="nestviz " + ", ".join(commands),
@@ -117,6 +119,25 @@ class _FolderRun:
         except OSError as e:
             self.stop_for_full_disk(e)
         return self.summary
+
+    def redraw_stale_thumbnails(self, records: list[dict[str, Any]]) -> None:
+        """Another command that wrote OUT while this one ran: the thumbnails drawn before its records came lack its
+        marks. Draw those again from every command's current record (the last run to end leaves all complete)."""
+        current: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            if r.get("status") == "ok":
+                current.setdefault(r["image"], []).append(r)
+        for image, drawn_with in self.thumbs.items():
+            recs = current.get(image, [])
+            own = next((r for r in recs if r.get("command") == self.opts.mode and r.get("key") == self.key), None)
+            others = [r for r in recs if r.get("command") != self.opts.mode]
+            if own is None or not isinstance(own.get("thumbnail"), str) or _versions(others) == drawn_with:
+                continue
+            try:
+                render_outputs(image, None, {"thumb": str(self.opts.out_dir / own["thumbnail"])}, self.opts.fmt, None,
+                               self.thumb_record(own, others))
+            except Exception:  # noqa: BLE001, S110 - the thumbnail stays as it was drawn: a picture, not a result
+                pass
 
     def stop_for_full_disk(self, e: OSError) -> None:
         """Record that OUT's disk is full (the run stops; what was written stays valid); other errors go on up."""
@@ -164,6 +185,8 @@ class _FolderRun:
                 rel = {k: str(p.relative_to(opts.out_dir)) for k, p in files.items()}
                 r.outputs = [v for k, v in rel.items() if k != "thumb"]
                 record = self.record(r, rel.get("thumb"))
+                if "thumb" in files:
+                    self.thumbs[r.image] = _versions(self.by_image.get(r.image, []))
                 figs = {k: str(p) for k, p in files.items() if k != "maps"}
                 args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record))
                 try:
@@ -196,11 +219,12 @@ class _FolderRun:
             rec["earlier_outputs"] = list(dict.fromkeys(kept))
         return rec
 
-    def thumb_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def thumb_record(self, record: dict[str, Any], others: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """What the image's thumbnail shows: its predictions merged over every command's current record
         (the GradCAT path of explain, the CAM box of cam), this one's first."""
+        others = self.by_image.get(record["image"], []) if others is None else others
         return {"width": record["width"], "height": record["height"],
-                "predictions": merge_predictions([record, *self.by_image.get(record["image"], [])])}
+                "predictions": merge_predictions([record, *others])}
 
     def finish(self, record: dict[str, Any]) -> None:
         """Record one finished image: manifest line, counts, --json, progress."""
@@ -252,6 +276,11 @@ class _FolderRun:
                 except BaseException:  # noqa: BLE001 - interrupted anyway
                     pass
         self.inflight.clear()
+
+
+def _versions(records: list[dict[str, Any]]) -> frozenset:
+    """Which records (command, time) a thumbnail was drawn with."""
+    return frozenset((r.get("command"), r.get("time")) for r in records)
 
 
 def start_worker(parent: int, init: Callable[[], None] | None = None) -> None:
