@@ -21,8 +21,8 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all done; 2 usage or setup error (bad option, no inputs found, invalid weights, "
-    "unavailable device); 3 some inputs failed while the rest were processed; 1 anything unexpected; "
-    "130 interrupted."
+    "unavailable device; a full disk before anything was written); 3 some inputs failed while the rest were "
+    "processed (or the disk filled up); 1 anything unexpected; 130 interrupted."
 )
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
