@@ -378,19 +378,19 @@ def test_bad_preprocessing_metadata_is_exit_2_naming_the_field(tiny_weights: Pat
     from .conftest import write_image
 
     bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", preprocessing={field: value})
-    result = cli("predict", write_image(tmp_path / "a.png"), "--weights", bad)
-    assert result.exit_code == 2
-    assert result.stderr.strip() == f"nestviz: error: {bad}: invalid nestviz metadata ({problem})"
+    img = write_image(tmp_path / "a.png")  # in its own process, under a memory limit: a 2^20 px resize takes 23 GB
+    proc = nestviz_subprocess("predict", str(img), "--weights", str(bad), cwd=tmp_path, limit_bytes=3 * 2 ** 30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"nestviz: error: {bad}: invalid nestviz metadata ({problem})"
 
 
 def test_a_config_asking_for_terabytes_is_a_mismatch_not_an_allocation(tiny_weights: Path, tmp_path: Path) -> None:
-    from nestviz.model.checkpoints import load_weights
-    from nestviz.model.bundle import WeightsError
-
+    """Under a memory limit, in its own process: building the model before comparing shapes would allocate 2 TB."""
     bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", config={"img_size": 2 ** 20},
                             preprocessing={"input_size": 2 ** 20})
-    with pytest.raises(WeightsError, match="does not match the architecture"):
-        load_weights(bad)
+    proc = nestviz_subprocess("info", "--weights", str(bad), cwd=tmp_path, limit_bytes=3 * 2 ** 30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"nestviz: error: {bad}: does not match the architecture: ")
 
 
 # -- output folders as inputs (item 12) ---------------------------------------------------------------------------
