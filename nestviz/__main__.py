@@ -1,5 +1,11 @@
 """``python -m nestviz`` runs the command-line interface."""
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command line itself loads: no traceback
+    import sys
+
+    sys.stderr.write("nestviz: interrupted\n")
+    sys.exit(130)
 
 main()

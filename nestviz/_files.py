@@ -7,6 +7,8 @@ any point removes the temporary file and leaves an older destination as it was.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file to write ``path``'s new content into; it replaces ``path`` when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{fit_name(path.name, 14)}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -33,6 +35,21 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise
 
 
+NAME_MAX = 255  # bytes in one file name, on most file systems
+
+
+def fit_name(name: str, suffix_bytes: int) -> str:
+    """``name``, or if ``name`` plus ``suffix_bytes`` more would pass :data:`NAME_MAX`, its start and ``~`` and 8 hex
+    digits of its hash (the same name always gives the same result; two names that share their start do not)."""
+    raw = os.fsencode(name)
+    if len(raw) + suffix_bytes <= NAME_MAX:
+        return name
+    start = os.fsdecode(raw[:max(1, NAME_MAX - suffix_bytes - 9)])
+    while start and 0xDC80 <= ord(start[-1]) <= 0xDCFF:  # a character cut in two: drop its first bytes
+        start = start[:-1]
+    return start + "~" + hashlib.sha1(raw).hexdigest()[:8]
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
     with atomic_writer(path) as f:
@@ -40,8 +57,40 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` as UTF-8 to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` as UTF-8 to ``path`` atomically (a lone surrogate, from a file name that is not UTF-8,
+    is written as its ``\\udcXX`` escape)."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text"]
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says that the disk (or the user's quota on it) is full."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_text(folder: str | os.PathLike[str]) -> str:
+    """'OUT: no space left on the disk mounted at /mnt/x': one line naming the folder and its disk."""
+    mount = Path(os.path.abspath(folder))
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    return f"{folder}: no space left on the disk mounted at {mount}"
+
+
+def check_writable(out_dir: str | os.PathLike[str]) -> None:
+    """Prove that the folder ``out_dir`` can be made and written, creating nothing: a probe file is written (and
+    removed) in it or, if it does not exist yet, in its nearest existing parent. OSError (with its reason) if not;
+    NotADirectoryError if ``out_dir`` or a parent is a file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} is a file, not a folder")
+    base = out_dir
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise NotADirectoryError(f"{base} is a file, not a folder")
+    probe = base / f".nestviz-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "check_writable", "fit_name", "is_disk_full",
+           "disk_full_text"]

@@ -32,7 +32,7 @@ from .devices import resolve_device
 from .display import Result
 from .explain.cam import cam, cam_maps_of_pass, localize
 from .explain import variants
-from .explain.common import explaining, select_classes
+from .explain.common import explaining, finite_rows, select_classes
 from .explain.gradcat import BlockNode
 from .images import ImageReadError, array_to_image, load_rgb, to_rgb
 from .model.bundle import ModelBundle, bundle_from_model
@@ -180,8 +180,9 @@ class Nestviz:
         if ok:
             x = torch.stack([p.tensor for p in ok]).to(self.device)
             out = self._explain(x, mode, top_k, classes, sign)
-            for i, p in enumerate(ok):
-                results[id(p)] = self._result(p, out, i, threshold)
+            for i, (p, finite) in enumerate(zip(ok, finite_rows(out.probs, out.maps))):  # NaN / inf: that image's error
+                results[id(p)] = self._result(p, out, i, threshold) if finite else \
+                    Result(p.name, error=f"{p.name}: the model's output is not finite (NaN or infinity)")
         return [results.get(id(p)) or Result(p.name, error=p.error) for p in batch]
 
     def _explain(self, x: Tensor, mode: str, top_k: int, classes: Sequence[int] | None, sign: float) -> _Explained:

@@ -12,6 +12,8 @@ inputs, invalid weights, unavailable device); 3 some inputs failed, the rest pro
 
 from __future__ import annotations
 
+import functools
+import importlib
 import signal
 import sys
 import threading
@@ -25,10 +27,12 @@ from typing import Optional
 import typer
 
 from . import __version__
+from ._text import shown
 from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
-                       EXIT_UNEXPECTED, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, NO_RENDER, OUT, OVERWRITE,
-                       QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS, check_fit_option, check_variant_options,
-                       emit, fail, find_inputs, load_or_fail, note_top_k)
+                       EXIT_UNEXPECTED, EXIT_USAGE, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, MAX_PIXELS,
+                       NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS,
+                       check_fit_option, check_out_folder, check_variant_options, fail, find_inputs,
+                       load_or_fail, note_top_k)
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
 from .metrics_cli import metrics
@@ -56,8 +60,51 @@ def root(
     """Explain NesT vision models: GradCAT tree traversal and class activation maps."""
 
 
+_held: dict[int, object] = {}  # the handlers that Ctrl-C and SIGTERM had before they were held
+_came: list[int] = []  # the signals that came while held
+
+
+def hold_interrupts() -> None:
+    """From now until :func:`release_interrupts`, Ctrl-C and SIGTERM wait: ``import torch`` cut in half leaves torch
+    broken (a RecursionError later: exit 1), and typer turns Ctrl-C while it parses into exit 130 without a word."""
+    if threading.current_thread() is threading.main_thread() and not _held:
+        _held.update({s: signal.signal(s, lambda signum, frame: _came.append(signum))
+                      for s in (signal.SIGINT, signal.SIGTERM)})
+
+
+def release_interrupts() -> None:
+    """Ctrl-C and SIGTERM act again; one that came while they were held is raised now, as KeyboardInterrupt."""
+    for s, handler in _held.items():
+        signal.signal(s, handler)  # type: ignore[arg-type]
+    _held.clear()
+    if _came:
+        _came.clear()
+        raise KeyboardInterrupt
+
+
+def interruptible(command, preload: str = "nestviz.api"):  # noqa: ANN001, ANN201
+    """``command`` stopped by Ctrl-C or SIGTERM says so and exits 130 (typer would exit 130 without a word, SIGTERM
+    would kill it: 143, temporary files left); its heavy modules are imported first, with the signals held."""
+
+    @functools.wraps(command)
+    def run(**kwargs):  # noqa: ANN003, ANN202
+        try:
+            hold_interrupts()  # (main() holds them from the start)
+            importlib.import_module(preload)
+            release_interrupts()
+            with sigterm_interrupts():
+                return command(**kwargs)
+        except KeyboardInterrupt:
+            ckpt = Path(f"{kwargs['out']}.ckpt") if command is train else None
+            resume = f"; resume with --resume {ckpt}" if ckpt is not None and ckpt.is_file() else ""
+            typer.echo(f"nestviz: interrupted{resume}", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return run
+
+
 for command in (predict, info, evaluate, metrics):
-    app.command(epilog=EXIT_CODES_HELP)(command)
+    app.command(name=command.__name__, epilog=EXIT_CODES_HELP)(interruptible(command))
 
 
 
@@ -92,7 +139,7 @@ class FolderArgs:
 def run_mode(a: FolderArgs) -> None:
     """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
     from .batch.discover import has_multiple_roots, parse_shard, shard as take_shard
-    from .batch.runner import RunOptions, check_writable
+    from .batch.runner import RunOptions
     from .draw import figure_format
     from .model.checkpoints import load_weights_identity
 
@@ -108,12 +155,7 @@ def run_mode(a: FolderArgs) -> None:
         part = parse_shard(a.shard) if a.shard else None
     except ValueError as e:
         fail(str(e))
-    try:  # creates nothing: OUT is made when the run starts, after every setup check
-        check_writable(a.out)
-    except NotADirectoryError as e:
-        fail(f"--out {a.out}: {e}")
-    except OSError as e:
-        fail(f"{a.out}: output folder is not writable ({e.strerror or e})")
+    check_out_folder(a.out)  # creates nothing: OUT is made when the run starts, after every setup check
     items, problems = find_inputs(a.inputs, exclude=[a.out])
     multi_root = has_multiple_roots(items)  # before sharding, so every shard names outputs alike
     if part is not None:
@@ -140,8 +182,14 @@ def run_mode(a: FolderArgs) -> None:
                       render=not a.no_render, save_maps=a.save_maps, overwrite=a.overwrite, batch_size=a.batch_size,
                       shard=part, multi_root=multi_root, fit=fit, tree=a.tree, full_size=a.full_size,
                       cam_kind=cam_kind, gradcat_score=gradcat_score)
+    from .reports import run_with_progress
+
     with sigterm_interrupts():
-        summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet)
+        summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet, ignore_sigint)
+    if summary.disk_full:  # the run stopped; what was written is valid and a re-run resumes
+        left = len(items) - summary.done - summary.failed - summary.skipped
+        fail(f"{summary.disk_full}; stopped with {left} images not done: free some space and run the same command "
+             "again to resume", EXIT_PARTIAL if summary.done + summary.failed else EXIT_USAGE)
     summary.failed += len(problems)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -171,41 +219,8 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
-    """What folder mode prints per image: its JSON (``--json``), else its classes with leaf and box (unless
-    ``quiet``); a failure's error line on stderr in every case."""
-    from .batch.runner import public_json
-
-    def on_record(record: dict) -> None:
-        if record.get("status") == "error":
-            typer.echo(f"nestviz: error: {public_json(record).get('error')}", err=True)
-        if json_out:
-            emit(public_json(record))
-        elif not quiet and record.get("status") != "error":
-            from .reports import image_lines
-
-            typer.echo("\n".join(image_lines(record)))
-
-    return on_record
-
-
-def run_with_progress(items, opts, load_model, weights_id, json_out, quiet):  # noqa: ANN001, ANN201
-    """Run folder mode with a progress bar and a closing summary on stderr (unless ``quiet``)."""
-    from .batch.runner import run_folder
-
-    on_record = on_record_printer(json_out, quiet)
-    if quiet:
-        return run_folder(items, opts, load_model, weights_id, on_record=on_record, worker_init=ignore_sigint)
-    from .reports import print_run_summary, progress_bar
-
-    with progress_bar(opts.mode, len(items)) as tick:
-        summary = run_folder(items, opts, load_model, weights_id, on_record=on_record, progress=tick,
-                             worker_init=ignore_sigint)
-    print_run_summary(summary, opts.out_dir)
-    return summary
-
-
 @app.command(epilog=EXIT_CODES_HELP)
+@interruptible
 def explain(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(TOP_K["explain"], "--top-k", "-k", min=1, help="Explain the k most probable classes."),
@@ -224,6 +239,7 @@ def explain(
     fit: str = FIT,
     tree: bool = TREE,
     full_size: bool = FULL_SIZE,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
     gradcat_score: str = GRADCAT_SCORE_OPT,
 ) -> None:
     """GradCAT: follow the NesT block tree from the root to the leaf block that drives each class."""
@@ -234,6 +250,7 @@ def explain(
 
 
 @app.command(epilog=EXIT_CODES_HELP)
+@interruptible
 def cam(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(TOP_K["cam"], "--top-k", "-k", min=1, help="Map the k most probable classes."),
@@ -253,6 +270,7 @@ def cam(
     quiet: bool = QUIET,
     fit: str = FIT,
     full_size: bool = FULL_SIZE,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
     cam_kind: str = CAM_KIND_OPT,
 ) -> None:
     """Class activation maps: a heatmap, a weakly-supervised box and the peak per class."""
@@ -263,6 +281,7 @@ def cam(
 
 
 @app.command(epilog=EXIT_CODES_HELP)
+@interruptible
 def annotate(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(TOP_K["annotate"], "--top-k", "-k", min=1, help="Explain and map the k most probable "
@@ -284,6 +303,7 @@ def annotate(
     fit: str = FIT,
     tree: bool = TREE,
     full_size: bool = FULL_SIZE,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
     cam_kind: str = CAM_KIND_OPT,
     gradcat_score: str = GRADCAT_SCORE_OPT,
 ) -> None:
@@ -294,13 +314,14 @@ def annotate(
                         fit=fit, tree=tree, full_size=full_size, cam_kind=cam_kind, gradcat_score=gradcat_score))
 
 
-app.command(epilog=EXIT_CODES_HELP)(train)
+app.command(name="train", epilog=EXIT_CODES_HELP)(interruptible(train, preload="nestviz.train.loop"))
 
 
 def main() -> None:
     """Console-script entry point: expected errors are one line; anything else is exit 1 without a traceback."""
     import os
 
+    hold_interrupts()  # until a command starts (interruptible): Ctrl-C while the command line is parsed is not lost
     try:
         app()
     except KeyboardInterrupt:
@@ -309,6 +330,6 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - the documented 'unexpected' exit code
         if os.environ.get("NESTVIZ_DEBUG"):
             raise
-        typer.echo(f"nestviz: unexpected error: {type(e).__name__}: {' '.join(str(e).split())} "
+        typer.echo(f"nestviz: unexpected error: {type(e).__name__}: {shown(' '.join(str(e).split()))} "
                    "(set NESTVIZ_DEBUG=1 for a traceback)", err=True)
         sys.exit(EXIT_UNEXPECTED)

@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from ._text import shown
 from .defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, FITS, GRADCAT_SCORE, GRADCAT_SCORES, PREDICT_FIT, THRESHOLD,
                        TOP_K, check_choice)
 
@@ -20,13 +21,13 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all done; 2 usage or setup error (bad option, no inputs found, invalid weights, "
-    "unavailable device); 3 some inputs failed while the rest were processed; 1 anything unexpected; "
-    "130 interrupted."
+    "unavailable device; a full disk before anything was written); 3 some inputs failed while the rest were "
+    "processed (or the disk filled up); 1 anything unexpected; 130 interrupted."
 )
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print one line to stderr and exit with ``code``: the only way commands report setup errors."""
-    typer.echo(f"nestviz: error: {message}", err=True)
+    typer.echo(f"nestviz: error: {shown(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -62,6 +63,17 @@ GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT
                                  "the child's gradient contribution to the logit), cam (the child's share of the class "
                                  "score in the --cam-kind map's exact split of it; no backward pass) or ablation (the drop in the class "
                                  "probability when the child is removed; slower).")
+def _set_max_pixels(value: Optional[int]) -> Optional[int]:
+    if value is not None:  # the environment carries it to the processes that decode and draw
+        from .images import set_max_pixels
+
+        set_max_pixels(value)
+    return value
+
+
+MAX_PIXELS = typer.Option(None, "--max-pixels", min=1, callback=_set_max_pixels, help="Refuse images of more pixels "
+                          "than this as possible decompression bombs (default: Pillow's 89478485); raise it for a "
+                          "trusted very large photo (also $NESTVIZ_MAX_PIXELS).")
 TREE = typer.Option(False, "--tree", help="Draw a tree diagram of the GradCAT path beside each panel.")
 FULL_SIZE = typer.Option(False, "--full-size", help="Full-size figures (JPEG quality 90); default: compact "
                          "(smaller panels, JPEG quality 80).")
@@ -85,6 +97,18 @@ def check_variant_options(cam_kind: str, gradcat_score: str) -> tuple[str, str]:
     """``--cam-kind`` and ``--gradcat-score`` as their choices, else a setup error."""
     return check_option("--cam-kind", cam_kind, CAM_KINDS), check_option("--gradcat-score", gradcat_score,
                                                                           GRADCAT_SCORES)
+
+
+def check_out_folder(out: Path, flag: str = "--out") -> None:
+    """Fail (exit 2) unless the folder ``out`` can be made and written: before any work, creating nothing."""
+    from ._files import check_writable
+
+    try:
+        check_writable(out)
+    except NotADirectoryError as e:
+        fail(f"{flag} {out}: {e}")
+    except OSError as e:
+        fail(f"{out}: output folder is not writable ({e.strerror or e})")
 
 
 def note_top_k(top_k: int, num_classes: int) -> None:
@@ -111,7 +135,7 @@ def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str, cam_
             fail(str(e))
     for w in caught:
         if issubclass(w.category, WeightsWarning):
-            typer.echo(f"nestviz: warning: {w.message}", err=True)
+            typer.echo(f"nestviz: warning: {shown(w.message)}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return nv
@@ -125,7 +149,7 @@ def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa:
     if not items:
         fail("no input images found" + (f" ({'; '.join(problems)})" if problems else ""))
     for p in problems:
-        typer.echo(f"nestviz: error: {p}", err=True)
+        typer.echo(f"nestviz: error: {shown(p)}", err=True)
     return items, problems
 
 
@@ -144,6 +168,7 @@ def predict(
     batch_size: int = BATCH,
     json_out: bool = JSON,
     fit: str = FIT_PREDICT,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Classify images: the top-k classes and their probabilities."""
     fit = check_fit_option(fit)
@@ -155,7 +180,7 @@ def predict(
         for r in nv.run(batch, "predict", top_k=top_k):
             failed += r.error is not None
             if r.error is not None and not json_out:
-                typer.echo(f"nestviz: error: {r.error}", err=True)
+                typer.echo(f"nestviz: error: {shown(r.error)}", err=True)
             elif json_out:
                 emit(r.to_json(with_outputs=False))
             else:
@@ -195,6 +220,7 @@ def evaluate(
                                           "'folder<TAB>label', or the ImageNet table 'index<TAB>wnid<TAB>name'."),
     json_out: bool = JSON,
     fit: str = FIT_PREDICT,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Top-1, top-5 and per-class accuracy on a class-per-folder dataset; class folders that match no
     model class are named and left out (exit code 3)."""
@@ -219,9 +245,9 @@ def evaluate(
 
         print_evaluation(report, data_dir)
     for f in report.failed:
-        typer.echo(f"nestviz: error: {f}", err=True)
+        typer.echo(f"nestviz: error: {shown(f)}", err=True)
     for folder, count in report.unmatched.items():
-        typer.echo(f"nestviz: error: {data_dir / folder}: matches no model class, not evaluated ({count} images)",
+        typer.echo(f"nestviz: error: {shown(data_dir / folder)}: matches no model class, not evaluated ({count} images)",
                    err=True)
     if report.failed or report.unmatched:
         raise typer.Exit(EXIT_PARTIAL)
@@ -293,4 +319,4 @@ def train(
     except ValueError as e:
         fail(str(e))
     acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
-    console.print(f"wrote {out} ({result.seconds / 60:.1f} min of training{acc})")
+    console.print(f"wrote {shown(out)} ({result.seconds / 60:.1f} min of training{acc})", markup=False, highlight=False)

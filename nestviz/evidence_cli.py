@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from ._text import shown
 from .commands import EXIT_PARTIAL, fail
 
 # (metric key, heading) in table order; every metric is a rate or a mean over the evidence-caused decisions
@@ -35,9 +36,9 @@ def evidence_command(inputs: list[Path], evidence: Path, nv: Any, batch_size: in
         fail(str(e))
     for s in skipped:
         if s["kind"] == "error":
-            typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
+            typer.echo(f"nestviz: {shown(s['image'])}: {shown(s['reason'])}", err=True)
     if not samples:
-        fail(f"no image under the inputs has an evidence box in {evidence}")
+        fail(f"no image under the inputs has an evidence box in {shown(evidence)}")
     if quiet or json_out:
         report = run_evidence(nv, samples, batch_size=batch_size, fit=fit)
     else:

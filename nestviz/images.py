@@ -1,12 +1,14 @@
 """Read any image Pillow can open as 8-bit RGB, with one readable error for any bad file.
 
 EXIF orientation is applied; grayscale, palette, RGBA/LA (composited on white), CMYK,
-16-bit and float images are converted. Pillow's decompression-bomb guard stays on.
+16-bit and float images are converted. Pillow's decompression-bomb guard stays on: an image of more than
+:func:`max_pixels` pixels is refused, and the error says how to raise the limit (``--max-pixels``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif",
     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".avif", ".heic", ".qoi",
 })
+
+
+MAX_PIXELS_ENV = "NESTVIZ_MAX_PIXELS"
 
 
 class ImageReadError(Exception):
@@ -45,13 +50,19 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            limit = max_pixels()
+            if limit > (Image.MAX_IMAGE_PIXELS or limit):  # Pillow's own guard (a global) must not refuse it either
+                Image.MAX_IMAGE_PIXELS = limit
             with Image.open(p) as im:
+                if im.width * im.height > limit > 0:
+                    raise ImageReadError(p, bomb_problem(im.width * im.height))
                 im.seek(0)  # first frame of animations
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 return to_rgb(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(p, f"refused as a possible decompression bomb ({e})") from None
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        raise ImageReadError(p, bomb_problem(int(m[1]) if m else None)) from None
     except UnidentifiedImageError:
         raise ImageReadError(p, "not an image Pillow can read") from None
     except PermissionError:
@@ -63,6 +74,27 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
         else:
             msg = f"corrupt image data ({msg})"
         raise ImageReadError(p, " ".join(msg.split())) from None
+
+
+def max_pixels() -> int:
+    """The most pixels an image may have before it is refused as a possible decompression bomb: ``$NESTVIZ_MAX_PIXELS``
+    (set by the commands' ``--max-pixels``), else Pillow's ``Image.MAX_IMAGE_PIXELS`` (by default about 89.5 million)."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else (Image.MAX_IMAGE_PIXELS or 0)
+
+
+def set_max_pixels(limit: int) -> None:
+    """Raise (or lower) the decompression-bomb limit for this process and the processes it starts."""
+    if limit < 1:
+        raise ValueError(f"the pixel limit must be at least 1, got {limit}")
+    os.environ[MAX_PIXELS_ENV] = str(int(limit))
+
+
+def bomb_problem(pixels: int | None) -> str:
+    """The refusal of an image of ``pixels`` as one line that says how to let a trusted image through."""
+    size = f"{pixels} pixels, " if pixels else ""
+    return (f"refused as a possible decompression bomb ({size}the limit is {max_pixels()}); if you trust it, "
+            f"raise the limit with --max-pixels {pixels or 'N'} (or ${MAX_PIXELS_ENV})")
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

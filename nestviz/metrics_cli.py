@@ -11,8 +11,9 @@ from typing import Any, Optional
 
 import typer
 
-from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
-                       WEIGHTS, check_fit_option, check_variant_options, fail, load_or_fail)
+from ._text import shown
+from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, MAX_PIXELS, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
+                       WEIGHTS, check_fit_option, check_out_folder, check_variant_options, fail, load_or_fail)
 
 # (metric key, heading, better) in table order; nested keys are joined with "."
 ROWS = (
@@ -51,6 +52,7 @@ def metrics(
     device: str = DEVICE,
     batch_size: int = BATCH,
     quiet: bool = QUIET,
+    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
     from .trust import METHODS, MetricsOptions
@@ -65,8 +67,8 @@ def metrics(
             fail(f"{given}: no such {what} file or folder")
     if boxes is not None and evidence is not None:
         fail("--boxes and --evidence are two protocols: give one")
-    if out is not None and out.exists() and not out.is_dir():
-        fail(f"{out}: --out names a file, not a folder")
+    if out is not None:
+        check_out_folder(out)
     opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
     nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
@@ -103,10 +105,10 @@ def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], op
     partial = [s for s in skipped if s["kind"] == "partial"]
     for s in skipped:
         if s["kind"] != "partial" or len(partial) <= 5:
-            typer.echo(f"nestviz: {s['image']}: {s['reason']}", err=True)
+            typer.echo(f"nestviz: {shown(s['image'])}: {shown(s['reason'])}", err=True)
     if len(partial) > 5:  # a box set for part of a folder: one line, not thousands
-        typer.echo(f"nestviz: {len(partial)} images have no box in {boxes}: faithfulness only "
-                   f"(e.g. {partial[0]['image']}); the JSON report lists them", err=True)
+        typer.echo(f"nestviz: {len(partial)} images have no box in {shown(boxes)}: faithfulness only "
+                   f"(e.g. {shown(partial[0]['image'])}); the JSON report lists them", err=True)
     if not samples:
         fail("no images of the model's classes found under the inputs")
     if quiet:

@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # torch loads with the first tensor made: planning a geometry
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# ``crop`` resizes the whole image before cropping only while the resized image is at most this many times the
+# input square (aspect ratios up to about 1:13); beyond, only the square is resampled, so that memory stays
+# bounded by the input size whatever the aspect ratio (a 40000 x 1 image would be 11.7 million x 292 pixels).
+MAX_RESIZED_AREA = 16
+MIN_CROP_PCT = 0.1  # timm's NesT checkpoints use 0.875; below this the view is a sliver (and the resize huge)
+
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
@@ -52,6 +58,15 @@ class Preprocessing:
             raise ValueError(f"unknown interpolation {self.interpolation!r}; known: {', '.join(_RESAMPLE)}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.crop_pct < MIN_CROP_PCT:
+            raise ValueError(f"crop_pct must be at least {MIN_CROP_PCT} (the model would see a sliver of the image), "
+                             f"got {self.crop_pct:g}")
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
+            raise ValueError(f"input_size must be a positive whole number of pixels, got {self.input_size!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(math.isfinite(v) for v in values) or (name == "std" and min(values) <= 0):
+                raise ValueError(f"{name} must be 3 finite numbers{' above 0' if name == 'std' else ''}, got {list(values)}")
 
     @property
     def resize_to(self) -> int:
@@ -140,12 +155,17 @@ def pad_colour(pre: Preprocessing) -> tuple[int, int, int]:
 def resize_and_crop(image: Image.Image, pre: Preprocessing, fit: str = PREDICT_FIT) -> tuple[np.ndarray, Geometry]:
     """An RGB PIL image -> the (S, S, 3) uint8 model input (not normalized) under ``fit``, and its :class:`Geometry`."""
     geo = plan_geometry(image.width, image.height, pre, fit)
-    resized = image.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
     if geo.fit == "pad":
+        resized = image.resize((geo.resized_width, geo.resized_height), _RESAMPLE[pre.interpolation])
         square = Image.new("RGB", (geo.size, geo.size), pad_colour(pre))
         square.paste(resized, (-geo.left, -geo.top))
         return np.asarray(square, dtype=np.uint8), geo
-    crop = resized.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size))
+    resample = _RESAMPLE[pre.interpolation]
+    if geo.resized_width * geo.resized_height <= MAX_RESIZED_AREA * geo.size ** 2:  # timm's transform, exactly
+        resized = image.resize((geo.resized_width, geo.resized_height), resample)
+        crop = resized.crop((geo.left, geo.top, geo.left + geo.size, geo.top + geo.size))
+    else:  # an extreme aspect ratio: resample only the square the model sees (the same filter, +-2 grey levels)
+        crop = image.resize((geo.size, geo.size), resample, box=geo.region())
     return np.asarray(crop, dtype=np.uint8), geo
 
 

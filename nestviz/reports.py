@@ -12,8 +12,15 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
+from ._text import shown
 from .results import ImageResult
+
+
+def _cell(value: Any) -> Text:
+    """A table cell that shows ``value`` as written: no Rich markup read, control characters escaped."""
+    return Text(shown(value))
 
 
 def print_predictions(results: list[ImageResult], title: str) -> None:
@@ -24,7 +31,7 @@ def print_predictions(results: list[ImageResult], title: str) -> None:
         table.add_column(col, **kw)
     for r in results:
         for p in r.predictions:
-            table.add_row(r.image if p.rank == 1 else "", str(p.rank), p.label, str(p.class_index),
+            table.add_row(_cell(r.image if p.rank == 1 else ""), str(p.rank), _cell(p.label), str(p.class_index),
                           f"{p.probability:.2%}", end_section=p.rank == len(r.predictions))
     Console().print(table)
 
@@ -36,14 +43,14 @@ def image_lines(record: dict[str, Any]) -> list[str]:
     def box(b: Any) -> str:
         return "[" + ", ".join(f"{v:.0f}" for v in b) + "]"
 
-    head = str(record.get("image"))
+    head = shown(record.get("image"))
     if record.get("true_label"):
-        head += f"  (true: {record['true_label']})"
+        head += f"  (true: {shown(record['true_label'])})"
     if record.get("status") == "skipped":
         head += "  (done earlier)"
     lines = [head]
     for p in record.get("predictions") or []:
-        bits = [f"  #{p.get('rank')} {p.get('label')} {100 * float(p.get('probability', 0)):.1f}%"]
+        bits = [f"  #{p.get('rank')} {shown(p.get('label'))} {100 * float(p.get('probability', 0)):.1f}%"]
         if p.get("path"):
             bits.append(f"leaf {box(p['path'][-1]['box'])}")
         if p.get("box"):
@@ -59,19 +66,19 @@ def print_card(rows: list[tuple[str, str]]) -> None:
     t = Table(show_header=False, title="nestviz model card")
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    for row in rows:
-        t.add_row(*row)
+    for field, text in rows:
+        t.add_row(_cell(field), _cell(text))
     Console().print(t)
 
 
 def print_evaluation(report: Any, data_dir: Path) -> None:
     """Accuracy per class, then the most confused pairs (an ``EvalReport``)."""
-    t = Table(title=f"{data_dir}: top-1 {report.top1:.2%}, top-5 {report.top5:.2%} ({report.images} images)")
+    t = Table(title=Text(f"{shown(data_dir)}: top-1 {report.top1:.2%}, top-5 {report.top5:.2%} ({report.images} images)"))
     t.add_column("class")
     t.add_column("images", justify="right")
     t.add_column("top-1", justify="right")
     for label, d in report.per_class.items():
-        t.add_row(label, str(d["images"]), f"{d['top1']:.2%}")
+        t.add_row(_cell(label), str(d["images"]), f"{d['top1']:.2%}")
     Console().print(t)
     if report.confusions:
         c = Table(title="most confused (true -> predicted)")
@@ -79,7 +86,7 @@ def print_evaluation(report: Any, data_dir: Path) -> None:
         c.add_column("predicted")
         c.add_column("images", justify="right")
         for d in report.confusions:
-            c.add_row(d["true"], d["predicted"], str(d["images"]))
+            c.add_row(_cell(d["true"]), _cell(d["predicted"]), str(d["images"]))
         Console().print(c)
 
 
@@ -114,6 +121,39 @@ def print_run_summary(summary: Any, out_dir: Path) -> None:
               f"{summary.images_per_s:.2f}")
     console.print(t)
     for f in summary.failures[:20]:
-        console.print(f"failed: {f}", markup=False, highlight=False, soft_wrap=True)  # one line each, whole
-    console.print(f"outputs in {out_dir}/ (gallery: {out_dir / 'index.html'})", markup=False, highlight=False,
+        console.print(f"failed: {shown(f)}", markup=False, highlight=False, soft_wrap=True)  # one line each, whole
+    console.print(f"outputs in {shown(out_dir)}/ (gallery: {shown(out_dir / 'index.html')})", markup=False, highlight=False,
                   soft_wrap=True)
+
+
+def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
+    """What folder mode prints per image: its JSON (``--json``), else its classes with leaf and box (unless
+    ``quiet``); a failure's error line on stderr in every case."""
+    import typer
+
+    from .batch.outputs import dumps, public_json
+
+    def on_record(record: dict) -> None:
+        if record.get("status") == "error":
+            typer.echo(f"nestviz: error: {shown(public_json(record).get('error'))}", err=True)
+        if json_out:
+            typer.echo(dumps(public_json(record)))
+        elif not quiet and record.get("status") != "error":
+            typer.echo("\n".join(image_lines(record)))
+
+    return on_record
+
+
+def run_with_progress(items, opts, load_model, weights_id, json_out, quiet, worker_init=None):  # noqa: ANN001, ANN201
+    """Run folder mode with a progress bar and a closing summary on stderr (unless ``quiet``); ``worker_init``
+    runs first in each figure-drawing process (the CLI's makes them leave Ctrl-C to the main process)."""
+    from .batch.runner import run_folder
+
+    on_record = on_record_printer(json_out, quiet)
+    if quiet:
+        return run_folder(items, opts, load_model, weights_id, on_record=on_record, worker_init=worker_init)
+    with progress_bar(opts.mode, len(items)) as tick:
+        summary = run_folder(items, opts, load_model, weights_id, on_record=on_record, progress=tick,
+                             worker_init=worker_init)
+    print_run_summary(summary, opts.out_dir)
+    return summary

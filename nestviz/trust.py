@@ -99,8 +99,8 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
     out = []
     for i in range(len(x)):
         rng = np.random.default_rng([opts.seed, zlib.crc32(names[i].encode())])  # per image: batching changes nothing
-        rec = ImageScores(names[i], int(classes[i]), labels[i], float(probs[i, classes[i]]),
-                          bool(probs[i].argmax() == classes[i]))
+        c = int(classes[i])  # classes may be on the model's device, probs are on the CPU
+        rec = ImageScores(names[i], c, labels[i], float(probs[i, c]), bool(int(probs[i].argmax()) == c))
         leaves = {"cam": None, "gradcat": leaf_order(trees[i], cfg),
                   "occlusion": np.argsort(-drops[0][i].ravel(), kind="stable"),
                   "random": None}

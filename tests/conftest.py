@@ -81,3 +81,22 @@ def write_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, fmt
 def images(tmp_path: Path) -> list[Path]:
     """Three small valid images of different sizes."""
     return [write_image(tmp_path / "in" / f"img{i}.png", (40 + 8 * i, 32 + 4 * i), seed=i) for i in range(3)]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="Device for the tests that take one (tests/test_on_device.py): "
+                     "cpu (default: those tests are skipped), cuda, cuda:N or mps.")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> str:
+    """The accelerator named by ``--device``; tests that take it compare it with the CPU (skipped on the CPU)."""
+    name = request.config.getoption("--device")
+    if name == "cpu":
+        pytest.skip("compares an accelerator with the CPU: run with --device cuda (benchmarks/gpu_check.sh)")
+    from nestviz.devices import resolve_device
+
+    try:
+        return str(resolve_device(name))
+    except ValueError as e:
+        pytest.skip(str(e))

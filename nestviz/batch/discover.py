@@ -3,8 +3,8 @@
 Folders are walked recursively in sorted order. A file inside a folder is an input when its
 extension is an image one (any case) or, with no or an unknown extension, its first bytes are;
 hidden files and folders are skipped, symlinked folders are followed once (loops are cut),
-and the output folder is never entered, nor any folder below an input that holds a nestviz
-manifest (another run's outputs: figures are not inputs). A file named on the command line is always an input:
+and the output folder is never entered, nor any folder that holds a nestviz manifest (another
+run's outputs: figures are not inputs); either one given as an input is a problem naming it. A file named on the command line is always an input:
 if it is not an image, the runner reports it as a failed one.
 
 Outputs mirror the input tree: ``OUT/<rel without suffix>``, under one folder per input root
@@ -63,6 +63,8 @@ def discover(inputs: Sequence[str | os.PathLike[str]],
 
     def walk(folder: Path, rel: Path, root: Path) -> None:
         real = os.path.realpath(folder)
+        if real in excluded and folder == root:
+            problems.append(f"{folder}: is the output folder (--out), not an input")
         if real in seen_dirs or real in excluded:
             return
         seen_dirs.add(real)
@@ -72,8 +74,10 @@ def discover(inputs: Sequence[str | os.PathLike[str]],
         except OSError as e:
             problems.append(f"{folder}: cannot read folder ({e.strerror or e})")
             return
-        if folder != root and any(e.name == MANIFEST or PART.fullmatch(e.name) for e in entries):
-            return  # nestviz's own output folder
+        if any(e.name == MANIFEST or PART.fullmatch(e.name) for e in entries):  # nestviz's own output folder
+            if folder == root:
+                problems.append(f"{folder}: a nestviz output folder (it holds a manifest): its figures are not inputs")
+            return
         for entry in entries:
             if entry.name.startswith("."):
                 continue

@@ -336,7 +336,7 @@ def _text(value: Any) -> str:
 
 def _url(relative: str) -> str:
     """A relative URL for a path under OUT, percent-encoded (not HTML-escaped: the page sets it through the DOM)."""
-    return quote(relative.replace(os.sep, "/"))
+    return quote(os.fsencode(relative.replace(os.sep, "/")))  # the bytes of a name that is not UTF-8, as %XX
 
 
 __all__ = ["write_gallery", "gallery_data", "gallery_html", "data_script", "existing_outputs", "merge_predictions",

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write_bytes
+from .._files import atomic_write_bytes, is_disk_full
+from .._text import json_text
 
 try:
     import fcntl
@@ -54,16 +55,27 @@ class ManifestWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._file = _open_shared(self.path)
-        if self._file.tell() > 0 and not _ends_with_newline(self.path):
-            self._file.write(b"\n")  # end a line torn by a crash, so it does not swallow the next record
+        try:
+            if self._file.tell() > 0 and not _ends_with_newline(self.path):
+                self._file.write(b"\n")  # end a line torn by a crash, so it does not swallow the next record
+        except OSError:
+            self._file.close()
+            raise
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` (plus the current ``time``) as one line and push it to disk."""
-        line = json.dumps({**record, "time": round(time.time(), 3)}, ensure_ascii=False) + "\n"
-        self._file.write(line.encode())
-        self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
+        line = memoryview((json_text({**record, "time": round(time.time(), 3)}) + "\n").encode())  # any name
+        fd = self._file.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            while line:  # unbuffered: a short write (a full disk) is seen here, not at close
+                line = line[self._file.write(line):]
+            if self.fsync:
+                os.fsync(fd)
+        except OSError:
+            if os.fstat(fd).st_size > start:
+                os.ftruncate(fd, start)  # no torn line: the file stays as it was before this record
+            raise
 
     def close(self) -> None:
         """Compact the file unless another run still writes it (that run compacts it when it ends), then close it."""
@@ -73,6 +85,9 @@ class ManifestWriter:
             compact(self.path)
         except BlockingIOError:
             pass
+        except OSError as e:  # no room to compact: the appended lines stand, valid
+            if not is_disk_full(e):
+                raise
         finally:
             self._file.close()
 
@@ -87,7 +102,7 @@ def _open_shared(path: Path):  # noqa: ANN202 - a binary file
     """``path`` opened to append, with a shared lock on the file that is ``path`` now (a compaction that
     replaced it while we waited means opening the new one)."""
     while True:
-        f = open(path, "ab")  # noqa: SIM115 - held open for the run, closed by ManifestWriter.close()
+        f = open(path, "ab", buffering=0)  # noqa: SIM115 - held open for the run, closed by ManifestWriter.close()
         if fcntl is None:
             return f
         fcntl.flock(f, fcntl.LOCK_SH)
@@ -171,7 +186,7 @@ def compact(path: Path) -> None:
     records = read_records(path)
     keep = {id(r) for r in _current(records).values()}
     records = [r for r in records if id(r) in keep]
-    atomic_write_bytes(path, b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records))
+    atomic_write_bytes(path, b"".join(json_text(r).encode() + b"\n" for r in records))
 
 
 def is_done(record: dict[str, Any] | None, key: str, out_dir: Path) -> bool:

@@ -4,14 +4,14 @@ CAM maps), and its JSON for ``--json``. Drawing happens in ``render_outputs``, i
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_bytes
+from .._files import atomic_write_bytes, fit_name
+from .._text import json_text
 from ..defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, THRESHOLD, TOP_K
 from ..results import ImageResult
 from .discover import InputItem, output_stem
@@ -85,14 +85,16 @@ def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
     """
     stem = output_stem(item, opts.out_dir, opts.multi_root)
     names, tags = FIGURES[opts.mode], opts.tags()
-    files: dict[str, Path] = {}
+    suffixes: dict[str, str] = {}
     if opts.render:
         for kind, name in names.items():
-            files[kind] = stem.with_name(f"{stem.name}.{name}{tags}.{opts.fmt}")
-        files["thumb"] = stem.with_name(stem.name + THUMB_SUFFIX)
+            suffixes[kind] = f".{name}{tags}.{opts.fmt}"
+        suffixes["thumb"] = THUMB_SUFFIX
     if opts.save_maps and "cam" in names:
-        files["maps"] = stem.with_name(f"{stem.name}.{names['cam']}{tags}.npz")
-    return files
+        suffixes["maps"] = f".{names['cam']}{tags}.npz"
+    # a name too long for the file system with its suffixes is cut, with a hash of the whole name (see fit_name)
+    base = fit_name(stem.name, max((len(s.encode()) for s in suffixes.values()), default=0))
+    return {kind: stem.with_name(base + suffix) for kind, suffix in suffixes.items()}
 
 
 def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], fmt: str,
@@ -139,7 +141,7 @@ def public_json(record: dict[str, Any]) -> dict[str, Any]:
 
 def dumps(record: dict[str, Any]) -> str:
     """One JSON Lines line."""
-    return json.dumps(record, ensure_ascii=False)
+    return json_text(record)
 
 
 __all__ = ["FIGURES", "THUMB_SUFFIX", "RunOptions", "planned_outputs", "render_outputs", "save_maps", "public_json",

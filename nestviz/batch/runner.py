@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from .._files import check_writable, disk_full_text, is_disk_full
 from ..defaults import EXPLAIN_FIT
 from ..results import ImageResult, error_json
 from .discover import InputItem
@@ -44,6 +46,7 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     failures: list[str] = field(default_factory=list)
+    disk_full: str | None = None  # the run stopped: OUT's disk is full (this says which)
 
     @property
     def images_per_s(self) -> float:
@@ -53,22 +56,6 @@ class RunSummary:
         return {"done": self.done, "failed": self.failed, "skipped": self.skipped,
                 "seconds": round(self.seconds, 2), "images_per_s": round(self.images_per_s, 2),
                 "interrupted": self.interrupted}
-
-
-def check_writable(out_dir: Path) -> None:
-    """Prove that ``out_dir`` can be made and written, creating nothing: a probe file is written (and removed)
-    in it or, if it does not exist yet, in its nearest existing parent. OSError (with its reason) if not;
-    NotADirectoryError if ``out_dir`` or a parent is a file."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir} is a file, not a folder")
-    base = out_dir
-    while not base.exists():
-        base = base.parent
-    if not base.is_dir():
-        raise NotADirectoryError(f"{base} is a file, not a folder")
-    probe = base / f".nestviz-write-test-{os.getpid()}"
-    probe.write_bytes(b"")
-    probe.unlink()
 
 
 def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[], Explainer], weights_id: str, *,
@@ -93,22 +80,30 @@ class _FolderRun:
         self.key = options_key(opts.key_fields(weights_id))
         self.summary = RunSummary()
         self.inflight: deque[tuple[Future, dict[str, Any]]] = deque()
+        self.thumbs: dict[str, frozenset] = {}  # image -> the other commands' records its thumbnail was drawn with
 
     def run(self, load_model: Callable[[], Explainer], worker_init: Callable[[], None] | None) -> RunSummary:
         t0 = time.perf_counter()
         todo = self.skip_finished()
         model = load_model() if todo else None  # a setup error here leaves OUT as it was (or absent)
-        self.writer = ManifestWriter(self.opts.out_dir, self.opts.shard)
+        try:
+            self.writer = ManifestWriter(self.opts.out_dir, self.opts.shard)
+        except OSError as e:
+            self.stop_for_full_disk(e)
+            return self.summary
         pool: ProcessPoolExecutor | None = None
         try:
             if model is not None:
                 if self.opts.render and len(todo) > 2 and self.opts.render_workers > 0:
                     pool = ProcessPoolExecutor(self.opts.render_workers, mp_context=multiprocessing.get_context("spawn"),
-                                               initializer=worker_init)
+                                               initializer=start_worker, initargs=(os.getpid(), worker_init))
                 self.process(todo, model, pool)
             self.drain(0)
         except KeyboardInterrupt:
             self.summary.interrupted = True
+            self.recover()
+        except OSError as e:
+            self.stop_for_full_disk(e)
             self.recover()
         finally:
             if pool is not None:
@@ -116,10 +111,39 @@ class _FolderRun:
             self.writer.close()
         self.summary.seconds = time.perf_counter() - t0
         records = merge_records(self.opts.out_dir)
+        self.redraw_stale_thumbnails(records)
         commands = sorted({r["command"] for r in records if isinstance(r.get("command"), str)} | {self.opts.mode})
-        write_gallery(self.opts.out_dir, records, title="nestviz " + ", ".join(commands),
-                      summary=self.summary.to_dict())
+        try:
+            write_gallery(self.opts.out_dir, records, title="nestviz " + ", ".join(commands),
+                          summary=self.summary.to_dict())
+        except OSError as e:
+            self.stop_for_full_disk(e)
         return self.summary
+
+    def redraw_stale_thumbnails(self, records: list[dict[str, Any]]) -> None:
+        """Another command that wrote OUT while this one ran: the thumbnails drawn before its records came lack its
+        marks. Draw those again from every command's current record (the last run to end leaves all complete)."""
+        current: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            if r.get("status") == "ok":
+                current.setdefault(r["image"], []).append(r)
+        for image, drawn_with in self.thumbs.items():
+            recs = current.get(image, [])
+            own = next((r for r in recs if r.get("command") == self.opts.mode and r.get("key") == self.key), None)
+            others = [r for r in recs if r.get("command") != self.opts.mode]
+            if own is None or not isinstance(own.get("thumbnail"), str) or _versions(others) == drawn_with:
+                continue
+            try:
+                render_outputs(image, None, {"thumb": str(self.opts.out_dir / own["thumbnail"])}, self.opts.fmt, None,
+                               self.thumb_record(own, others))
+            except Exception:  # noqa: BLE001, S110 - the thumbnail stays as it was drawn: a picture, not a result
+                pass
+
+    def stop_for_full_disk(self, e: OSError) -> None:
+        """Record that OUT's disk is full (the run stops; what was written stays valid); other errors go on up."""
+        if not is_disk_full(e):
+            raise e
+        self.summary.disk_full = self.summary.disk_full or disk_full_text(self.opts.out_dir)
 
     def skip_finished(self) -> list[InputItem]:
         """The items still to do; those an earlier run of this command finished with the same options are
@@ -160,14 +184,19 @@ class _FolderRun:
                 files = planned_outputs(item, opts)
                 rel = {k: str(p.relative_to(opts.out_dir)) for k, p in files.items()}
                 r.outputs = [v for k, v in rel.items() if k != "thumb"]
-                if "maps" in files:
-                    save_maps(r, files["maps"])
                 record = self.record(r, rel.get("thumb"))
+                if "thumb" in files:
+                    self.thumbs[r.image] = _versions(self.by_image.get(r.image, []))
                 figs = {k: str(p) for k, p in files.items() if k != "maps"}
                 args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record))
-                if figs and pool is None:
-                    render_outputs(*args)
-                if not figs or pool is None:
+                try:
+                    if "maps" in files:
+                        save_maps(r, files["maps"])
+                    if figs and pool is None:
+                        render_outputs(*args)
+                except Exception as e:  # noqa: BLE001 - that image's error; a full disk stops the run (run())
+                    record = self.failed(record, e, "writing its outputs failed")
+                if not figs or pool is None or record["status"] == "error":
                     self.finish(record)
                 else:
                     self.inflight.append((pool.submit(render_outputs, *args), record))
@@ -190,11 +219,12 @@ class _FolderRun:
             rec["earlier_outputs"] = list(dict.fromkeys(kept))
         return rec
 
-    def thumb_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def thumb_record(self, record: dict[str, Any], others: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """What the image's thumbnail shows: its predictions merged over every command's current record
         (the GradCAT path of explain, the CAM box of cam), this one's first."""
+        others = self.by_image.get(record["image"], []) if others is None else others
         return {"width": record["width"], "height": record["height"],
-                "predictions": merge_predictions([record, *self.by_image.get(record["image"], [])])}
+                "predictions": merge_predictions([record, *others])}
 
     def finish(self, record: dict[str, Any]) -> None:
         """Record one finished image: manifest line, counts, --json, progress."""
@@ -217,11 +247,22 @@ class _FolderRun:
             fut, record = self.inflight[0]  # popped only once finished: an interrupt here keeps it for recover()
             try:
                 fut.result()
-            except Exception as e:  # a figure that failed to render is that image's error
-                record = {**error_json(record["image"], f"{record['image']}: rendering failed: {e}"),
-                          "command": self.opts.mode, "status": "error", "key": self.key}
+            except Exception as e:  # noqa: BLE001 - a figure that failed to render is that image's error
+                record = self.failed(record, e, "rendering failed")
             self.inflight.popleft()
             self.finish(record)
+
+    def failed(self, record: dict[str, Any], e: Exception, what: str) -> dict[str, Any]:
+        """The error record of an image whose outputs could not be written; a full disk is no image's error: it
+        stops the run (re-raised). The text names OUT's files as the run does (no absolute path of this machine)."""
+        if is_disk_full(e):
+            raise e
+        text = " ".join(str(e).split())
+        out = str(self.opts.out_dir)
+        for absolute in dict.fromkeys((os.path.abspath(out), os.path.realpath(out))):
+            text = text.replace(absolute + os.sep, "" if out == "." else out.rstrip(os.sep) + os.sep)
+        return {**error_json(record["image"], f"{record['image']}: {what}: {text}"), "command": self.opts.mode,
+                "status": "error", "key": self.key}
 
     def recover(self) -> None:
         """After an interrupt: cancel the figures not started, let those being drawn land (atomically)."""
@@ -235,6 +276,34 @@ class _FolderRun:
                 except BaseException:  # noqa: BLE001 - interrupted anyway
                     pass
         self.inflight.clear()
+
+
+def _versions(records: list[dict[str, Any]]) -> frozenset:
+    """Which records (command, time) a thumbnail was drawn with."""
+    return frozenset((r.get("command"), r.get("time")) for r in records)
+
+
+def start_worker(parent: int, init: Callable[[], None] | None = None) -> None:
+    """First thing in each figure worker: end with the main process, even one killed with SIGKILL (Linux: the kernel
+    kills the worker; elsewhere a thread watches the parent), then ``init``."""
+    try:
+        import ctypes
+
+        watched = ctypes.CDLL(None, use_errno=True).prctl(1, 9) == 0  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        watched = False
+    if os.getppid() != parent:  # it died before that
+        os._exit(1)
+    if not watched:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="nestviz-parent-watch").start()
+    if init is not None:
+        init()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class _FolderLabels:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .._text import shown
 from ..results import Box, ClassExplanation, ImageResult, PathNode
 from .style import DIM, HEADER_PT, PT, SCORE_PT, TITLE_PT
 
@@ -169,7 +170,8 @@ def title_text(pred: ClassExplanation, width_px: float) -> str:
     """'#rank label p%' (rank among all classes), the label cut with an ellipsis so the title fits ``width_px``."""
     prefix, suffix = f"#{pred.rank} ", f" {pred.probability * 100:.1f}%"
     room = max(4, int(width_px / PT / (TITLE_PT * 0.6)) - len(prefix) - len(suffix))
-    label = pred.label if len(pred.label) <= room else pred.label[: room - 1].rstrip() + "\u2026"
+    label = shown(pred.label)  # a label or file name is drawn as written, control characters escaped
+    label = label if len(label) <= room else label[: room - 1].rstrip() + "\u2026"
     return f"{prefix}{label}{suffix}"
 
 
@@ -187,11 +189,11 @@ def header_line_y(top: int, i: int) -> int:
 def header_lines(result: ImageResult, kind: str, width_px: float) -> list[str]:
     """The figure's two header lines: file name, true label, the model's top class and fit; the legend."""
     name = result.image.replace("\\", "/").rsplit("/", 1)[-1]
-    bits = [name]
+    bits = [shown(name)]
     if result.true_label:
-        bits.append(f"true: {result.true_label}")
+        bits.append(f"true: {shown(result.true_label)}")
     if result.top is not None:
-        bits.append(f"model's top class: {result.top.heading}")
+        bits.append(f"model's top class: {shown(result.top.heading)}")
     bits.append(f"fit: {result.fit}")
     return [fit_text("  \u00b7  ".join(bits), width_px, HEADER_PT), fit_text(LEGENDS[kind], width_px, HEADER_PT - 1)]
 

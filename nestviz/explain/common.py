@@ -47,4 +47,10 @@ def select_classes(logits: Tensor, top_k: int, classes: Sequence[int] | Tensor |
     return chosen
 
 
-__all__ = ["Box", "explaining", "select_classes"]
+def finite_rows(*batches: Tensor | None) -> list[bool]:
+    """Per image (the first dimension of each batch): whether all its values are finite (None batches are skipped)."""
+    rows = [torch.isfinite(b.flatten(1)).all(dim=1) for b in batches if b is not None]
+    return torch.stack(rows).all(dim=0).tolist()
+
+
+__all__ = ["Box", "explaining", "finite_rows", "select_classes"]

@@ -72,7 +72,9 @@ class ModelBundle:
 def bundle_from_model(model: nn.Module, class_names: list[str] | None = None,
                       preprocessing: Preprocessing | None = None, arch: str | None = None) -> ModelBundle:
     """A bundle around a model object: a nestviz ``Nest`` as it is, any other NesT (timm's) through its state dict."""
-    if not isinstance(model, Nest):
+    if isinstance(model, Nest):
+        check_finite(f"<{type(model).__name__}>", model.state_dict())
+    else:
         tensors = {k: v.detach() for k, v in model.state_dict().items()}
         timm_cfg = getattr(model, "pretrained_cfg", None)  # a timm model knows its name: nest_tiny_jx
         hub = {"architecture": timm_cfg.get("architecture")} if isinstance(timm_cfg, dict) else {}
@@ -140,9 +142,10 @@ def config_from_names(file: Path, tensors: dict[str, Tensor], arch: str | None, 
 
 
 def build_and_load(path: Path, cfg: NestConfig, tensors: dict[str, Tensor]) -> Nest:
-    """Instantiate ``cfg`` and load ``tensors`` strictly, summarizing any mismatch in one line."""
-    model = Nest(cfg)
-    expected = model.state_dict()
+    """Instantiate ``cfg`` and load ``tensors`` strictly, summarizing any mismatch in one line; tensors with NaN or
+    infinite values are refused, naming the first."""
+    with torch.device("meta"):  # shapes first, no memory: a config that asks for gigabytes is a mismatch, not an OOM
+        expected = Nest(cfg).state_dict()
     missing = [k for k in expected if k not in tensors]
     unexpected = sorted(k for k in tensors if k not in expected)
     conflicts = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
@@ -150,8 +153,19 @@ def build_and_load(path: Path, cfg: NestConfig, tensors: dict[str, Tensor]) -> N
     if missing or unexpected or conflicts:
         summary = summarize_mismatch(missing, unexpected, conflicts)
         raise WeightsError(path, f"does not match the architecture: {summary}")
-    model.load_state_dict({k: tensors[k].to(torch.float32) for k in expected}, strict=True)
+    state = {k: tensors[k].to(torch.float32) for k in expected}
+    check_finite(path, state)
+    model = Nest(cfg)
+    model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def check_finite(path: Path | str, state: dict[str, Tensor]) -> None:
+    """WeightsError naming the first floating-point tensor of ``state`` with NaN or infinite values."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            raise WeightsError(path, f"tensor {name} has non-finite values ({nan} NaN, {inf} infinite of {t.numel()})")
 
 
 def summarize_mismatch(missing: list[str], unexpected: list[str], conflicts: list[str], shown: int = 3) -> str:
@@ -164,5 +178,5 @@ def summarize_mismatch(missing: list[str], unexpected: list[str], conflicts: lis
     return "; ".join(parts)
 
 
-__all__ = ["WeightsError", "WeightsWarning", "config_from_names", "ModelBundle", "bundle_from_model", "bundle_from_state_dict", "build_and_load",
+__all__ = ["check_finite", "WeightsError", "WeightsWarning", "config_from_names", "ModelBundle", "bundle_from_model", "bundle_from_state_dict", "build_and_load",
            "summarize_mismatch"]

@@ -108,6 +108,9 @@ def load_nestviz_file(path: Path, tensors: dict[str, Tensor], meta: dict[str, st
         provenance = json.loads(meta.get("provenance", "{}"))
     except (KeyError, ValueError, TypeError) as e:
         raise WeightsError(path, f"invalid nestviz metadata ({e})") from None
+    if pre.input_size != cfg.img_size:  # the model takes its img_size only: another input size is a bad file
+        raise WeightsError(path, f"invalid nestviz metadata (preprocessing input_size {pre.input_size} is not the "
+                                 f"model's img_size {cfg.img_size})")
     model = build_and_load(path, cfg, tensors)
     if len(class_names) != cfg.num_classes:
         class_names = default_class_names(cfg.num_classes)

@@ -138,7 +138,7 @@ class Nest(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = PatchEmbed(cfg.img_size, cfg.in_chans, cfg.embed_dims[0], cfg.patch_size)
-        dprs = torch.linspace(0, drop_path_rate, sum(cfg.depths)).split(list(cfg.depths))
+        dprs = torch.linspace(0, drop_path_rate, sum(cfg.depths), device="cpu").split(list(cfg.depths))
         levels, prev = [], None
         for i in range(cfg.num_levels):
             levels.append(NestLevel(

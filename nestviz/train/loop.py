@@ -30,7 +30,7 @@ from ..preprocess import Preprocessing, normalize
 from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip, region_weights
 from .locality import locality_loss
 from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
-from .record import check_writable, environment, paths_record, wnid_label_names
+from .record import check_cache_dir, check_writable, environment, paths_record, wnid_label_names
 
 
 @dataclass
@@ -299,6 +299,7 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
     out, device = Path(out), device or torch.device("cpu")
     check_writable(out)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_cache_dir(cache)
     ds = scan_class_folders(train_dir)
     names = read_label_names(labels_file) if labels_file else wnid_label_names(ds.classes)
     cfg = cfg.with_(num_classes=len(ds.classes))

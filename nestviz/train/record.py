@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .._files import check_writable as check_folder
 from ..model.classes import imagenet_class_names, imagenet_wnids
 
 
@@ -26,6 +27,15 @@ def check_writable(out: Path) -> None:
             pass
     except OSError as e:
         raise ValueError(f"{out}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def check_cache_dir(cache_dir: Path) -> None:
+    """ValueError (one line) unless the decoded-image cache folder can be made and written: checked before any work."""
+    try:
+        check_folder(cache_dir)
+    except OSError as e:
+        raise ValueError(f"{cache_dir}: the decoded-image cache folder (--cache-dir) is not writable "
+                         f"({e.strerror or e})") from None
 
 
 def wnid_label_names(classes: list[str]) -> dict[str, str]:
@@ -85,5 +95,5 @@ def environment(device: torch.device) -> dict[str, str]:
             "torch": torch.__version__}
 
 
-__all__ = ["check_writable", "wnid_label_names", "data_base", "portable", "portable_command", "paths_record",
+__all__ = ["check_writable", "check_cache_dir", "wnid_label_names", "data_base", "portable", "portable_command", "paths_record",
            "environment"]
