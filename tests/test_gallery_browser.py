@@ -71,7 +71,8 @@ class Gallery:
         self.page.wait_for_function("document.documentElement.dataset.ready === '1'", timeout=20_000)
 
     def count(self) -> int:
-        self.page.wait_for_timeout(250)  # typing is debounced
+        """The number of cards shown, once no debounced filter input is pending."""
+        self.page.wait_for_function("document.getElementById('count').dataset.pending !== '1'")
         return int(self.page.get_attribute("#count", "data-count"))
 
     def hash(self) -> str:
@@ -87,7 +88,16 @@ class Gallery:
         self.page.select_option("#f-sort", key)
         if direction is not None:
             self.page.select_option("#f-dir", direction)
-        self.page.wait_for_timeout(100)
+        self.settled()
+
+    def settled(self) -> None:
+        """Wait until the grid is drawn for the current state (a scroll queues a draw for the next frame)."""
+        self.page.wait_for_function("document.getElementById('grid').dataset.drawQueued !== '1'")
+
+    def photo_loaded(self) -> None:
+        """Wait until the detail view's photo (under the heatmap) is decoded: screenshots show it."""
+        self.page.wait_for_function("Array.from(document.querySelectorAll('#d-body .stage img'))"
+                                    ".every(i => i.complete && i.naturalWidth > 0)")
 
     def shot(self, name: str) -> Path:
         path = self.tmp_path / f"{name}.png"
@@ -130,7 +140,8 @@ def test_synthetic_loads_and_filters_change_the_count(browser: Any, synthetic: t
     failed = sum(it["status"] == "error" for it in items)
     assert g.count() == failed > 0
     page.focus("#grid")
-    page.wait_for_timeout(100)
+    page.wait_for_selector("#grid .card.active")
+    g.settled()
     assert page.locator("#grid .card.failed").count() == min(failed, page.locator("#grid .card").count()) > 0
     g.shot("failures")
     g.close()
@@ -158,8 +169,7 @@ def test_sorting_orders_the_cards(browser: Any, synthetic: tuple[Path, list[dict
     g.sort("agree")
     assert by_id[g.cards()[0]["id"]]["agree"] is False  # ascending: disagreements first
     page.keyboard.press("End")  # the last card is rendered and active after End
-    page.wait_for_timeout(100)
-    assert page.locator("#grid .card.active").get_attribute("aria-posinset") == str(len(items))
+    sync_api.expect(page.locator("#grid .card.active")).to_have_attribute("aria-posinset", str(len(items)))
     g.shot("end-of-grid")
     g.close()
 
@@ -230,7 +240,7 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     assert page.locator("table.path tbody tr").count() == levels
     assert page.locator(".classes .cls").count() == len(chelsea["predictions"])
     assert page.locator(".links a").count() == 2
-    page.wait_for_timeout(300)  # the photo under the heatmap
+    g.photo_loaded()
     g.shot("detail")
 
     pixels = "(() => { const c = document.getElementById('cam-canvas'); const d = c.getContext('2d')" \
@@ -241,11 +251,11 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     page.focus("#opacity")
     for _ in range(30):
         page.keyboard.press("ArrowRight")
-    assert page.evaluate(pixels) != before
+    page.wait_for_function(f"{pixels} !== {before}")
     page.focus("#threshold")
     for _ in range(60):
         page.keyboard.press("ArrowRight")
-    assert "Threshold 0.80" in page.inner_text("#cam-readout")
+    sync_api.expect(page.locator("#cam-readout")).to_contain_text("Threshold 0.80")
     box2 = [float(v) for v in page.get_attribute("#cam-box", "data-box").split(",")]
     # nestviz.cam.localize(cam_map, 224, 0.8) gives (191, 74, 224, 138) in the 224 x 224 input: the same box
     x0, y0, x1, y1 = top["cam_region"]
@@ -258,14 +268,16 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     # arrows move through the list (not while a slider has focus), Escape closes
     page.focus("#d-close")
     page.keyboard.press("ArrowRight")
-    assert page.inner_text("#d-title") == "coffee.jpg"
+    sync_api.expect(page.locator("#d-title")).to_have_text("coffee.jpg")
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
-    assert page.inner_text("#d-title") == "broken.jpg"
+    sync_api.expect(page.locator("#d-title")).to_have_text("broken.jpg")
     assert "cannot identify image file" in page.inner_text("#d-body .errbox")
     g.shot("detail-failure")
     page.keyboard.press("Escape")
     page.wait_for_function("!document.getElementById('detail').open")
+    # the dialog's close event (which writes the URL) is queued after the dialog closes: wait for its effect
+    sync_api.expect(page).to_have_url(re.compile(r"^[^#]*(#(?!.*open=).*)?$"))
     assert "open=" not in g.hash()
     assert page.evaluate("document.activeElement.id") == "grid"
     g.close()
@@ -335,7 +347,7 @@ def test_a_real_cli_run_of_two_commands_in_the_gallery(browser: Any, cli_run: Pa
     page.wait_for_selector("#cam-box")
     assert page.locator(".links a").count() == 2  # explain's GradCAT figure and cam's CAM figure
     assert "JSON records (2 commands)" in page.inner_text(".jsonbox summary")
-    page.wait_for_timeout(300)
+    g.photo_loaded()
     g.shot("cli-run-detail")
     page.keyboard.press("Escape")
     g.close()

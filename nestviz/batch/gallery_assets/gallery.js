@@ -140,9 +140,11 @@
     var t = e.target;
     if (!t.name || FIELDS.indexOf(t.name) < 0) return;
     state[t.name] = t.value;
-    var run = function () { active = 0; applyFilters(); writeHash(); layout(true); };
+    var count = $('count');
+    var run = function () { delete count.dataset.pending; active = 0; applyFilters(); writeHash(); layout(true); };
     clearTimeout(typingTimer);
-    if (t.type === 'search' || t.type === 'number') typingTimer = setTimeout(run, 120); else run();
+    // data-pending: a typed filter waits for the typing to pause (tests and tools wait for it to go)
+    if (t.type === 'search' || t.type === 'number') { count.dataset.pending = '1'; typingTimer = setTimeout(run, 120); } else run();
   }
   var form = $('filters');
   form.hidden = false;
@@ -179,7 +181,9 @@
     return e || el('p', { cls: 'empty', text: items.length ? 'No images match these filters.' : 'No images.' });
   }
   var drawQueued = false;
-  function queueDraw() { if (!drawQueued) { drawQueued = true; requestAnimationFrame(function () { drawQueued = false; draw(); }); } }
+  function queueDraw() { // data-draw-queued on the grid while a draw waits for the next frame
+    if (!drawQueued) { drawQueued = true; grid.dataset.drawQueued = '1'; requestAnimationFrame(function () { drawQueued = false; delete grid.dataset.drawQueued; draw(); }); }
+  }
   function draw() {
     var top = -grid.getBoundingClientRect().top, h = window.innerHeight || 800;
     var first = Math.max(0, Math.floor(top / ROW_H) - 2), last = Math.floor((top + h) / ROW_H) + 2;
