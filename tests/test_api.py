@@ -71,12 +71,16 @@ def test_cam_and_annotate_agree_with_explain_and_predict(nv: Nestviz, images: li
         nv.cam(images[0], classes=[7])
 
 
-@pytest.mark.parametrize("kind", ["str", "path", "pil", "array", "float array", "tensor"])
+@pytest.mark.parametrize("kind", ["str", "path", "pil", "array", "float array", "tensor", "int64 array",
+                                  "float tensor", "half tensor"])
 def test_one_image_of_any_kind_or_a_list(nv: Nestviz, images: list[Path], kind: str) -> None:
     path = images[1]
     pixels = np.asarray(load_rgb(path))
     one = {"str": str(path), "path": path, "pil": Image.open(path), "array": pixels,
-           "float array": pixels / 255.0, "tensor": torch.from_numpy(pixels.copy()).permute(2, 0, 1)}[kind]
+           "float array": pixels / 255.0, "tensor": torch.from_numpy(pixels.copy()).permute(2, 0, 1),
+           "int64 array": pixels.astype(np.int64),
+           "float tensor": torch.from_numpy(pixels / 255.0).permute(2, 0, 1).float(),
+           "half tensor": torch.from_numpy(pixels / 255.0).permute(2, 0, 1).half()}[kind]
     [expected] = nv.predict([path], top_k=2)
     for given in (one, [one]):
         [res] = nv.predict(given, top_k=2)
@@ -84,6 +88,23 @@ def test_one_image_of_any_kind_or_a_list(nv: Nestviz, images: list[Path], kind: 
         assert [q.probability for q in res.predictions] == pytest.approx(
             [q.probability for q in expected.predictions], abs=1e-4)
         assert (res.width, res.height) == (expected.width, expected.height)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_a_float_array_in_0_255_is_refused_not_clipped(nv: Nestviz, images: list[Path], kind: str) -> None:
+    """Issue 22: float32 0-255 pixels were clipped to white and explained as another class, silently."""
+    pixels = np.asarray(load_rgb(images[1])).astype("float32")
+    given = pixels if kind == "numpy" else torch.from_numpy(pixels).permute(2, 0, 1)
+    with pytest.raises(ValueError, match=r"^a float image array holds values in 0-1 \(uint8 and other integer arrays "
+                                         r"are read as 0-255, float arrays as 0-1\); this one runs from \d+ to "
+                                         r"\d+: divide it by 255$"):
+        nv.predict(given)
+    with pytest.raises(ValueError, match="from -2 to 1: pass the image itself: nestviz normalizes"):
+        nv.predict(np.linspace(-2.0, 1.0, 8 * 8 * 3).reshape(8, 8, 3))  # a normalized image
+    with pytest.raises(ValueError, match="integer image array holds 0-255; this one runs from 0 to 256"):
+        nv.predict(np.full((8, 8), 256, np.int32) * np.eye(8, dtype=np.int32))
+    [within] = nv.predict(pixels / 255.0 * (1 + 0.4 / 255))  # half a level over 1 (resampling): kept
+    assert within.ok
 
 
 def test_a_batch_tensor_is_many_images(nv: Nestviz) -> None:
