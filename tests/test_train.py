@@ -302,3 +302,29 @@ def test_init_from_another_input_size_resamples_the_position_embeddings(shapes: 
     with pytest.raises(ValueError, match="--init weights are for another architecture or class count"):
         train(shapes, tmp_path / "x.safetensors", other, opts(epochs=1), init=small, cache_dir=tmp_path / "c",
               max_steps=1)
+
+
+def test_init_without_img_size_trains_at_the_init_size_and_resampling_says_so(shapes: Path, tmp_path: Path) -> None:
+    """Issue 22: ``--init W`` without ``--img-size`` trained at the architecture's default size, silently."""
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+    from nestviz.model.nest import NAMED_CONFIGS
+
+    small = tmp_path / "small.safetensors"
+    train(shapes, small, CFG.with_(img_size=48), opts(epochs=1), cache_dir=tmp_path / "c", max_steps=1)
+    base = ["train", str(shapes), "--arch", "tiny_test", "--init", str(small), "--epochs", "1", "--batch-size", "36",
+            "--precision", "fp32", "--cache-dir", str(tmp_path / "c"), "--warmup-epochs", "0"]
+    NAMED_CONFIGS["tiny_test"] = CFG  # 32 px
+    try:
+        same = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "same.safetensors")])
+        assert same.exit_code == 0, same.output
+        assert load_weights(tmp_path / "same.safetensors").config.img_size == 48  # the init's size, not 32
+        assert "resampled" not in same.stderr
+        other = CliRunner().invoke(app, [*base, "--img-size", "64", "--out", str(tmp_path / "other.safetensors")])
+        assert other.exit_code == 0, other.output
+        assert load_weights(tmp_path / "other.safetensors").config.img_size == 64
+        assert [ln for ln in other.stderr.splitlines() if "resampled" in ln] == [
+            f"nestviz: warning: {small}: position embeddings resampled from 48 px to 64 px (--img-size)"]
+    finally:
+        del NAMED_CONFIGS["tiny_test"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._files import atomic_writer
+from ..model.bundle import WeightsWarning
 from ..model.checkpoints import load_weights, save_nestviz
 from ..model.nest import Nest, NestConfig, param_groups, resize_state_dict
 from ..preprocess import Preprocessing, normalize
@@ -191,6 +193,9 @@ def _start(cfg: NestConfig, opts: TrainOptions, classes: list[str], device: torc
         start = load_weights(init)
         if start.config.with_(img_size=cfg.img_size) != cfg:
             raise ValueError(f"{init}: --init weights are for another architecture or class count")
+        if start.config.img_size != cfg.img_size:
+            warnings.warn(WeightsWarning(f"{init}: position embeddings resampled from {start.config.img_size} px to "
+                                         f"{cfg.img_size} px (--img-size)"), stacklevel=2)
         model.load_state_dict(resize_state_dict(start.model.state_dict(), cfg))
     if resume is None:
         return model, optimizer, 0, 0.0, []

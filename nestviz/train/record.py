@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from ..model.checkpoints import load_weights
 from ..model.classes import imagenet_class_names, imagenet_wnids
+from ..model.nest import NestConfig, named_config
 
 
 def check_writable(out: Path) -> None:
@@ -26,6 +28,14 @@ def check_writable(out: Path) -> None:
             pass
     except OSError as e:
         raise ValueError(f"{out}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def train_config(arch: str, img_size: int | None, init: str | os.PathLike[str] | None) -> NestConfig:
+    """The architecture a run trains: ``arch`` at ``img_size``; without one, at the size of the ``init``
+    weights (fine-tuning keeps their size unless asked), else at ``arch``'s own size."""
+    if img_size is None and init is not None:
+        img_size = load_weights(init).config.img_size
+    return named_config(arch) if img_size is None else named_config(arch, img_size=img_size)
 
 
 def wnid_label_names(classes: list[str]) -> dict[str, str]:
