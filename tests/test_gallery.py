@@ -172,6 +172,20 @@ def test_metrics_and_summary_are_passed_to_the_page(tmp_path: Path) -> None:
     assert data["summary"] == {"done": 0} and data["items"] == []
 
 
+def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) -> None:
+    """Issue 22: the gallery drew the CAM with jet (typed in its JavaScript) while figures use inferno."""
+    from nestviz.draw.pixels import colormap
+    from nestviz.draw.style import CMAP, PALETTE
+
+    write_gallery(tmp_path, [], "t", {"done": 0})
+    style = data_of(tmp_path)[0]["style"]
+    assert style["cmap"] == CMAP == "inferno" and (style["path"], style["cam"]) == PALETTE[:2]
+    lut = bytes.fromhex(style["cmap_lut"])
+    assert lut == colormap().tobytes() and lut[:3] == bytes([0, 0, 4]) and lut[-3:] == bytes([252, 255, 164])
+    script = (Path(gallery.__file__).parent / "gallery_assets" / "gallery.js").read_text(encoding="utf-8")
+    assert "jet" not in script and not re.search(r"#[0-9A-Fa-f]{6}\b", script)  # no colour typed in the page
+
+
 def test_gallery_without_images_or_failures(tmp_path: Path) -> None:
     html = write_gallery(tmp_path, [], "empty", {"done": 0, "interrupted": True}).read_text(encoding="utf-8")
     text = "".join(Page(html).text)

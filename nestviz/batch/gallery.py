@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .._files import atomic_write_text
+from ..draw.style import web_style
 
 DATA_NAME = "gallery-data.js"
 DETAILS_NAME = "gallery-details.js"
@@ -78,7 +79,8 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
         details.append(_json(detail))
     return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
             "summary": _clean(summary if isinstance(summary, dict) else {}),
-            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details}
+            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details,
+            "style": web_style()}
 
 
 def _item(files: FileIndex, index: int, image: str,

@@ -148,13 +148,13 @@ def outline(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int,
     draw.rectangle((x0 - width // 2, y0 - width // 2, x1 + width // 2, y1 + width // 2), outline=colour, width=width)
 
 
-def text_lines(canvas: Image.Image, lines: list[tuple[str, float]], left: int, top: int) -> None:
-    """Lines of (text, size in points) down from ``(left, top)``, baselines as ``layout.header_line_y`` says."""
+def text_lines(canvas: Image.Image, lines: list[tuple[str, float, bool]], left: int, top: int) -> None:
+    """Lines of (text, size in points, bold) down from ``(left, top)``, baselines as ``layout.header_line_y`` says."""
     from .layout import header_line_y
 
     draw = ImageDraw.Draw(canvas)
-    for i, (line, size) in enumerate(lines):
-        if i == 0:  # the file name and classes: new for each image, not worth keeping
+    for i, (line, size, bold) in enumerate(lines):
+        if bold:  # the file name and classes: new for each image, not worth keeping
             draw.text((left, header_line_y(top, i)), line, font=font(size, bold=True), anchor="ls", fill=BLACK)
         else:  # the legend: the same in every figure of a kind
             text(canvas, (left, header_line_y(top, i)), line, size, anchor="ls")

@@ -4,7 +4,8 @@
 (function () {
   'use strict';
   var D = window.NESTVIZ_DATA;
-  var PATH_COLOUR = '#E69F00', CAM_COLOUR = '#56B4E9';
+  var PATH_COLOUR = D.style.path, CAM_COLOUR = D.style.cam; // from nestviz.draw.style, as the figures
+  var CMAP = new Uint8Array(D.style.cmap_lut.match(/../g).map(function (h) { return parseInt(h, 16); })); // 256 x RGB
   var CAM_GRID = 224; // the model input's side: the CAM box is computed at this resolution, as nestviz does
   var QUAD = ['top-left', 'top-right', 'bottom-left', 'bottom-right'];
   var QUAD_SHORT = ['TL', 'TR', 'BL', 'BR'];
@@ -590,7 +591,7 @@
   }
 
   /* The map upsampled bilinearly (align_corners=False, as torch) to CAM_GRID², min-max normalised:
-   * an offscreen canvas coloured with jet, and box(threshold): the bounding box [x0, y0, x1, y1)
+   * an offscreen canvas coloured with the figures' colour map (CMAP), and box(threshold): the bounding box [x0, y0, x1, y1)
    * (grid pixels) of the largest 8-connected region >= threshold, ties to the first in raster order. */
   function camHeat(map) {
     var n = map.length, m = map[0].length, S = CAM_GRID;
@@ -612,8 +613,8 @@
     var c = document.createElement('canvas'); c.width = S; c.height = S;
     var cx = c.getContext('2d'), img = cx.createImageData(S, S);
     for (var q = 0; q < up.length; q++) {
-      var t = up[q], col = jet(t);
-      img.data[4 * q] = col[0]; img.data[4 * q + 1] = col[1]; img.data[4 * q + 2] = col[2]; img.data[4 * q + 3] = 255;
+      var c3 = 3 * Math.round(255 * up[q]);
+      img.data[4 * q] = CMAP[c3]; img.data[4 * q + 1] = CMAP[c3 + 1]; img.data[4 * q + 2] = CMAP[c3 + 2]; img.data[4 * q + 3] = 255;
     }
     cx.putImageData(img, 0, 0);
     var label = new Int32Array(S * S), stack = new Int32Array(S * S);
@@ -644,10 +645,6 @@
         return best;
       }
     };
-  }
-  function jet(t) {
-    function c(x) { return Math.round(255 * Math.max(0, Math.min(1, x))); }
-    return [c(1.5 - Math.abs(4 * t - 3)), c(1.5 - Math.abs(4 * t - 2)), c(1.5 - Math.abs(4 * t - 1))];
   }
 
   // ---- GradCAT tree: root, its 4 children, the chosen child's 4 children, ... ----------------------
