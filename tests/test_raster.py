@@ -233,7 +233,7 @@ def test_header_names_the_file_true_label_top_class_and_fit():
     lines = header_lines(result, "gradcat", 2000)
     assert lines[0] == ("img.jpg  \u00b7  true: church  \u00b7  model's top class: #1 French horn 50.0%  \u00b7  fit: crop",
                         8.0, True)
-    assert lines[1][0] == "Numbers: each child's score / the sum of its 4 siblings' |scores| (signed); bold: the path"
+    assert lines[1][0] == "Numbers: each child's score / the sum of the 4 children's |scores| (signed); bold: the path"
     assert "threshold" in header_lines(result, "cam", 2000)[1][0]
     narrow = header_lines(result, "gradcat", 200)  # wrapped to the figure's width, never cut
     assert len(narrow) > 2 and not any("\u2026" in t for t, _, _ in narrow)

@@ -176,7 +176,7 @@ def title_text(pred: ClassExplanation, width_px: float) -> str:
 
 
 LEGENDS = {  # what the numbers and marks are, exactly (child_shares computes the numbers)
-    "gradcat": "Numbers: each child's score / the sum of its 4 siblings' |scores| (signed); bold: the path",
+    "gradcat": "Numbers: each child's score / the sum of the 4 children's |scores| (signed); bold: the path",
     "cam": "White box: the map above the threshold (bar tick); \u2715: the peak",
 }
 

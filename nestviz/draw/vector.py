@@ -25,7 +25,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..results import Box, ClassExplanation, ImageResult
-from .layout import (Panel, centre, figure_layout, header_line_y, nice_ticks, panel_picture, score_labels,
+from .layout import (CBAR, CBAR_LABELS, Panel, centre, figure_layout, header_line_y, nice_ticks, panel_picture, score_labels,
                      threshold_value, title_text, view)
 from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,
                     TREE_EDGE, VECTOR_FONTS, class_colour, grid_style, luminance)
@@ -82,6 +82,8 @@ def cam_figure(image: Image.Image, result: ImageResult, tree: bool = False) -> F
         px_per_unit = cax.bbox.height / (hi - lo if hi > lo else 1e-6)
         bar.set_ticks([v for v in nice_ticks(lo, hi) if abs(v - tv) * px_per_unit >= 1.2 * SCORE_PT * PT])
         bar.set_label(CBAR_LABEL.get(cam.kind, CBAR_LABEL["logit"]), fontsize=SCORE_PT + 0.5)
+        # where the Pillow renderer puts it (right-aligned in the labels' room): clear of the "box" tick's text
+        cax.yaxis.set_label_coords((CBAR + CBAR_LABELS - 12 - 1.2 * (SCORE_PT + 0.5) * PT) / CBAR, 0.5)
         bar.ax.tick_params(labelsize=SCORE_PT, length=2, pad=1.5)
         cax.axhline(tv, color="white", linewidth=1.2, gid="cam-threshold")
         cax.text(1.0, tv, "  box", transform=transforms.blended_transform_factory(cax.transAxes, cax.transData),
