@@ -180,6 +180,7 @@ def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) ->
     write_gallery(tmp_path, [], "t", {"done": 0})
     style = data_of(tmp_path)[0]["style"]
     assert style["cmap"] == CMAP == "inferno" and (style["path"], style["cam"]) == PALETTE[:2]
+    assert data_of(tmp_path)[0]["cam_box_region"] == "peak"  # the page boxes the CAM as nestviz does
     lut = bytes.fromhex(style["cmap_lut"])
     assert lut == colormap().tobytes() and lut[:3] == bytes([0, 0, 4]) and lut[-3:] == bytes([252, 255, 164])
     script = (Path(gallery.__file__).parent / "gallery_assets" / "gallery.js").read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -23,6 +24,7 @@ if CHROMIUM is None:
     pytest.skip("no Chromium (apt-get install chromium)", allow_module_level=True)
 
 from nestviz.batch.gallery import gallery_data, write_gallery  # noqa: E402
+from nestviz.explain.cam import localize  # noqa: E402
 from tests.gallery_synth import REPO, real_run, synthetic_run  # noqa: E402
 
 N = 5000
@@ -257,9 +259,10 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
         page.keyboard.press("ArrowRight")
     sync_api.expect(page.locator("#cam-readout")).to_contain_text("Threshold 0.80")
     box2 = [float(v) for v in page.get_attribute("#cam-box", "data-box").split(",")]
-    # nestviz.cam.localize(cam_map, 224, 0.8) gives (191, 74, 224, 138) in the 224 x 224 input: the same box
+    # the page's box at 0.8 is nestviz's (localize: the region holding the peak) on the page's 224 x 224 grid
     x0, y0, x1, y1 = top["cam_region"]
-    expected = [x0 + 191 * (x1 - x0) / 224, y0 + 74 * (y1 - y0) / 224, x1, y0 + 138 * (y1 - y0) / 224]
+    (b0, b1, b2, b3), _ = localize(np.asarray(top["cam_map"], np.float32), 224, 0.8)
+    expected = [x0 + b0 * (x1 - x0) / 224, y0 + b1 * (y1 - y0) / 224, x0 + b2 * (x1 - x0) / 224, y0 + b3 * (y1 - y0) / 224]
     assert max(abs(a - b) for a, b in zip(box2, expected)) < 0.2, (box2, expected)
     g.shot("detail-threshold-0.8")
     # another class: its own tree and box

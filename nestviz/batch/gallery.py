@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .._files import atomic_write_text
+from ..defaults import CAM_BOX_REGION
 from ..draw.style import web_style
 
 DATA_NAME = "gallery-data.js"
@@ -80,7 +81,7 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
     return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
             "summary": _clean(summary if isinstance(summary, dict) else {}),
             "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details,
-            "style": web_style()}
+            "style": web_style(), "cam_box_region": CAM_BOX_REGION}
 
 
 def _item(files: FileIndex, index: int, image: str,

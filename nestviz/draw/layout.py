@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..defaults import CAM_BOX_REGION
 from ..results import Box, ClassExplanation, ImageResult, PathNode
 from .style import DIM, HEADER_PT, PT, SCORE_PT, TITLE_PT
 
@@ -177,7 +178,8 @@ def title_text(pred: ClassExplanation, width_px: float) -> str:
 
 LEGENDS = {  # what the numbers and marks are, exactly (child_shares computes the numbers)
     "gradcat": "Numbers: each child's score / the sum of the 4 children's |scores| (signed); bold: the path",
-    "cam": "White box: the map above the threshold (bar tick); \u2715: the peak",
+    "cam": {"peak": "\u2715: the peak; white box: the region around it above the threshold (bar tick)",
+            "largest": "White box: the largest region above the threshold (bar tick); \u2715: the peak"}[CAM_BOX_REGION],
 }
 
 

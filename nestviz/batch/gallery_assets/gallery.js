@@ -6,6 +6,7 @@
   var D = window.NESTVIZ_DATA;
   var PATH_COLOUR = D.style.path, CAM_COLOUR = D.style.cam; // from nestviz.draw.style, as the figures
   var CMAP = new Uint8Array(D.style.cmap_lut.match(/../g).map(function (h) { return parseInt(h, 16); })); // 256 x RGB
+  var BOX_REGION = D.cam_box_region; // which region above the threshold is the CAM box: 'peak' or 'largest'
   var CAM_GRID = 224; // the model input's side: the CAM box is computed at this resolution, as nestviz does
   var QUAD = ['top-left', 'top-right', 'bottom-left', 'bottom-right'];
   var QUAD_SHORT = ['TL', 'TR', 'BL', 'BR'];
@@ -592,10 +593,11 @@
 
   /* The map upsampled bilinearly (align_corners=False, as torch) to CAM_GRID², min-max normalised:
    * an offscreen canvas coloured with the figures' colour map (CMAP), and box(threshold): the bounding box [x0, y0, x1, y1)
-   * (grid pixels) of the largest 8-connected region >= threshold, ties to the first in raster order. */
+   * (grid pixels) of the 8-connected region >= threshold that nestviz boxes (D.cam_box_region, from
+   * nestviz.defaults.CAM_BOX_REGION): the one holding the peak, or the largest (ties to the first in raster order). */
   function camHeat(map) {
     var n = map.length, m = map[0].length, S = CAM_GRID;
-    var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity;
+    var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity, peakAt = 0; // peakAt: the first maximum
     function axis(i, len) { var s = (i + 0.5) * len / S - 0.5; if (s < 0) s = 0; var i0 = Math.floor(s); if (i0 > len - 1) i0 = len - 1; var i1 = Math.min(i0 + 1, len - 1); return [i0, i1, s - i0]; }
     var ys = [], xs = [];
     for (var i = 0; i < S; i++) { ys.push(axis(i, n)); xs.push(axis(i, m)); }
@@ -605,7 +607,7 @@
         var b = xs[x], tx = b[2];
         var top = (+r0[b[0]] || 0) * (1 - tx) + (+r0[b[1]] || 0) * tx, bot = (+r1[b[0]] || 0) * (1 - tx) + (+r1[b[1]] || 0) * tx;
         var v = top * (1 - ty) + bot * ty;
-        up[y * S + x] = v; if (v < lo) lo = v; if (v > hi) hi = v;
+        up[y * S + x] = v; if (v < lo) lo = v; if (v > hi) { hi = v; peakAt = y * S + x; }
       }
     }
     var flat = !(hi > lo);
@@ -623,8 +625,8 @@
       box: function (thr) {
         if (flat) return [0, 0, S, S];
         label.fill(0);
-        var best = null, bestN = 0, next = 0;
-        for (var s = 0; s < S * S; s++) {
+        var best = null, bestN = 0, next = 0, onlyPeak = BOX_REGION === 'peak';
+        for (var s = onlyPeak ? peakAt : 0; s < S * S; s++) {
           if (label[s] || up[s] < thr) continue;
           next++; var sp = 0, cnt = 0, x0 = S, y0 = S, x1 = -1, y1 = -1;
           stack[sp++] = s; label[s] = next;
@@ -641,6 +643,7 @@
             }
           }
           if (cnt > bestN) { bestN = cnt; best = [x0, y0, x1 + 1, y1 + 1]; }
+          if (onlyPeak) break;
         }
         return best;
       }
