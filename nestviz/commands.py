@@ -286,12 +286,16 @@ def train(
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' provenance) instead of stopping."),
     keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep OUT.ckpt after a completed run."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0, help="Within an epoch, also write OUT.ckpt this often (it is always written at an epoch's end)."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="When stderr is not a terminal, a progress line every N steps (a terminal gets a live line)."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
     from rich.console import Console
     from .devices import resolve_device, resolve_precision
     from .model.bundle import WeightsError
+    from .train.checkpoint import checkpoint_path
     from .train.loop import TrainOptions, train as run_training
+    from .train_cli import TrainPrinter
     from .train.record import train_config
 
     console = Console(stderr=True)
@@ -305,18 +309,18 @@ def train(
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
                         locality_loss=locality_loss, drop_path=drop_path,
-                        warmup_epochs=warmup_epochs, skip_bad=skip_bad)
-
-    def on_epoch(s) -> None:  # noqa: ANN001
-        val_txt = f"  val top-1 {s.val_top1:.2%}" if s.val_top1 is not None else ""
-        console.print(f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  train acc {s.train_acc:.2%}  {s.images_per_s:.0f} img/s  {s.seconds:.0f}s  lr {s.lr:.2e}{val_txt}")
-
+                        warmup_epochs=warmup_epochs, skip_bad=skip_bad, checkpoint_minutes=checkpoint_minutes)
+    printer = TrainPrinter(console, epochs, log_every)
     try:
         with warning_lines():
             result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume,
-                                  init=init, cache_dir=cache_dir, device=dev, on_epoch=on_epoch,
-                                  keep_checkpoint=keep_checkpoint, command="nestviz " + shlex.join(sys.argv[1:]))
+                                  init=init, cache_dir=cache_dir, device=dev, on_epoch=printer.on_epoch,
+                                  on_step=printer.on_step, keep_checkpoint=keep_checkpoint,
+                                  command="nestviz " + shlex.join(sys.argv[1:]))
     except ValueError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        typer.echo(f"nestviz: {printer.interrupted(checkpoint_path(out), ['nestviz', *sys.argv[1:]])}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
     console.print(f"wrote {out} ({result.seconds / 60:.1f} min of training{acc})")
