@@ -107,6 +107,19 @@ def test_a_float_array_in_0_255_is_refused_not_clipped(nv: Nestviz, images: list
     assert within.ok
 
 
+def test_run_takes_paths_and_a_class_named_twice_is_explained_once(nv: Nestviz, images: list[Path]) -> None:
+    """Issue 22: nv.run(["x.jpg"], "explain") was an AttributeError; --class "Blue Thing" --class 2 drew blue twice."""
+    [ran] = nv.run([images[1]], "explain", top_k=2)
+    [expected] = nv.explain(images[1], top_k=2)
+    assert [(p.class_index, p.probability) for p in ran.predictions] == [
+        (p.class_index, p.probability) for p in expected.predictions]
+    assert [r.ok for r in nv.run([str(images[0]), nv.prepare(images[1])], "predict")] == [True, True]
+    with pytest.raises(ValueError, match="^unknown mode 'explian': one of predict, explain, cam, annotate$"):
+        nv.run([images[0]], "explian")
+    [res] = nv.cam(images[0], classes=["Blue Thing", 2, "green", "BLUE"])
+    assert [p.class_index for p in res.predictions] == [2, 1]
+
+
 def test_a_batch_tensor_is_many_images(nv: Nestviz) -> None:
     batch = torch.rand(3, 3, 40, 48)
     assert len(nv.predict(batch)) == 3
