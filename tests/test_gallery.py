@@ -187,6 +187,17 @@ def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) ->
     assert "jet" not in script and not re.search(r"#[0-9A-Fa-f]{6}\b", script)  # no colour typed in the page
 
 
+def test_the_last_run_line_gives_the_totals_and_no_rate_when_nothing_was_done() -> None:
+    """Issue 22: after a resumed run the header said '0 done, 1000 skipped, 0.0 images/s'."""
+    from nestviz.batch.gallery import summary_line
+
+    resumed = {"done": 0, "failed": 0, "skipped": 1000, "seconds": 0.4, "images_per_s": 0.0}
+    assert summary_line(resumed) == "Last run, 1000 images: 0 done, 0 failed, 1000 skipped (already done), 0.4 s"
+    fresh = {"done": 2, "failed": 1, "skipped": 5, "seconds": 12.5, "images_per_s": 0.16, "interrupted": True}
+    assert summary_line(fresh) == ("Last run, 8 images: 2 done, 1 failed, 5 skipped (already done), 12.5 s, "
+                                   "0.16 images/s, interrupted")
+
+
 def test_gallery_without_images_or_failures(tmp_path: Path) -> None:
     html = write_gallery(tmp_path, [], "empty", {"done": 0, "interrupted": True}).read_text(encoding="utf-8")
     text = "".join(Page(html).text)

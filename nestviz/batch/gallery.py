@@ -279,16 +279,18 @@ def _failures_html(failed: list[dict[str, Any]]) -> str:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    """``Last run: 2 done, 1 failed, 5 skipped (already done), 12.5 s, 0.16 images/s[, interrupted]``."""
+    """``Last run, 8 images: 2 done, 1 failed, 5 skipped (already done), 12.5 s, 0.16 images/s[, interrupted]``
+    (the rate of the images done, left out when a resumed run did none)."""
     labels = (("done", "done"), ("failed", "failed"), ("skipped", "skipped (already done)"))
     bits = [f"{summary[k]} {name}" for k, name in labels if k in summary]
+    total = sum(summary[k] for k, _ in labels if isinstance(summary.get(k), int))
     if "seconds" in summary:
         bits.append(f"{summary['seconds']} s")
-    if "images_per_s" in summary:
+    if "images_per_s" in summary and summary.get("done", 1):
         bits.append(f"{summary['images_per_s']} images/s")
     if summary.get("interrupted"):
         bits.append("interrupted")
-    return "Last run: " + ", ".join(bits) if bits else ""
+    return f"Last run, {total} image{'' if total == 1 else 's'}: " + ", ".join(bits) if bits else ""
 
 
 def _asset(name: str) -> str:
