@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from nestviz.preprocess import Preprocessing, to_input
 from nestviz.display import Result
 from nestviz.results import ImageResult
 
-from .conftest import TINY_CLASSES, tiny_model, write_image
+from .conftest import REPO, TINY_CLASSES, tiny_model, write_image
 
 
 default_gradcat = {"gradient": gradcat, "cam": functools.partial(cam_gradcat, kind=CAM_KIND)}[GRADCAT_SCORE]
@@ -231,7 +232,12 @@ def test_results_show_and_save_themselves(nv: Nestviz, images: list[Path], tmp_p
     png = res._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     html = res._repr_html_()
-    assert html.count("data:image/png;base64,") == 2 and "<table>" in html and "<td>#1</td>" in html
+    assert html.count("data:image/jpeg;base64,") == 2 and "<table>" in html and "<td>#1</td>" in html
+    [photo] = nv.annotate(REPO / "examples" / "chelsea.jpg", top_k=2)
+    full = sum(len(photo.figure_bytes(k)) for k in ("gradcat", "cam"))  # what it embedded before issue 22
+    assert len(photo._repr_html_()) < full / 4, full  # previews: 70 KB for annotate -k 4, was 1.24 MB
+    wide = Image.open(io.BytesIO(res.preview_bytes("gradcat", width=300)))
+    assert wide.format == "JPEG" and wide.width == 300
     assert TINY_CLASSES[res.predictions[0].class_index] in html
     for name in ("x.pdf", "x.svg", "x.jpg", "x.png"):
         assert res.save(tmp_path / name).stat().st_size > 0
