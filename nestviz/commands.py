@@ -290,37 +290,31 @@ def train(
     log_every: int = typer.Option(50, "--log-every", min=1, help="When stderr is not a terminal, a progress line every N steps (a terminal gets a live line)."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
-    from rich.console import Console
     from .devices import resolve_device, resolve_precision
     from .model.bundle import WeightsError
-    from .train.checkpoint import checkpoint_path
     from .train.loop import TrainOptions, train as run_training
-    from .train_cli import TrainPrinter
     from .train.record import train_config
+    from .train_cli import TrainPrinter
 
-    console = Console(stderr=True)
     _check_paths((train_dir, "training folder", True), (val, "validation folder", True), (resume, "checkpoint", False))
     try:
         cfg = train_config(arch, img_size, init)
-        dev = resolve_device(device)
-        precision = resolve_precision(precision, dev)
+        precision = resolve_precision(precision, dev := resolve_device(device))
     except (ValueError, WeightsError) as e:
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
-                        locality_loss=locality_loss, drop_path=drop_path,
-                        warmup_epochs=warmup_epochs, skip_bad=skip_bad, checkpoint_minutes=checkpoint_minutes)
-    printer = TrainPrinter(console, epochs, log_every)
+                        locality_loss=locality_loss, drop_path=drop_path, warmup_epochs=warmup_epochs,
+                        skip_bad=skip_bad, checkpoint_minutes=checkpoint_minutes)
+    printer, argv = TrainPrinter(epochs, log_every), ["nestviz", *sys.argv[1:]]
     try:
         with warning_lines():
             result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume,
                                   init=init, cache_dir=cache_dir, device=dev, on_epoch=printer.on_epoch,
-                                  on_step=printer.on_step, keep_checkpoint=keep_checkpoint,
-                                  command="nestviz " + shlex.join(sys.argv[1:]))
+                                  on_step=printer.on_step, keep_checkpoint=keep_checkpoint, command=shlex.join(argv))
     except ValueError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        typer.echo(f"nestviz: {printer.interrupted(checkpoint_path(out), ['nestviz', *sys.argv[1:]])}", err=True)
+        typer.echo(f"nestviz: {printer.interrupted(out, argv)}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
-    console.print(f"wrote {out} ({result.seconds / 60:.1f} min of training{acc})")
+    printer.finished(out, result)

@@ -15,9 +15,12 @@ from typing import Any
 class TrainPrinter:
     """``on_step`` and ``on_epoch`` callbacks for ``train.loop.train`` writing to a Rich console (stderr)."""
 
-    def __init__(self, console: Any, epochs: int, log_every: int):
-        self.console, self.epochs, self.log_every = console, epochs, max(1, log_every)
-        self.live = console.is_terminal
+    def __init__(self, epochs: int, log_every: int, console: Any = None):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.epochs, self.log_every = epochs, max(1, log_every)
+        self.live = self.console.is_terminal
         self.status: Any = None
         self.last: tuple[int, int] = (0, 0)  # epoch, step of the last step reported
 
@@ -44,9 +47,16 @@ class TrainPrinter:
             self.status.stop()
             self.status = None
 
-    def interrupted(self, ckpt: Path, argv: list[str]) -> str:
-        """The line saying where a stopped run stands and how to resume it."""
+    def finished(self, out: Path, result: Any) -> None:  # noqa: ANN401 - loop.TrainResult
+        acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
+        self.console.print(f"wrote {out} ({result.seconds / 60:.1f} min of training{acc})", highlight=False)
+
+    def interrupted(self, out: Path, argv: list[str]) -> str:
+        """The line saying where a run writing ``out`` stopped and how to resume it (``argv``: its command)."""
+        from .train.checkpoint import checkpoint_path
+
         self.stop()
+        ckpt = checkpoint_path(out)
         where = f" in epoch {self.last[0]} at step {self.last[1]}" if self.last[0] else ""
         if not ckpt.exists():
             return f"interrupted{where}, before the first checkpoint: nothing to resume"
