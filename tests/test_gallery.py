@@ -174,7 +174,7 @@ def test_metrics_and_summary_are_passed_to_the_page(tmp_path: Path) -> None:
 
 def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) -> None:
     """Issue 22: the gallery drew the CAM with jet (typed in its JavaScript) while figures use inferno."""
-    from nestviz.draw.pixels import colormap
+    from nestviz.draw.style import colormap
     from nestviz.draw.style import CMAP, PALETTE
 
     write_gallery(tmp_path, [], "t", {"done": 0})

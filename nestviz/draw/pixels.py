@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..results import ClassExplanation
 from .layout import Panel
-from .style import CMAP, SCORE_PT, TREE_EDGE, luminance, rgb
+from .style import SCORE_PT, TREE_EDGE, colormap, luminance, rgb
 from .tree import tree_diagram
 
 SS = 2  # supersampling of the smooth-edged marks
@@ -32,14 +32,6 @@ def font(size_pt: float, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFo
         if path.is_file():
             return ImageFont.truetype(str(path), round(size_pt * PT))
     return ImageFont.load_default(round(size_pt * PT))
-
-
-@lru_cache(maxsize=1)
-def colormap() -> np.ndarray:
-    """matplotlib's colour map (``style.CMAP``) as a (256, 3) uint8 lookup table."""
-    from matplotlib import colormaps
-
-    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
 
 
 def text(canvas: Image.Image, xy: tuple[float, float], label: str, size_pt: float, bold: bool = False,

@@ -7,6 +7,11 @@ of one result look alike; ``layout.py`` says where things go.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DPI = 100
 PT = DPI / 72.0  # pixels per typographic point
@@ -74,9 +79,16 @@ def class_colour(rank_index: int) -> str:
     return PALETTE[rank_index % len(PALETTE)]
 
 
+@lru_cache(maxsize=1)
+def colormap() -> "np.ndarray":
+    """matplotlib's colour map (``CMAP``) as a (256, 3) uint8 lookup table: the Pillow figures' and the gallery's."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
 def web_style() -> dict[str, str]:
     """What the gallery page draws with, taken from here rather than re-typed in its JavaScript: the class
     map's colour map (``CMAP``) as a 256-entry lookup table of hex RGB, the GradCAT path's and the CAM box's colours."""
-    from .pixels import colormap
-
     return {"cmap": CMAP, "cmap_lut": colormap().tobytes().hex(), "path": PALETTE[0], "cam": PALETTE[1]}
