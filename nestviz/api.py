@@ -166,15 +166,18 @@ class Nestviz:
         return label_for_folder(folder, self.bundle.class_names, self.bundle.provenance.get("class_folders"))
 
     # -- the work -------------------------------------------------------------------------------
-    def run(self, batch: Sequence[Prepared], mode: str = "predict", *, top_k: int = 5,
+    def run(self, batch: Sequence[Prepared | ImageLike] | ImageLike, mode: str = "predict", *, top_k: int = 5,
             classes: Sequence[int] | None = None, threshold: float = THRESHOLD, sign: float = 1.0) -> list[ImageResult]:
-        """Run ``mode`` on decoded images (one forward pass for the batch): one result per image, in order.
+        """Run ``mode`` on images (one forward pass for the batch): one result per image, in order.
 
-        An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips
-        GradCAT's gradient or logit-share scores (the pointing game's control; the causal scores have no sign).
+        ``batch``: images from :meth:`prepare`, or what it takes (prepared here with the mode's default fit).
+        An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips GradCAT's
+        gradient or logit-share scores (the pointing game's control; the causal scores have no sign).
         """
         if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}")
+            raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+        fit, items = PREDICT_FIT if mode == "predict" else EXPLAIN_FIT, [batch] if isinstance(batch, Prepared) else as_list(batch)
+        batch = [p if isinstance(p, Prepared) else self.prepare(p, fit) for p in items]
         ok = [p for p in batch if p.failure is None]
         results: dict[int, ImageResult] = {}
         if ok:

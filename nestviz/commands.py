@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -141,6 +143,28 @@ def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str, cam_
     return nv
 
 
+@contextmanager
+def warning_lines() -> Iterator[None]:
+    """Inside, each nestviz warning (weights resampled or assumed, a training option that cannot do what it
+    says) is printed at once as one ``nestviz: warning:`` line; other warnings as Python shows them."""
+    import warnings
+
+    from .model.bundle import WeightsWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if issubclass(category, WeightsWarning) or category.__module__.startswith("nestviz"):
+            typer.echo(f"nestviz: warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", WeightsWarning)
+        warnings.showwarning = show
+        yield
+
+
 def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa: ANN201
     """Discover image files under ``inputs``; no inputs at all is a usage error."""
     from .batch.discover import discover
@@ -265,7 +289,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Output weights file (.safetensors)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation folder with the same class subfolders."),
     arch: str = typer.Option("nestviz_imagenette", "--arch", help="Named architecture to train."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", min=1, help="Input size in pixels (default: the architecture's); --init weights of another size get their position embeddings resampled."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=1, help="Input size in pixels (default: the --init weights' size, else the architecture's); --init weights of another size get their position embeddings resampled (one warning line)."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Passes over the training images."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per optimizer step."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, cosine schedule after the warm-up)."),
@@ -288,35 +312,35 @@ def train(
                                              "(default: $XDG_CACHE_HOME/nestviz, else ~/.cache/nestviz)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable images out (listed in the weights' provenance) instead of stopping."),
     keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep OUT.ckpt after a completed run."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0, help="Within an epoch, also write OUT.ckpt this often (it is always written at an epoch's end)."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="When stderr is not a terminal, a progress line every N steps (a terminal gets a live line)."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
-    from rich.console import Console
     from .devices import resolve_device, resolve_precision
-    from .model.nest import named_config
+    from .model.bundle import WeightsError
     from .train.loop import TrainOptions, train as run_training
+    from .train.record import train_config
+    from .train_cli import TrainPrinter
 
-    console = Console(stderr=True)
     _check_paths((train_dir, "training folder", True), (val, "validation folder", True), (resume, "checkpoint", False))
     try:
-        cfg = named_config(arch) if img_size is None else named_config(arch, img_size=img_size)
-        dev = resolve_device(device)
-        precision = resolve_precision(precision, dev)
-    except ValueError as e:
+        cfg = train_config(arch, img_size, init)
+        precision = resolve_precision(precision, dev := resolve_device(device))
+    except (ValueError, WeightsError) as e:
         fail(str(e))
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, mix_prob=mix_prob,
                         mosaic_prob=mosaic_prob, region_loss=region_loss, peak_temperature=peak_temperature,
-                        locality_loss=locality_loss, drop_path=drop_path,
-                        warmup_epochs=warmup_epochs, skip_bad=skip_bad)
-
-    def on_epoch(s) -> None:  # noqa: ANN001
-        val_txt = f"  val top-1 {s.val_top1:.2%}" if s.val_top1 is not None else ""
-        console.print(f"epoch {s.epoch}/{epochs}  loss {s.loss:.4f}  train acc {s.train_acc:.2%}  {s.images_per_s:.0f} img/s  {s.seconds:.0f}s  lr {s.lr:.2e}{val_txt}")
-
+                        locality_loss=locality_loss, drop_path=drop_path, warmup_epochs=warmup_epochs,
+                        skip_bad=skip_bad, checkpoint_minutes=checkpoint_minutes)
+    printer, argv = TrainPrinter(epochs, log_every), ["nestviz", *sys.argv[1:]]
     try:
-        result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume, init=init,
-                              cache_dir=cache_dir, device=dev, on_epoch=on_epoch, keep_checkpoint=keep_checkpoint,
-                              command="nestviz " + shlex.join(sys.argv[1:]))
+        with warning_lines():
+            result = run_training(train_dir, out, cfg, opts, val_dir=val, labels_file=labels, resume=resume,
+                                  init=init, cache_dir=cache_dir, device=dev, on_epoch=printer.on_epoch,
+                                  on_step=printer.on_step, keep_checkpoint=keep_checkpoint, command=shlex.join(argv))
     except ValueError as e:
         fail(str(e))
-    acc = f", val top-1 {result.val_top1:.2%}" if result.val_top1 is not None else ""
-    console.print(f"wrote {shown(out)} ({result.seconds / 60:.1f} min of training{acc})", markup=False, highlight=False)
+    except KeyboardInterrupt:
+        typer.echo(f"nestviz: {printer.interrupted(out, argv)}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    printer.finished(out, result)

@@ -20,6 +20,11 @@ FITS = ("crop", "pad", "squash")
 EXPLAIN_FIT = "crop"  # the one default of explain / cam / annotate (CLI and API)
 PREDICT_FIT = "crop"  # predict and evaluate: timm's eval transform, the one accuracy is measured with
 TOP_K = {"predict": 5, "explain": 4, "cam": 1, "annotate": 4}  # classes shown / explained by default
+# The CAM box: the 8-connected region above THRESHOLD that holds the peak ("peak"), so that box and peak tell one
+# story, or the largest such region ("largest", before issue 22; MaxBoxAccV2 scores every region either way).
+# Only explain.cam.box_region reads it; measure both with nestviz metrics (GT-known loc, box covers view).
+CAM_BOX_REGIONS = ("peak", "largest")
+CAM_BOX_REGION = "peak"
 THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)
 # The explanation variants: the one default of explain / cam / annotate / metrics (CLI) and of the API
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
@@ -53,5 +58,5 @@ def check_gradcat_score(score: str) -> str:
     return check_choice("gradcat_score", score, GRADCAT_SCORES)
 
 
-__all__ = ["FITS", "EXPLAIN_FIT", "PREDICT_FIT", "TOP_K", "THRESHOLD", "CAM_KINDS", "CAM_KIND", "GRADCAT_SCORES", "SIGNED_SCORES",
+__all__ = ["FITS", "EXPLAIN_FIT", "PREDICT_FIT", "TOP_K", "THRESHOLD", "CAM_BOX_REGIONS", "CAM_BOX_REGION", "CAM_KINDS", "CAM_KIND", "GRADCAT_SCORES", "SIGNED_SCORES",
            "GRADCAT_SCORE", "check_choice", "check_fit", "check_cam_kind", "check_gradcat_score"]

@@ -16,7 +16,10 @@ from typing import Any
 
 from PIL import Image
 
+from .draw.style import COMPACT_JPEG_QUALITY
 from .results import ImageResult, box_text
+
+PREVIEW_WIDTH = 720  # pixels: the notebook view's figure previews (a 10-class figure is 2,200 px wide)
 
 
 @dataclass(repr=False)
@@ -75,16 +78,34 @@ class Result(ImageResult):
         return self.figure_bytes() if self.error is None and self.kinds() else None
 
     def _repr_html_(self) -> str:
-        """Jupyter's rich view: image, size and fit, a table of the classes, every figure inline."""
+        """Jupyter's rich view: image, size and fit, a table of the classes, each figure as a small JPEG preview
+        (tens of KB, not a full-size PNG per figure in the notebook); full figures on demand (``save``)."""
         if self.error is not None:
             return f"<p><b>{escape(self.image)}</b>: {escape(self.error)}</p>"
         rows = "".join(f"<tr><td>#{p.rank}</td><td>{escape(p.label)}</td><td>{p.probability:.1%}</td>"
                        f"<td>{_leaf(p)}</td><td>{_cam_box(p)}</td></tr>" for p in self.predictions)
-        figures = "".join(f'<img alt="{k} figure" style="max-width:100%" src="data:image/png;base64,'
-                          f'{base64.b64encode(self.figure_bytes(k)).decode()}">' for k in self.kinds())
+        figures = "".join(f'<img alt="{k} figure (preview)" src="data:image/jpeg;base64,'
+                          f'{base64.b64encode(self.preview_bytes(k)).decode()}">' for k in self.kinds())
+        more = (f"<p>Previews; full size: <code>.save(\"{k}.png\", kind=\"{k}\")</code> or <code>"
+                f".figure_bytes(\"{k}\")</code></p>" for k in self.kinds()[:1])
         return (f"<div><p><b>{escape(self.image)}</b> {self.width}x{self.height}, fit {escape(self.fit)}</p>"
                 "<table><tr><th>rank</th><th>class</th><th>probability</th><th>GradCAT leaf</th><th>CAM box</th></tr>"
-                f"{rows}</table>{figures}</div>")
+                f"{rows}</table>{figures}{''.join(more)}</div>")
+
+    def preview_bytes(self, kind: str | None = None, width: int = PREVIEW_WIDTH) -> bytes:
+        """A figure as a compact JPEG at most ``width`` pixels wide: what the notebook view embeds."""
+        import io
+
+        from .draw import figure_bytes
+
+        data = figure_bytes(self._kind(kind), self.image_for_figures(), self, "jpg", compact=True)
+        im = Image.open(io.BytesIO(data))
+        if im.width <= width:
+            return data
+        buf = io.BytesIO()
+        im.resize((width, max(1, round(im.height * width / im.width))), Image.Resampling.LANCZOS).save(
+            buf, "JPEG", quality=COMPACT_JPEG_QUALITY)
+        return buf.getvalue()
 
 
 def _leaf(p: Any) -> str:

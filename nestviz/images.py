@@ -121,18 +121,43 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+ARRAY_RULE = "uint8 and other integer arrays are read as 0-255, float arrays as 0-1"
+
+
+def array_pixels(a: np.ndarray) -> np.ndarray:
+    """An image array as uint8 under :data:`ARRAY_RULE`; values outside the rule's range are a ValueError.
+
+    A float array may stray by half a level (rounding, resampling), no more: one in 0-255 (say
+    ``np.asarray(im).astype("float32")``) is refused, not clipped to white.
+    """
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"an image array is uint8, integer or float ({ARRAY_RULE}); got dtype {a.dtype}")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if np.issubdtype(a.dtype, np.integer):
+        if lo < 0 or hi > 255:
+            raise ValueError(f"an integer image array holds 0-255; this one runs from {lo:g} to {hi:g}")
+        return a.astype(np.uint8)
+    half = 0.5 / 255.0
+    if not (lo >= -half and hi <= 1.0 + half):  # also NaN
+        hint = "divide it by 255" if lo >= 0 and hi <= 255 else "pass the image itself: nestviz normalizes"
+        raise ValueError(f"a float image array holds values in 0-1 ({ARRAY_RULE}); this one runs from "
+                         f"{lo:g} to {hi:g}: {hint}")
+    return np.clip(np.round(a.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
 def array_to_image(a: np.ndarray | Any) -> Image.Image:
-    """(H, W), (H, W, C) arrays or (C, H, W) tensors, uint8 or float in [0, 1], as an RGB PIL image."""
+    """(H, W), (H, W, C) arrays or (C, H, W) tensors as an RGB PIL image; values as :data:`ARRAY_RULE` says."""
     if not isinstance(a, np.ndarray):  # a torch tensor (duck-typed: this module does not import torch)
         a = a.detach().cpu()
+        a = a.float() if a.is_floating_point() else a  # half and bfloat16 have no numpy type
         a = (a.permute(1, 2, 0) if a.ndim == 3 else a).numpy()
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ValueError(f"an image array is (H, W), (H, W, 3|4) or a (3|4, H, W) tensor; got shape {a.shape}")
-    if a.dtype != np.uint8:
-        a = np.clip(np.round(np.asarray(a, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-    return to_rgb(Image.fromarray(a))
+    return to_rgb(Image.fromarray(array_pixels(np.asarray(a))))
 
 
 def looks_like_image(path: str | os.PathLike[str]) -> bool:

@@ -84,7 +84,9 @@ def metrics(
     if json_out:
         typer.echo(json.dumps(report.to_json()))
     else:
-        print_report(report.metrics, f"{report.images} images, top-1 {report.accuracy:.1%}, {report.seconds:.0f} s")
+        per = report.seconds / max(report.images, 1)
+        print_report(report.metrics, f"{report.images} images, top-1 {report.accuracy:.1%}, {report.seconds:.0f} s "
+                                     f"({per:.1f} s per image)")
         for label, m in report.per_class.items() if per_class else ():
             print_report(m, f"{label}: {sum(1 for r in report.records if r.label == label)} images")
     if any(s.get("kind") == "error" for s in report.skipped):
@@ -102,6 +104,9 @@ def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], op
         samples, skipped = find_samples(inputs, nv.bundle.class_names, boxes, limit)
     except BoxFileError as e:
         fail(str(e))
+    if boxes is None:
+        typer.echo("nestviz: no --boxes: the localization metrics (MaxBoxAccV2, GT-known loc, box covers view, "
+                   "pointing game) are skipped; faithfulness and sanity only", err=True)
     partial = [s for s in skipped if s["kind"] == "partial"]
     for s in skipped:
         if s["kind"] != "partial" or len(partial) <= 5:

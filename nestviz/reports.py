@@ -108,7 +108,11 @@ def progress_bar(mode: str, total: int) -> Iterator[Callable[[int, int], None]]:
             rate = f"{(done - first[0]) / dt:.1f} img/s" if dt > 0 and done > first[0] else ""
             bar.update(task, completed=done, rate=rate)
 
-        yield tick
+        try:
+            yield tick
+        except Exception:  # a setup error met when the work starts (the model loads lazily): its line alone
+            bar.live.transient = True  # no "0/N" bar left behind; Ctrl-C keeps the bar, the summary follows
+            raise
 
 
 def print_run_summary(summary: Any, out_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from nestviz.preprocess import Preprocessing, to_input
 from nestviz.display import Result
 from nestviz.results import ImageResult
 
-from .conftest import TINY_CLASSES, tiny_model, write_image
+from .conftest import REPO, TINY_CLASSES, tiny_model, write_image
 
 
 default_gradcat = {"gradient": gradcat, "cam": functools.partial(cam_gradcat, kind=CAM_KIND)}[GRADCAT_SCORE]
@@ -71,12 +72,16 @@ def test_cam_and_annotate_agree_with_explain_and_predict(nv: Nestviz, images: li
         nv.cam(images[0], classes=[7])
 
 
-@pytest.mark.parametrize("kind", ["str", "path", "pil", "array", "float array", "tensor"])
+@pytest.mark.parametrize("kind", ["str", "path", "pil", "array", "float array", "tensor", "int64 array",
+                                  "float tensor", "half tensor"])
 def test_one_image_of_any_kind_or_a_list(nv: Nestviz, images: list[Path], kind: str) -> None:
     path = images[1]
     pixels = np.asarray(load_rgb(path))
     one = {"str": str(path), "path": path, "pil": Image.open(path), "array": pixels,
-           "float array": pixels / 255.0, "tensor": torch.from_numpy(pixels.copy()).permute(2, 0, 1)}[kind]
+           "float array": pixels / 255.0, "tensor": torch.from_numpy(pixels.copy()).permute(2, 0, 1),
+           "int64 array": pixels.astype(np.int64),
+           "float tensor": torch.from_numpy(pixels / 255.0).permute(2, 0, 1).float(),
+           "half tensor": torch.from_numpy(pixels / 255.0).permute(2, 0, 1).half()}[kind]
     [expected] = nv.predict([path], top_k=2)
     for given in (one, [one]):
         [res] = nv.predict(given, top_k=2)
@@ -84,6 +89,36 @@ def test_one_image_of_any_kind_or_a_list(nv: Nestviz, images: list[Path], kind: 
         assert [q.probability for q in res.predictions] == pytest.approx(
             [q.probability for q in expected.predictions], abs=1e-4)
         assert (res.width, res.height) == (expected.width, expected.height)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_a_float_array_in_0_255_is_refused_not_clipped(nv: Nestviz, images: list[Path], kind: str) -> None:
+    """Issue 22: float32 0-255 pixels were clipped to white and explained as another class, silently."""
+    pixels = np.asarray(load_rgb(images[1])).astype("float32")
+    given = pixels if kind == "numpy" else torch.from_numpy(pixels).permute(2, 0, 1)
+    with pytest.raises(ValueError, match=r"^a float image array holds values in 0-1 \(uint8 and other integer arrays "
+                                         r"are read as 0-255, float arrays as 0-1\); this one runs from \d+ to "
+                                         r"\d+: divide it by 255$"):
+        nv.predict(given)
+    with pytest.raises(ValueError, match="from -2 to 1: pass the image itself: nestviz normalizes"):
+        nv.predict(np.linspace(-2.0, 1.0, 8 * 8 * 3).reshape(8, 8, 3))  # a normalized image
+    with pytest.raises(ValueError, match="integer image array holds 0-255; this one runs from 0 to 256"):
+        nv.predict(np.full((8, 8), 256, np.int32) * np.eye(8, dtype=np.int32))
+    [within] = nv.predict(pixels / 255.0 * (1 + 0.4 / 255))  # half a level over 1 (resampling): kept
+    assert within.ok
+
+
+def test_run_takes_paths_and_a_class_named_twice_is_explained_once(nv: Nestviz, images: list[Path]) -> None:
+    """Issue 22: nv.run(["x.jpg"], "explain") was an AttributeError; --class "Blue Thing" --class 2 drew blue twice."""
+    [ran] = nv.run([images[1]], "explain", top_k=2)
+    [expected] = nv.explain(images[1], top_k=2)
+    assert [(p.class_index, p.probability) for p in ran.predictions] == [
+        (p.class_index, p.probability) for p in expected.predictions]
+    assert [r.ok for r in nv.run([str(images[0]), nv.prepare(images[1])], "predict")] == [True, True]
+    with pytest.raises(ValueError, match="^unknown mode 'explian': one of predict, explain, cam, annotate$"):
+        nv.run([images[0]], "explian")
+    [res] = nv.cam(images[0], classes=["Blue Thing", 2, "green", "BLUE"])
+    assert [p.class_index for p in res.predictions] == [2, 1]
 
 
 def test_a_batch_tensor_is_many_images(nv: Nestviz) -> None:
@@ -197,7 +232,12 @@ def test_results_show_and_save_themselves(nv: Nestviz, images: list[Path], tmp_p
     png = res._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     html = res._repr_html_()
-    assert html.count("data:image/png;base64,") == 2 and "<table>" in html and "<td>#1</td>" in html
+    assert html.count("data:image/jpeg;base64,") == 2 and "<table>" in html and "<td>#1</td>" in html
+    [photo] = nv.annotate(REPO / "examples" / "chelsea.jpg", top_k=2)
+    full = sum(len(photo.figure_bytes(k)) for k in ("gradcat", "cam"))  # what it embedded before issue 22
+    assert len(photo._repr_html_()) < full / 4, full  # previews: 70 KB for annotate -k 4, was 1.24 MB
+    wide = Image.open(io.BytesIO(res.preview_bytes("gradcat", width=300)))
+    assert wide.format == "JPEG" and wide.width == 300
     assert TINY_CLASSES[res.predictions[0].class_index] in html
     for name in ("x.pdf", "x.svg", "x.jpg", "x.png"):
         assert res.save(tmp_path / name).stat().st_size > 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.explain.cam import cam, cam_maps, largest_region, localize, upsample_bilinear
+from nestviz.explain.cam import box_region, cam, cam_maps, largest_region, localize, upsample_bilinear
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)
@@ -87,15 +87,23 @@ def test_threshold_changes_the_box() -> None:
         localize(raw, 192, threshold=1.5)
 
 
-def test_largest_blob_wins_over_the_highest_peak() -> None:
+def test_the_box_is_the_region_holding_the_peak() -> None:
+    """Issue 22: the box was the largest region, the peak the global maximum, often outside it."""
     raw = np.zeros((8, 8), np.float32)
     raw[0:3, 0:3] = 1.0  # large blob, top-left
     raw[6, 6] = 2.0  # small, higher blob
     box, peak = localize(raw, 64, threshold=0.25)  # 8 px per cell
     assert 48 <= peak[0] < 56 and 48 <= peak[1] < 56  # the maximum is in the small blob
     x0, y0, x1, y1 = box
-    assert (x0, y0) == (0.0, 0.0)
-    assert 23 <= x1 <= 25 and 23 <= y1 <= 25  # the big blob: 3 cells of 8 px, give or take a pixel of falloff
+    assert x0 <= peak[0] < x1 and y0 <= peak[1] < y1  # one story: the box holds the peak
+    assert 40 <= x0 and 40 <= y0 and x1 <= 64 and y1 <= 64  # the small blob's region, not the big one's
+    up = upsample_bilinear(raw, 64)
+    mask = (up - up.min()) / (up.max() - up.min()) >= 0.25
+    assert box_region(mask, (int(peak[1]), int(peak[0]))) == (int(y0), int(x0), int(y1), int(x1))
+    y0, x0, y1, x1 = box_region(mask, (int(peak[1]), int(peak[0])), rule="largest")  # the rule before
+    assert (x0, y0) == (0, 0) and 23 <= x1 <= 25 and 23 <= y1 <= 25  # the big blob: 3 cells of 8 px
+    with pytest.raises(ValueError, match=r"^pixel \(0, 40\) is not in the mask$"):
+        largest_region(mask, containing=(0, 40))
 
 
 def test_constant_map() -> None:

@@ -90,6 +90,7 @@ def test_predict_table(tiny_weights: Path, images: list[Path]) -> None:
     (["predict", "nowhere/"], 2, "no input images found"),
     (["predict", "IMG", "--weights", "W", "--device", "cuda:7"], 2, "not available"),
     (["predict", "IMG", "--weights", "W", "--device", "tpu"], 2, "unknown device 'tpu'"),
+    (["explain", "IMG", "--weights", "W", "--device", "cuda:7", "--out", "OUT"], 2, "not available"),  # no stray bar
     (["explain", "IMG", "--weights", "W", "--format", "bmp"], 2, "--format must be png, jpg, svg or pdf"),
     (["explain", "IMG", "--weights", "W", "--class", "zebra", "--out", "OUT"], 2, "class 'zebra' matches no class"),
     (["cam", "IMG", "--weights", "W", "--threshold", "1.5"], 2, "--threshold must be between 0 and 1"),

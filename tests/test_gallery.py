@@ -172,6 +172,32 @@ def test_metrics_and_summary_are_passed_to_the_page(tmp_path: Path) -> None:
     assert data["summary"] == {"done": 0} and data["items"] == []
 
 
+def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) -> None:
+    """Issue 22: the gallery drew the CAM with jet (typed in its JavaScript) while figures use inferno."""
+    from nestviz.draw.style import colormap
+    from nestviz.draw.style import CMAP, PALETTE
+
+    write_gallery(tmp_path, [], "t", {"done": 0})
+    style = data_of(tmp_path)[0]["style"]
+    assert style["cmap"] == CMAP == "inferno" and (style["path"], style["cam"]) == PALETTE[:2]
+    assert data_of(tmp_path)[0]["cam_box_region"] == "peak"  # the page boxes the CAM as nestviz does
+    lut = bytes.fromhex(style["cmap_lut"])
+    assert lut == colormap().tobytes() and lut[:3] == bytes([0, 0, 4]) and lut[-3:] == bytes([252, 255, 164])
+    script = (Path(gallery.__file__).parent / "gallery_assets" / "gallery.js").read_text(encoding="utf-8")
+    assert "jet" not in script and not re.search(r"#[0-9A-Fa-f]{6}\b", script)  # no colour typed in the page
+
+
+def test_the_last_run_line_gives_the_totals_and_no_rate_when_nothing_was_done() -> None:
+    """Issue 22: after a resumed run the header said '0 done, 1000 skipped, 0.0 images/s'."""
+    from nestviz.batch.gallery import summary_line
+
+    resumed = {"done": 0, "failed": 0, "skipped": 1000, "seconds": 0.4, "images_per_s": 0.0}
+    assert summary_line(resumed) == "Last run, 1000 images: 0 done, 0 failed, 1000 skipped (already done), 0.4 s"
+    fresh = {"done": 2, "failed": 1, "skipped": 5, "seconds": 12.5, "images_per_s": 0.16, "interrupted": True}
+    assert summary_line(fresh) == ("Last run, 8 images: 2 done, 1 failed, 5 skipped (already done), 12.5 s, "
+                                   "0.16 images/s, interrupted")
+
+
 def test_gallery_without_images_or_failures(tmp_path: Path) -> None:
     html = write_gallery(tmp_path, [], "empty", {"done": 0, "interrupted": True}).read_text(encoding="utf-8")
     text = "".join(Page(html).text)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -23,6 +24,7 @@ if CHROMIUM is None:
     pytest.skip("no Chromium (apt-get install chromium)", allow_module_level=True)
 
 from nestviz.batch.gallery import gallery_data, write_gallery  # noqa: E402
+from nestviz.explain.cam import localize  # noqa: E402
 from tests.gallery_synth import REPO, real_run, synthetic_run  # noqa: E402
 
 N = 5000
@@ -71,7 +73,8 @@ class Gallery:
         self.page.wait_for_function("document.documentElement.dataset.ready === '1'", timeout=20_000)
 
     def count(self) -> int:
-        self.page.wait_for_timeout(250)  # typing is debounced
+        """The number of cards shown, once no debounced filter input is pending."""
+        self.page.wait_for_function("document.getElementById('count').dataset.pending !== '1'")
         return int(self.page.get_attribute("#count", "data-count"))
 
     def hash(self) -> str:
@@ -87,7 +90,16 @@ class Gallery:
         self.page.select_option("#f-sort", key)
         if direction is not None:
             self.page.select_option("#f-dir", direction)
-        self.page.wait_for_timeout(100)
+        self.settled()
+
+    def settled(self) -> None:
+        """Wait until the grid is drawn for the current state (a scroll queues a draw for the next frame)."""
+        self.page.wait_for_function("document.getElementById('grid').dataset.drawQueued !== '1'")
+
+    def photo_loaded(self) -> None:
+        """Wait until the detail view's photo (under the heatmap) is decoded: screenshots show it."""
+        self.page.wait_for_function("Array.from(document.querySelectorAll('#d-body .stage img'))"
+                                    ".every(i => i.complete && i.naturalWidth > 0)")
 
     def shot(self, name: str) -> Path:
         path = self.tmp_path / f"{name}.png"
@@ -130,7 +142,8 @@ def test_synthetic_loads_and_filters_change_the_count(browser: Any, synthetic: t
     failed = sum(it["status"] == "error" for it in items)
     assert g.count() == failed > 0
     page.focus("#grid")
-    page.wait_for_timeout(100)
+    page.wait_for_selector("#grid .card.active")
+    g.settled()
     assert page.locator("#grid .card.failed").count() == min(failed, page.locator("#grid .card").count()) > 0
     g.shot("failures")
     g.close()
@@ -158,8 +171,7 @@ def test_sorting_orders_the_cards(browser: Any, synthetic: tuple[Path, list[dict
     g.sort("agree")
     assert by_id[g.cards()[0]["id"]]["agree"] is False  # ascending: disagreements first
     page.keyboard.press("End")  # the last card is rendered and active after End
-    page.wait_for_timeout(100)
-    assert page.locator("#grid .card.active").get_attribute("aria-posinset") == str(len(items))
+    sync_api.expect(page.locator("#grid .card.active")).to_have_attribute("aria-posinset", str(len(items)))
     g.shot("end-of-grid")
     g.close()
 
@@ -230,7 +242,7 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     assert page.locator("table.path tbody tr").count() == levels
     assert page.locator(".classes .cls").count() == len(chelsea["predictions"])
     assert page.locator(".links a").count() == 2
-    page.wait_for_timeout(300)  # the photo under the heatmap
+    g.photo_loaded()
     g.shot("detail")
 
     pixels = "(() => { const c = document.getElementById('cam-canvas'); const d = c.getContext('2d')" \
@@ -241,15 +253,16 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     page.focus("#opacity")
     for _ in range(30):
         page.keyboard.press("ArrowRight")
-    assert page.evaluate(pixels) != before
+    page.wait_for_function(f"{pixels} !== {before}")
     page.focus("#threshold")
     for _ in range(60):
         page.keyboard.press("ArrowRight")
-    assert "Threshold 0.80" in page.inner_text("#cam-readout")
+    sync_api.expect(page.locator("#cam-readout")).to_contain_text("Threshold 0.80")
     box2 = [float(v) for v in page.get_attribute("#cam-box", "data-box").split(",")]
-    # nestviz.cam.localize(cam_map, 224, 0.8) gives (191, 74, 224, 138) in the 224 x 224 input: the same box
+    # the page's box at 0.8 is nestviz's (localize: the region holding the peak) on the page's 224 x 224 grid
     x0, y0, x1, y1 = top["cam_region"]
-    expected = [x0 + 191 * (x1 - x0) / 224, y0 + 74 * (y1 - y0) / 224, x1, y0 + 138 * (y1 - y0) / 224]
+    (b0, b1, b2, b3), _ = localize(np.asarray(top["cam_map"], np.float32), 224, 0.8)
+    expected = [x0 + b0 * (x1 - x0) / 224, y0 + b1 * (y1 - y0) / 224, x0 + b2 * (x1 - x0) / 224, y0 + b3 * (y1 - y0) / 224]
     assert max(abs(a - b) for a, b in zip(box2, expected)) < 0.2, (box2, expected)
     g.shot("detail-threshold-0.8")
     # another class: its own tree and box
@@ -258,14 +271,16 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     # arrows move through the list (not while a slider has focus), Escape closes
     page.focus("#d-close")
     page.keyboard.press("ArrowRight")
-    assert page.inner_text("#d-title") == "coffee.jpg"
+    sync_api.expect(page.locator("#d-title")).to_have_text("coffee.jpg")
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
-    assert page.inner_text("#d-title") == "broken.jpg"
+    sync_api.expect(page.locator("#d-title")).to_have_text("broken.jpg")
     assert "cannot identify image file" in page.inner_text("#d-body .errbox")
     g.shot("detail-failure")
     page.keyboard.press("Escape")
     page.wait_for_function("!document.getElementById('detail').open")
+    # the dialog's close event (which writes the URL) is queued after the dialog closes: wait for its effect
+    sync_api.expect(page).to_have_url(re.compile(r"^[^#]*(#(?!.*open=).*)?$"))
     assert "open=" not in g.hash()
     assert page.evaluate("document.activeElement.id") == "grid"
     g.close()
@@ -335,7 +350,7 @@ def test_a_real_cli_run_of_two_commands_in_the_gallery(browser: Any, cli_run: Pa
     page.wait_for_selector("#cam-box")
     assert page.locator(".links a").count() == 2  # explain's GradCAT figure and cam's CAM figure
     assert "JSON records (2 commands)" in page.inner_text(".jsonbox summary")
-    page.wait_for_timeout(300)
+    g.photo_loaded()
     g.shot("cli-run-detail")
     page.keyboard.press("Escape")
     g.close()

@@ -102,3 +102,27 @@ def test_the_cli_uses_the_cache_under_hf_home_offline(tmp_path: Path) -> None:
     assert missing.stderr.splitlines() == [
         f"nestviz: error: hf-hub:timm/nest_base_jx.goog_in1k: not in the Hugging Face cache ({tmp_path / 'hf' / 'hub'})"
         " and HF_HUB_OFFLINE is set; download it once online, or set HF_HOME/HF_HUB_CACHE to a cache that has it"]
+
+
+def test_an_unreachable_hub_is_one_line_in_seconds(tmp_path: Path) -> None:
+    """Issue 22: without a network, --weights hf-hub:... spent 50 s and printed 12 lines of retries first."""
+    hub_cache(tmp_path / "hf" / "hub")  # cached: used first, online too, without the network
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update({"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    env.pop("HF_HUB_CACHE", None)
+
+    def info(spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "nestviz", "info", "--weights", spec, "--json"], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    ok = info(SPEC)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["class_names"] == LABELS, ok.stderr
+    import time
+
+    t0 = time.monotonic()
+    missing = info("hf-hub:timm/nest_base_jx.goog_in1k")  # port 9 refuses at once, as a dead network does
+    assert time.monotonic() - t0 < 20
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == (f"nestviz: error: hf-hub:timm/nest_base_jx.goog_in1k: cannot reach the Hugging Face Hub "
+                              f"(127.0.0.1:9: Connection refused) and not in the cache ({tmp_path / 'hf' / 'hub'}); "
+                              "set HF_HUB_OFFLINE=1 to use the cache only\n")

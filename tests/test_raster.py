@@ -231,11 +231,50 @@ def test_header_names_the_file_true_label_top_class_and_fit():
     result = make_result(k=2)
     result.true_label, result.top = "church", result.predictions[0]
     lines = header_lines(result, "gradcat", 2000)
-    assert lines[0] == "img.jpg  \u00b7  true: church  \u00b7  model's top class: #1 French horn 50.0%  \u00b7  fit: crop"
-    assert "share of its parent" in lines[1] and "threshold" in header_lines(result, "cam", 2000)[1]
-    assert header_lines(result, "gradcat", 200)[0].endswith("\u2026")  # cut to the figure's width
+    assert lines[0] == ("img.jpg  \u00b7  true: church  \u00b7  model's top class: #1 French horn 50.0%  \u00b7  fit: crop",
+                        8.0, True)
+    assert lines[1][0] == "Numbers: each child's score / the sum of the 4 children's |scores| (signed); bold: the path"
+    assert "threshold" in header_lines(result, "cam", 2000)[1][0]
+    narrow = header_lines(result, "gradcat", 200)  # wrapped to the figure's width, never cut
+    assert len(narrow) > 2 and not any("\u2026" in t for t, _, _ in narrow)
+    facts = " ".join(t for t, _, bold in narrow if bold)
+    for fact in ("img.jpg", "true: church", "model's top class: #1 French horn 50.0%", "fit: crop"):
+        assert fact in facts
     fig = gradcat_figure(grey(), result)
     assert [t.get_text() for t in fig.texts if t.get_gid() == "header-0"][0].startswith("img.jpg")
+
+
+@pytest.mark.parametrize("kind", ["gradcat", "cam"])
+def test_a_one_panel_header_keeps_every_fact_inside_the_figure(kind):
+    """Issue 22: at -k 1 the header lost the model's top class and the fit, and the legend was cut."""
+    result = make_result(451, 300, k=1)
+    result.image = "/data/imagenette/val/n03000684/ILSVRC2012_val_00012345_a_long_name.JPEG"
+    result.true_label, result.top = "chain saw", result.predictions[0]
+    fig = (gradcat_figure if kind == "gradcat" else cam_figure)(grey(451, 300), result)
+    width = fig.get_size_inches()[0] * fig.dpi
+    header = [t for t in fig.texts if (t.get_gid() or "").startswith("header-")]
+    renderer = fig.canvas.get_renderer()
+    assert all(t.get_window_extent(renderer).x1 <= width - 4 for t in header)  # drawn inside the figure
+    text = " ".join(t.get_text() for t in header)
+    for fact in ("ILSVRC2012_val_00012345_a_long_name.JPEG", "true: chain saw", "model's top class: #1 French horn 50.0%",
+                 "fit: crop", "bold: the path" if kind == "gradcat" else "the peak"):
+        assert fact in text, (fact, text)
+    image = np.asarray((gradcat_image if kind == "gradcat" else cam_image)(grey(451, 300), result))
+    top = figure_layout(result, 1, colorbars=kind == "cam").panels[0].top - 34  # above the panel's title
+    ink = np.flatnonzero((image[:top] < 200).any(axis=(0, 2)))
+    assert ink.max() < image.shape[1] - 4  # the Pillow header fits too
+
+
+def test_vector_files_embed_truetype_and_keep_svg_text():
+    """Issue 22: PDFs embedded Type 3 fonts and SVG text was outlined."""
+    result = make_result(k=4)
+    result.top = result.predictions[0]
+    pdf = figure_bytes("gradcat", grey(), result, "pdf")
+    assert b"/Type3" not in pdf and b"/FontFile2" in pdf  # TrueType (Type 42), embedded
+    svg = figure_bytes("cam", grey(), result, "svg").decode()
+    assert "<text" in svg and "fit: crop" in svg
+
+
 
 
 def test_the_threshold_tick_is_labelled_where_the_box_threshold_lies():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +304,96 @@ def test_init_from_another_input_size_resamples_the_position_embeddings(shapes: 
     with pytest.raises(ValueError, match="--init weights are for another architecture or class count"):
         train(shapes, tmp_path / "x.safetensors", other, opts(epochs=1), init=small, cache_dir=tmp_path / "c",
               max_steps=1)
+
+
+def test_init_without_img_size_trains_at_the_init_size_and_resampling_says_so(shapes: Path, tmp_path: Path) -> None:
+    """Issue 22: ``--init W`` without ``--img-size`` trained at the architecture's default size, silently."""
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+    from nestviz.model.nest import NAMED_CONFIGS
+
+    small = tmp_path / "small.safetensors"
+    train(shapes, small, CFG.with_(img_size=48), opts(epochs=1), cache_dir=tmp_path / "c", max_steps=1)
+    base = ["train", str(shapes), "--arch", "tiny_test", "--init", str(small), "--epochs", "1", "--batch-size", "36",
+            "--precision", "fp32", "--cache-dir", str(tmp_path / "c"), "--warmup-epochs", "0"]
+    NAMED_CONFIGS["tiny_test"] = CFG  # 32 px
+    try:
+        same = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "same.safetensors")])
+        assert same.exit_code == 0, same.output
+        assert load_weights(tmp_path / "same.safetensors").config.img_size == 48  # the init's size, not 32
+        assert "resampled" not in same.stderr
+        other = CliRunner().invoke(app, [*base, "--img-size", "64", "--out", str(tmp_path / "other.safetensors")])
+        assert other.exit_code == 0, other.output
+        assert load_weights(tmp_path / "other.safetensors").config.img_size == 64
+        assert [ln for ln in other.stderr.splitlines() if "resampled" in ln] == [
+            f"nestviz: warning: {small}: position embeddings resampled from 48 px to 64 px (--img-size)"]
+    finally:
+        del NAMED_CONFIGS["tiny_test"]
+
+
+def test_a_run_stopped_mid_epoch_resumes_exactly_from_its_timed_checkpoint(shapes: Path, tmp_path: Path) -> None:
+    """Issue 22: the checkpoint was written only at an epoch's end, so an early Ctrl-C left nothing to resume."""
+    cache, steps_seen = tmp_path / "c", []
+    whole = train(shapes, tmp_path / "whole.safetensors", CFG, opts(epochs=2), cache_dir=cache)
+
+    def stop_at_step_3_of_epoch_2(epoch: int, step: int, steps: int, loss: float, ips: float) -> None:
+        steps_seen.append((epoch, step, steps))
+        if (epoch, step) == (2, 3):
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut.safetensors"
+    with pytest.raises(KeyboardInterrupt):  # checkpoint_minutes 0: after every step
+        train(shapes, cut, CFG, opts(epochs=2, checkpoint_minutes=0.0), cache_dir=cache,
+              on_step=stop_at_step_3_of_epoch_2)
+    assert steps_seen[-1] == (2, 3, 4) and not cut.exists()
+    state = torch.load(checkpoint_path(cut), weights_only=True)
+    assert state["epoch"] == 1 and state["mid_epoch"]["step"] == 3
+    resumed = train(shapes, cut, CFG, opts(epochs=2), cache_dir=cache, resume=checkpoint_path(cut))
+    for a, b in zip(load_weights(tmp_path / "whole.safetensors").model.state_dict().values(),
+                    load_weights(cut).model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert resumed.history[-1].loss == pytest.approx(whole.history[-1].loss, rel=1e-6)
+
+
+def test_train_reports_progress_warns_of_a_long_warmup_and_says_how_to_resume(shapes: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: no progress within an epoch, Ctrl-C printed nothing, --warmup-epochs > --epochs was silent."""
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+    from nestviz.model.nest import NAMED_CONFIGS
+
+    monkeypatch.setitem(NAMED_CONFIGS, "tiny_test", CFG)
+    out = tmp_path / "m.safetensors"
+    base = ["train", str(shapes), "--arch", "tiny_test", "--out", str(out), "--batch-size", "8", "--precision", "fp32",
+            "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(app, [*base, "--epochs", "1", "--warmup-epochs", "3", "--log-every", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("nestviz: warning: --warmup-epochs 3 exceeds --epochs 1: the learning rate rises for the "
+                        "whole run and peaks at 0.000333, not --lr 0.001")
+    assert re.fullmatch(r"epoch 1/1  step 2/4  loss \d+\.\d{4}  \d+ img/s", lines[1])  # not a terminal: every 2 steps
+    assert lines[2].startswith("epoch 1/1  loss ") and lines[3].startswith("wrote")  # then the epoch's line
+
+    import nestviz.train.loop as loop
+
+    real_step = loop._train_step
+    calls = []
+
+    def interrupt_on_third(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_step", interrupt_on_third)
+    argv = [*base, "--epochs", "2", "--checkpoint-minutes", "0"]
+    monkeypatch.setattr(sys, "argv", ["nestviz", *argv])  # what the resume line repeats
+    stopped = CliRunner().invoke(app, argv)
+    assert stopped.exit_code == 130
+    ckpt = tmp_path / "m.safetensors.ckpt"
+    last = stopped.stderr.splitlines()[-1]
+    assert last.startswith(f"nestviz: interrupted in epoch 1 at step 2; {ckpt} (written ") and " s ago) resumes it: " in last
+    assert last.endswith(f"--epochs 2 --checkpoint-minutes 0 --resume {ckpt}")
+    assert torch.load(ckpt, weights_only=True)["mid_epoch"]["step"] == 2

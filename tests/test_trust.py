@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,18 @@ def test_metrics_command_json_contract_and_box_errors(tmp_path: Path, tiny_weigh
     kinds = {s["kind"] for s in d["skipped"]}
     assert kinds == {"error", "not measured", "partial"}
     assert any("boxes.csv:3" in s["image"] for s in d["skipped"])
+
+
+def test_a_run_without_boxes_says_which_metrics_it_skipped_and_the_time_per_image(tmp_path: Path,
+                                                                                   tiny_weights: Path) -> None:
+    """Issue 22: a no-box run was silent about the metrics it left out."""
+    data = class_folders(tmp_path / "data", n=1)
+    res = CliRunner().invoke(app, ["metrics", str(data), "--weights", str(tiny_weights), "--steps", "2",
+                                   "--device", "cpu", "--no-sanity", "-q"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines()[0] == ("nestviz: no --boxes: the localization metrics (MaxBoxAccV2, GT-known loc, "
+                                          "box covers view, pointing game) are skipped; faithfulness and sanity only")
+    assert re.search(r"3 images, top-1 \d+\.\d%, \d+ s \(\d+\.\d s per image\)", res.stdout)
 
 
 def test_metrics_command_refuses_unknown_methods(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .._files import atomic_write_text
+from ..defaults import CAM_BOX_REGION
+from ..draw.style import web_style
 
 DATA_NAME = "gallery-data.js"
 DETAILS_NAME = "gallery-details.js"
@@ -78,7 +80,8 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
         details.append(_json(detail))
     return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
             "summary": _clean(summary if isinstance(summary, dict) else {}),
-            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details}
+            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details,
+            "style": web_style(), "cam_box_region": CAM_BOX_REGION}
 
 
 def _item(files: FileIndex, index: int, image: str,
@@ -276,16 +279,18 @@ def _failures_html(failed: list[dict[str, Any]]) -> str:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    """``Last run: 2 done, 1 failed, 5 skipped (already done), 12.5 s, 0.16 images/s[, interrupted]``."""
+    """``Last run, 8 images: 2 done, 1 failed, 5 skipped (already done), 12.5 s, 0.16 images/s[, interrupted]``
+    (the rate of the images done, left out when a resumed run did none)."""
     labels = (("done", "done"), ("failed", "failed"), ("skipped", "skipped (already done)"))
     bits = [f"{summary[k]} {name}" for k, name in labels if k in summary]
+    total = sum(summary[k] for k, _ in labels if isinstance(summary.get(k), int))
     if "seconds" in summary:
         bits.append(f"{summary['seconds']} s")
-    if "images_per_s" in summary:
+    if "images_per_s" in summary and summary.get("done", 1):
         bits.append(f"{summary['images_per_s']} images/s")
     if summary.get("interrupted"):
         bits.append("interrupted")
-    return "Last run: " + ", ".join(bits) if bits else ""
+    return f"Last run, {total} image{'' if total == 1 else 's'}: " + ", ".join(bits) if bits else ""
 
 
 def _asset(name: str) -> str:

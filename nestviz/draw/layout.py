@@ -14,12 +14,14 @@ import numpy as np
 from PIL import Image
 
 from .._text import shown
+from ..defaults import CAM_BOX_REGION
 from ..results import Box, ClassExplanation, ImageResult, PathNode
 from .style import DIM, HEADER_PT, PT, SCORE_PT, TITLE_PT
 
 MAX_ASPECT = 2.0  # panels of wider (taller) images show the part around the model's region
 PAD, TITLE, GAP = 12, 34, 16  # pixels: figure margin, title band, gap between panels
-HEADER = 36  # pixels: two header lines (image, true label, the model's top class; the legend)
+HEADER_LINE = 16  # pixels between header baselines; the header: the facts (image, true label, the model's top
+# class, fit), then the legend, each wrapped to the figure's width (never cut)
 CBAR, CBAR_GAP, CBAR_LABELS = 12, 6, 62  # pixels: colour bar, its gap, its tick labels
 TREE_GAP, TREE_W = 10, 210  # pixels: the tree diagram beside a GradCAT panel (--tree)
 COMPACT = 0.7  # panel side of compact figures (folder runs' default), relative to full size
@@ -37,17 +39,22 @@ class Panel:
     tree: tuple[int, int, int, int] | None = None  # the tree diagram's rectangle (--tree)
 
 
+HeaderLine = tuple[str, float, bool]  # text, size in points, bold
+
+
 @dataclass(frozen=True)
 class FigureLayout:
     width: int
     height: int
     panels: list[Panel]
-    header: tuple[int, int] = (PAD, PAD)  # left and top of the header's two lines
+    header: tuple[int, int] = (PAD, PAD)  # left and top of the header's lines
+    header_text: tuple[HeaderLine, ...] = ()  # the lines, baselines at ``header_line_y``
 
 
 def figure_layout(result: ImageResult, n: int, colorbars: bool, tree: bool = False,
-                  compact: bool = False) -> FigureLayout:
-    """``n`` panels (up to 4 a row) with the aspect of the image's view, laid out in whole pixels, under a header."""
+                  compact: bool = False, kind: str | None = None) -> FigureLayout:
+    """``n`` panels (up to 4 a row) with the aspect of the image's view, laid out in whole pixels, under a header
+    (``kind``'s, by default cam's with ``colorbars``, else gradcat's) wrapped to the figure's width."""
     if n < 1:
         raise ValueError("nothing to draw: the result has no explained class for this figure")
     cols = n if n <= 4 else math.ceil(n / 2)
@@ -56,15 +63,17 @@ def figure_layout(result: ImageResult, n: int, colorbars: bool, tree: bool = Fal
     side = (CBAR_GAP + CBAR + CBAR_LABELS if colorbars else 0) + (TREE_GAP + TREE_W if tree else 0)
     cell_w, cell_h = pw + side, max(ph, tree_height(len(result.grid_sizes)) if tree else 0) + TITLE
     fw = 2 * PAD + cols * cell_w + (cols - 1) * GAP
-    fh = 2 * PAD + HEADER + rows * cell_h + (rows - 1) * GAP
+    lines = header_lines(result, kind or ("cam" if colorbars else "gradcat"), fw - 2 * PAD)
+    header = header_line_y(0, len(lines) - 1) + 8  # the last baseline and room for descenders
+    fh = 2 * PAD + header + rows * cell_h + (rows - 1) * GAP
     panels = []
     for k in range(n):
         r, c = divmod(k, cols)
-        left, top = PAD + c * (cell_w + GAP), PAD + HEADER + r * (cell_h + GAP) + TITLE
+        left, top = PAD + c * (cell_w + GAP), PAD + header + r * (cell_h + GAP) + TITLE
         bar = (left + pw + CBAR_GAP, top, CBAR, ph) if colorbars else None
         box = (left + cell_w - TREE_W, top, TREE_W, cell_h - TITLE) if tree else None
         panels.append(Panel(left, top, pw, ph, bar, box))
-    return FigureLayout(fw, fh, panels)
+    return FigureLayout(fw, fh, panels, header_text=tuple(lines))
 
 
 def tree_height(levels: int) -> int:
@@ -160,12 +169,6 @@ def _padded_picture(image: Image.Image, result: ImageResult, size: tuple[int, in
     return canvas
 
 
-def fit_text(text: str, width_px: float, size_pt: float) -> str:
-    """``text`` cut with an ellipsis to about ``width_px`` at ``size_pt`` (DejaVu Sans: about 0.6 em a character)."""
-    room = max(4, int(width_px / PT / (size_pt * 0.6)))
-    return text if len(text) <= room else text[: room - 1].rstrip() + "\u2026"
-
-
 def title_text(pred: ClassExplanation, width_px: float) -> str:
     """'#rank label p%' (rank among all classes), the label cut with an ellipsis so the title fits ``width_px``."""
     prefix, suffix = f"#{pred.rank} ", f" {pred.probability * 100:.1f}%"
@@ -175,19 +178,39 @@ def title_text(pred: ClassExplanation, width_px: float) -> str:
     return f"{prefix}{label}{suffix}"
 
 
-LEGENDS = {  # short: a one-panel compact figure has room for about 55 characters
-    "gradcat": "Numbers: each child's share of its parent's |score|; bold: the path",
-    "cam": "White box: the map above the threshold (bar tick); \u2715: the peak",
+LEGENDS = {  # what the numbers and marks are, exactly (child_shares computes the numbers)
+    "gradcat": "Numbers: each child's score / the sum of the 4 children's |scores| (signed); bold: the path",
+    "cam": {"peak": "\u2715: the peak; white box: the region around it above the threshold (bar tick)",
+            "largest": "White box: the largest region above the threshold (bar tick); \u2715: the peak"}[CAM_BOX_REGION],
 }
 
 
 def header_line_y(top: int, i: int) -> int:
-    """The baseline of header line ``i`` (0, 1) in figure pixels, the header starting at ``top``."""
-    return top + 12 + 16 * i
+    """The baseline of header line ``i`` in figure pixels, the header starting at ``top``."""
+    return top + 12 + HEADER_LINE * i
 
 
-def header_lines(result: ImageResult, kind: str, width_px: float) -> list[str]:
-    """The figure's two header lines: file name, true label, the model's top class and fit; the legend."""
+def wrap(parts: list[str], sep: str, width_px: float, size_pt: float, bold: bool = False) -> list[str]:
+    """``parts`` joined with ``sep`` into lines of at most about ``width_px`` at ``size_pt`` (DejaVu Sans,
+    a generous 0.62 em a character, 0.7 bold), broken at spaces; a word longer than a line is broken
+    over lines, never cut."""
+    room = max(4, int(width_px / PT / (size_pt * (0.7 if bold else 0.62))))
+    words = [(w, sep if k == 0 else " ") for part in parts for k, w in enumerate(part.split(" "))]
+    lines: list[str] = []
+    for word, joiner in words:
+        if lines and len(lines[-1]) + len(joiner) + len(word) <= room:
+            lines[-1] += joiner + word
+            continue
+        while len(word) > room:
+            lines.append(word[:room])
+            word = word[room:]
+        lines.append(word)
+    return lines
+
+
+def header_lines(result: ImageResult, kind: str, width_px: float) -> list[HeaderLine]:
+    """The figure's header, wrapped to ``width_px``: file name, true label, the model's top class and fit
+    (bold); the legend."""
     name = result.image.replace("\\", "/").rsplit("/", 1)[-1]
     bits = [shown(name)]
     if result.true_label:
@@ -195,7 +218,9 @@ def header_lines(result: ImageResult, kind: str, width_px: float) -> list[str]:
     if result.top is not None:
         bits.append(f"model's top class: {shown(result.top.heading)}")
     bits.append(f"fit: {result.fit}")
-    return [fit_text("  \u00b7  ".join(bits), width_px, HEADER_PT), fit_text(LEGENDS[kind], width_px, HEADER_PT - 1)]
+    facts = [(t, HEADER_PT, True) for t in wrap(bits, "  \u00b7  ", width_px, HEADER_PT, bold=True)]
+    legend = [(t, HEADER_PT - 1, False) for t in wrap([LEGENDS[kind]], "", width_px, HEADER_PT - 1)]
+    return facts + legend
 
 
 def centre(box: Box) -> tuple[float, float]:
@@ -203,7 +228,8 @@ def centre(box: Box) -> tuple[float, float]:
 
 
 def child_shares(node: PathNode) -> list[str]:
-    """A node's child scores on one scale for every level: each as a share of the four's total |score|."""
+    """A node's child scores on one scale for every level: each divided by the sum of the four children's
+    |scores|, sign kept (not a share of the parent's score, which differs when a child's score is negative)."""
     scores = node.child_scores or []
     total = sum(abs(v) for v in scores)
     return [f"{100 * v / total:.0f}%".replace("-", "\u2212") if total > 0 else "0%" for v in scores]

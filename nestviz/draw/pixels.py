@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..results import ClassExplanation
 from .layout import Panel
-from .style import CMAP, SCORE_PT, TREE_EDGE, luminance, rgb
+from .style import SCORE_PT, TREE_EDGE, colormap, luminance, rgb
 from .tree import tree_diagram
 
 SS = 2  # supersampling of the smooth-edged marks
@@ -32,14 +32,6 @@ def font(size_pt: float, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFo
         if path.is_file():
             return ImageFont.truetype(str(path), round(size_pt * PT))
     return ImageFont.load_default(round(size_pt * PT))
-
-
-@lru_cache(maxsize=1)
-def colormap() -> np.ndarray:
-    """matplotlib's colour map (``style.CMAP``) as a (256, 3) uint8 lookup table."""
-    from matplotlib import colormaps
-
-    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
 
 
 def text(canvas: Image.Image, xy: tuple[float, float], label: str, size_pt: float, bold: bool = False,
@@ -148,13 +140,13 @@ def outline(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int,
     draw.rectangle((x0 - width // 2, y0 - width // 2, x1 + width // 2, y1 + width // 2), outline=colour, width=width)
 
 
-def text_lines(canvas: Image.Image, lines: list[tuple[str, float]], left: int, top: int) -> None:
-    """Lines of (text, size in points) down from ``(left, top)``, baselines as ``layout.header_line_y`` says."""
+def text_lines(canvas: Image.Image, lines: list[tuple[str, float, bool]], left: int, top: int) -> None:
+    """Lines of (text, size in points, bold) down from ``(left, top)``, baselines as ``layout.header_line_y`` says."""
     from .layout import header_line_y
 
     draw = ImageDraw.Draw(canvas)
-    for i, (line, size) in enumerate(lines):
-        if i == 0:  # the file name and classes: new for each image, not worth keeping
+    for i, (line, size, bold) in enumerate(lines):
+        if bold:  # the file name and classes: new for each image, not worth keeping
             draw.text((left, header_line_y(top, i)), line, font=font(size, bold=True), anchor="ls", fill=BLACK)
         else:  # the legend: the same in every figure of a kind
             text(canvas, (left, header_line_y(top, i)), line, size, anchor="ls")

@@ -18,12 +18,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..results import Box, ClassExplanation, ImageResult
-from .layout import (CBAR_LABELS, Panel, centre, figure_layout, header_lines, nice_ticks, panel_picture, score_labels,
+from .layout import (CBAR_LABELS, Panel, centre, figure_layout, nice_ticks, panel_picture, score_labels,
                      threshold_value, title_text, view)
 from .pixels import (BLACK, WHITE, Marks, colormap as _colormap, font as _font, outline as _box, rounded_box, text,
                      text_lines)
 from .pixels import tree as draw_tree
-from .style import (CBAR_LABEL, COMPACT_JPEG_QUALITY, DOT_PT, DPI, HEADER_PT, HEAT_ALPHA, JPEG_QUALITY, PATH_PT,
+from .style import (CBAR_LABEL, COMPACT_JPEG_QUALITY, DOT_PT, DPI, HEAT_ALPHA, JPEG_QUALITY, PATH_PT,
                     PEAK_PT, PT, SCORE_PT, TITLE_PT, class_colour, compact as compact_number, grid_style, luminance, rgb)
 
 try:  # Intel ISA-L's deflate: 2.7x faster than zlib level 1 on figures, and smaller
@@ -35,10 +35,9 @@ except ImportError:  # pragma: no cover - platforms without an isal wheel
 def _canvas(image: Image.Image, result: ImageResult, kind: str, explained: list[ClassExplanation], tree: bool,
             compact: bool):  # noqa: ANN202
     """The white canvas with its header, the layout and the panels' picture, for ``explained`` panels."""
-    lay = figure_layout(result, len(explained), colorbars=kind == "cam", tree=tree, compact=compact)
+    lay = figure_layout(result, len(explained), colorbars=kind == "cam", tree=tree, compact=compact, kind=kind)
     canvas = Image.new("RGB", (lay.width, lay.height), WHITE)
-    lines = header_lines(result, kind, lay.width - 2 * lay.header[0])
-    text_lines(canvas, [(lines[0], HEADER_PT), (lines[1], HEADER_PT - 1)], *lay.header)
+    text_lines(canvas, list(lay.header_text), *lay.header)
     return canvas, lay, _picture(image, result, (lay.panels[0].width, lay.panels[0].height))
 
 

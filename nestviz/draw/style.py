@@ -7,6 +7,11 @@ of one result look alike; ``layout.py`` says where things go.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DPI = 100
 PT = DPI / 72.0  # pixels per typographic point
@@ -21,6 +26,9 @@ CMAP = "inferno"
 HEAT_ALPHA = 0.55  # opacity of the class map over the image
 CBAR_LABEL = {"logit": "class score (logit)", "contrast": "class score - mean class (logit)",
               "flow": "class - mean class, at its source (logit)"}  # by CAM kind
+# Vector files for papers: TrueType (Type 42) fonts in PDF and PostScript, never Type 3 bitmaps-as-glyphs;
+# SVG text stays <text> (editable, searchable), not outlined paths.
+VECTOR_FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
 JPEG_QUALITY = 90
 COMPACT_JPEG_QUALITY = 80  # compact figures (folder runs' default): smaller panels, this quality
 TREE_EDGE = "#999999"  # the tree diagram's edges and boxes off the path
@@ -69,3 +77,18 @@ def luminance(colour: str) -> float:
 def class_colour(rank_index: int) -> str:
     """The colour of the ``rank_index``-th explained class (0-based) of a figure."""
     return PALETTE[rank_index % len(PALETTE)]
+
+
+@lru_cache(maxsize=1)
+def colormap() -> "np.ndarray":
+    """matplotlib's colour map (``CMAP``) as a (256, 3) uint8 lookup table: the Pillow figures' and the gallery's."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def web_style() -> dict[str, str]:
+    """What the gallery page draws with, taken from here rather than re-typed in its JavaScript: the class
+    map's colour map (``CMAP``) as a 256-entry lookup table of hex RGB, the GradCAT path's and the CAM box's colours."""
+    return {"cmap": CMAP, "cmap_lut": colormap().tobytes().hex(), "path": PALETTE[0], "cam": PALETTE[1]}

@@ -1,8 +1,8 @@
 """The GradCAT tree diagram (``--tree``): where its nodes, edges and texts go, for both renderers.
 
 Like the NesT paper's figure: one row per level, the root on top; below each visited node its
-four children (top-left, top-right, bottom-left, bottom-right) with their share of the node's
-total |score| (``layout.child_shares``); the child taken is filled in the class colour and its
+four children (top-left, top-right, bottom-left, bottom-right) with their scores divided by the sum of
+the four's |scores| (``layout.child_shares``); the child taken is filled in the class colour and its
 edge drawn thick, so the chosen path reads top to bottom. Pure geometry, in figure pixels.
 """
 

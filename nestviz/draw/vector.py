@@ -25,10 +25,10 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..results import Box, ClassExplanation, ImageResult
-from .layout import (Panel, centre, figure_layout, header_line_y, header_lines, nice_ticks, panel_picture, score_labels,
+from .layout import (CBAR, CBAR_LABELS, Panel, centre, figure_layout, header_line_y, nice_ticks, panel_picture, score_labels,
                      threshold_value, title_text, view)
-from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEADER_PT, HEAT_ALPHA, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,
-                    TREE_EDGE, class_colour, grid_style, luminance)
+from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,
+                    TREE_EDGE, VECTOR_FONTS, class_colour, grid_style, luminance)
 from .tree import tree_diagram
 
 FORMATS = ("svg", "pdf")
@@ -82,6 +82,8 @@ def cam_figure(image: Image.Image, result: ImageResult, tree: bool = False) -> F
         px_per_unit = cax.bbox.height / (hi - lo if hi > lo else 1e-6)
         bar.set_ticks([v for v in nice_ticks(lo, hi) if abs(v - tv) * px_per_unit >= 1.2 * SCORE_PT * PT])
         bar.set_label(CBAR_LABEL.get(cam.kind, CBAR_LABEL["logit"]), fontsize=SCORE_PT + 0.5)
+        # where the Pillow renderer puts it (right-aligned in the labels' room): clear of the "box" tick's text
+        cax.yaxis.set_label_coords((CBAR + CBAR_LABELS - 12 - 1.2 * (SCORE_PT + 0.5) * PT) / CBAR, 0.5)
         bar.ax.tick_params(labelsize=SCORE_PT, length=2, pad=1.5)
         cax.axhline(tv, color="white", linewidth=1.2, gid="cam-threshold")
         cax.text(1.0, tv, "  box", transform=transforms.blended_transform_factory(cax.transAxes, cax.transData),
@@ -95,7 +97,7 @@ def encode_figure(fig: Figure, fmt: str) -> bytes:
     if fmt not in FORMATS:
         raise ValueError(f"the vector renderer writes {' or '.join(FORMATS)}, not {fmt!r}")
     buf = io.BytesIO()
-    with rc_context({"svg.hashsalt": "nestviz", "svg.fonttype": "path"}):
+    with rc_context({"svg.hashsalt": "nestviz", **VECTOR_FONTS}):
         fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buf.getvalue()
 
@@ -103,13 +105,13 @@ def encode_figure(fig: Figure, fmt: str) -> bytes:
 # -- layout -------------------------------------------------------------------------------------------
 def _layout(result: ImageResult, n: int, kind: str, tree: bool = False):  # noqa: ANN202
     """A figure with ``n`` image panels placed by :func:`layout.figure_layout`, in whole pixels, and its header."""
-    lay = figure_layout(result, n, colorbars=kind == "cam", tree=tree)
+    lay = figure_layout(result, n, colorbars=kind == "cam", tree=tree, kind=kind)
     fw, fh = lay.width, lay.height
     fig = Figure(figsize=(fw / DPI, fh / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)
-    for i, text in enumerate(header_lines(result, kind, fw - 2 * lay.header[0])):
+    for i, (text, size, bold) in enumerate(lay.header_text):
         fig.text(lay.header[0] / fw, 1 - header_line_y(lay.header[1], i) / fh, text, va="baseline", ha="left",
-                 fontsize=HEADER_PT - i, fontweight="bold" if i == 0 else "normal", gid=f"header-{i}")
+                 fontsize=size, fontweight="bold" if bold else "normal", gid=f"header-{i}")
     axes, cbars = [], []
     for p in lay.panels:
         bottom = fh - p.top - p.height

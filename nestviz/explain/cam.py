@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..defaults import CAM_KIND, CAM_KINDS
+from ..defaults import CAM_BOX_REGION, CAM_BOX_REGIONS, CAM_KIND, CAM_KINDS, check_choice
 from ..model.nest import Nest
 from .common import Box, explaining, select_classes
 from .flow import forward_flow, redistribute
@@ -85,9 +85,10 @@ def cam(model: Nest, x: Tensor, *, top_k: int = 1, classes: Sequence[int] | Tens
 def localize(raw: Tensor | np.ndarray, size: int, threshold: float = 0.2) -> tuple[Box, tuple[float, float]]:
     """Box and peak of a map, in pixels of the ``size`` x ``size`` model input.
 
-    The map is upsampled bilinearly and scaled to [0, 1]; the box [x0, y0, x1, y1] (exclusive
-    x1, y1) bounds the largest 8-connected region at >= ``threshold``, the peak is the centre of
-    the maximum's pixel. A constant map gives the whole image and its centre.
+    The map is upsampled bilinearly and scaled to [0, 1]; the peak is the centre of the maximum's
+    pixel, the box [x0, y0, x1, y1] (exclusive x1, y1) bounds the 8-connected region at >=
+    ``threshold`` that :func:`box_region` picks (by default the one holding the peak). A constant
+    map gives the whole image and its centre.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
@@ -99,7 +100,7 @@ def localize(raw: Tensor | np.ndarray, size: int, threshold: float = 0.2) -> tup
     up = upsample_bilinear(m.numpy(), size)
     lo, hi = float(up.min()), float(up.max())
     y, x = np.unravel_index(int(np.argmax(up)), up.shape)
-    y0, x0, y1, x1 = largest_region((up - lo) / (hi - lo) >= threshold)
+    y0, x0, y1, x1 = box_region((up - lo) / (hi - lo) >= threshold, (int(y), int(x)))
     return (float(x0), float(y0), float(x1), float(y1)), (float(x) + 0.5, float(y) + 0.5)
 
 
@@ -123,8 +124,16 @@ def _taps(out: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i0, i1, (src - i0).astype(np.float32)
 
 
-def largest_region(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding box (y0, x0, y1, x1), exclusive ends, of the largest 8-connected True region of a 2-D mask.
+def box_region(mask: np.ndarray, peak: tuple[int, int], rule: str = CAM_BOX_REGION) -> tuple[int, int, int, int]:
+    """The CAM box's region, the one place that decides it (``nestviz.defaults.CAM_BOX_REGION``): the
+    8-connected True region of ``mask`` holding the ``peak`` pixel (y, x), or with ``rule="largest"`` the
+    largest one; as (y0, x0, y1, x1), exclusive ends."""
+    return largest_region(mask, containing=peak if check_choice("rule", rule, CAM_BOX_REGIONS) == "peak" else None)
+
+
+def largest_region(mask: np.ndarray, containing: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """Bounding box (y0, x0, y1, x1), exclusive ends, of the largest 8-connected True region of a 2-D mask,
+    or of the region holding the pixel ``containing`` (y, x), which must be True.
 
     Works on horizontal runs: runs in adjacent rows that overlap or touch diagonally are joined
     with a union-find. Ties go to the region met first in raster order.
@@ -154,9 +163,17 @@ def largest_region(mask: np.ndarray) -> tuple[int, int, int, int]:
             if ra != rc:
                 parent[max(ra, rc)] = min(ra, rc)
     roots = np.array([find(i) for i in range(ys.size)])
-    best = int(np.argmax(np.bincount(roots, weights=x1s - x0s)))
+    if containing is not None:
+        cy, cx = containing
+        run = np.flatnonzero((ys == cy) & (x0s <= cx) & (cx < x1s))
+        if run.size != 1:
+            raise ValueError(f"pixel {containing} is not in the mask")
+        best = int(roots[run[0]])
+    else:
+        best = int(np.argmax(np.bincount(roots, weights=x1s - x0s)))
     sel = roots == best
     return int(ys[sel].min()), int(x0s[sel].min()), int(ys[sel].max()) + 1, int(x1s[sel].max())
 
 
-__all__ = ["CAM_KINDS", "CamOutput", "class_weights", "cam_maps", "cam_maps_of_pass", "cam", "localize", "upsample_bilinear", "largest_region"]
+__all__ = ["CAM_KINDS", "CamOutput", "class_weights", "cam_maps", "cam_maps_of_pass", "cam", "localize", "upsample_bilinear", "box_region",
+           "largest_region"]

@@ -60,8 +60,9 @@ def label_for_folder(folder: str, class_names: list[str], trained_folders: objec
 
 
 def resolve_classes(specs: Sequence[str | int], class_names: Sequence[str]) -> list[int]:
-    """Class indices from indices or labels (case-insensitive; a unique prefix is enough); ValueError naming
-    the class that is out of range, matches none or is ambiguous."""
+    """Class indices from indices or labels (case-insensitive; a unique prefix is enough), each once, in the
+    order first named (``--class "French Horn" --class 5`` naming one class twice explains it once);
+    ValueError naming the class that is out of range, matches none or is ambiguous."""
     names = [n.lower() for n in class_names]
     out = []
     for spec in specs:
@@ -79,7 +80,7 @@ def resolve_classes(specs: Sequence[str | int], class_names: Sequence[str]) -> l
             problem = f"is ambiguous ({some})" if match else "matches no class"
             raise ValueError(f"class {s!r} {problem}")
         out.append(match[0])
-    return out
+    return list(dict.fromkeys(out))
 
 
 __all__ = ["match_class", "resolve_classes", "label_for_folder",

@@ -14,6 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -112,3 +114,33 @@ def decode_all(ds: FolderDataset, cache_dir: Path, *, train_size: int | None = N
     with atomic_writer(cache) as f:
         torch.save({"images": x, "unreadable": [list(b) for b in bad]}, f)
     return x, bad
+
+
+def default_cache_dir() -> Path:
+    """Where decoded images are cached: ``$XDG_CACHE_HOME/nestviz``, else ``~/.cache/nestviz``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "nestviz"
+
+
+@dataclass
+class Split:
+    """One dataset decoded: uint8 images (N, 3, S, S), labels, and the images left out as unreadable."""
+
+    x: Tensor
+    y: Tensor
+    skipped: list[str]
+
+
+def decode_split(ds: FolderDataset, cache_dir: Path, skip_bad: bool, **how: Any) -> Split:
+    """Decode ``ds`` (see :func:`decode_all`); unreadable images are an error naming them, or left out."""
+    x, bad = decode_all(ds, cache_dir, **how)
+    problems = [problem for _, problem in bad]
+    if problems and not skip_bad:
+        shown = "; ".join(problems[:10]) + (f"; ... (+{len(problems) - 10} more)" if len(problems) > 10 else "")
+        raise ValueError(f"{len(problems)} unreadable image(s) in {ds.root}: {shown}. "
+                         "Fix or remove them, or pass --skip-bad to leave them out")
+    dropped = {i for i, _ in bad}
+    labels = [label for i, label in enumerate(ds.labels) if i not in dropped]
+    if not labels:
+        raise ValueError(f"{ds.root}: no readable images")
+    return Split(x, torch.tensor(labels), problems)

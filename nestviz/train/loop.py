@@ -3,7 +3,8 @@
 AdamW (no decay on norms, biases, position embeddings), linear warmup then cosine decay,
 label smoothing, random-resized crop + flip + colour jitter, optional mixup/CutMix,
 stochastic depth, bf16 autocast. Images are decoded once into a cached uint8 tensor.
-Each epoch ends with an atomic checkpoint; every epoch draws its randomness from
+Each epoch ends with an atomic checkpoint, and one is written every few minutes within an epoch
+(``checkpoint.py``); every epoch draws its randomness from
 ``seed`` and the epoch number, so ``resume`` continues exactly where a run stopped (torch's
 global random state is left as it was). Unreadable images stop training, listed, unless
 ``skip_bad`` is set, which leaves them out and records them in the weights' provenance.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._files import atomic_writer
+from ..model.bundle import WeightsWarning
 from ..model.checkpoints import load_weights, save_nestviz
 from ..model.nest import Nest, NestConfig, param_groups, resize_state_dict
 from ..preprocess import Preprocessing, normalize
 from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_resized_crop_flip, region_weights
 from .locality import locality_loss
-from .data import FolderDataset, decode_all, read_label_names, scan_class_folders
+from .checkpoint import EpochProgress, Every, checkpoint_path, load_progress, save_checkpoint
+from .data import Split, decode_split, default_cache_dir, read_label_names, scan_class_folders
 from .record import check_cache_dir, check_writable, environment, paths_record, wnid_label_names
 
 
@@ -57,6 +60,11 @@ class TrainOptions:
     eval_every: int = 5
     crop_pct: float = 0.875
     skip_bad: bool = False  # leave unreadable images out (recorded) instead of refusing to train
+    checkpoint_minutes: float = 5.0  # within an epoch, OUT.ckpt is also written this often (the epoch's end always)
+
+
+class TrainWarning(UserWarning):
+    """A training option that cannot do what it says (one line)."""
 
 
 @dataclass
@@ -121,11 +129,6 @@ def region_loss(tile_logits: tuple[Tensor, Tensor], tile_labels: Tensor, eps: fl
     return total / len(tile_logits)
 
 
-def checkpoint_path(out: Path) -> Path:
-    """Where the per-epoch training checkpoint of ``out`` lives."""
-    return out.with_name(out.name + ".ckpt")
-
-
 def smooth(soft: Tensor, eps: float) -> Tensor:
     """Label smoothing of soft targets over their last dimension."""
     return soft * (1 - eps) + eps / soft.shape[-1]
@@ -150,40 +153,11 @@ def accuracy_on(model: Nest, x_uint8: Tensor, labels: Tensor, pre: Preprocessing
     return correct / len(x_uint8)
 
 
-def default_cache_dir() -> Path:
-    """Where decoded images are cached: ``$XDG_CACHE_HOME/nestviz``, else ``~/.cache/nestviz``."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "nestviz"
-
-
-@dataclass
-class _Split:
-    """One dataset decoded: uint8 images (N, 3, S, S), labels, and the images left out as unreadable."""
-
-    x: Tensor
-    y: Tensor
-    skipped: list[str]
-
-
-def _decode_split(ds: FolderDataset, cache_dir: Path, skip_bad: bool, **how: Any) -> _Split:
-    """Decode ``ds`` (see :func:`decode_all`); unreadable images are an error naming them, or left out."""
-    x, bad = decode_all(ds, cache_dir, **how)
-    problems = [problem for _, problem in bad]
-    if problems and not skip_bad:
-        shown = "; ".join(problems[:10]) + (f"; ... (+{len(problems) - 10} more)" if len(problems) > 10 else "")
-        raise ValueError(f"{len(problems)} unreadable image(s) in {ds.root}: {shown}. "
-                         "Fix or remove them, or pass --skip-bad to leave them out")
-    dropped = {i for i, _ in bad}
-    labels = [label for i, label in enumerate(ds.labels) if i not in dropped]
-    if not labels:
-        raise ValueError(f"{ds.root}: no readable images")
-    return _Split(x, torch.tensor(labels), problems)
-
-
 def _start(cfg: NestConfig, opts: TrainOptions, classes: list[str], device: torch.device,
            init: str | os.PathLike[str] | None, resume: str | os.PathLike[str] | None
-           ) -> tuple[Nest, torch.optim.Optimizer, int, float, list[EpochStats]]:
-    """The model and optimizer to train: fresh (seeded), from ``init`` weights, or resumed from a checkpoint."""
+           ) -> tuple[Nest, torch.optim.Optimizer, int, float, list[EpochStats], EpochProgress | None]:
+    """The model and optimizer to train: fresh (seeded), from ``init`` weights, or resumed from a checkpoint
+    (with where its epoch stood, when it was written mid-epoch)."""
     torch.manual_seed(opts.seed)
     model = Nest(cfg, drop_path_rate=opts.drop_path).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999))
@@ -191,15 +165,19 @@ def _start(cfg: NestConfig, opts: TrainOptions, classes: list[str], device: torc
         start = load_weights(init)
         if start.config.with_(img_size=cfg.img_size) != cfg:
             raise ValueError(f"{init}: --init weights are for another architecture or class count")
+        if start.config.img_size != cfg.img_size:
+            warnings.warn(WeightsWarning(f"{init}: position embeddings resampled from {start.config.img_size} px to "
+                                         f"{cfg.img_size} px (--img-size)"), stacklevel=2)
         model.load_state_dict(resize_state_dict(start.model.state_dict(), cfg))
     if resume is None:
-        return model, optimizer, 0, 0.0, []
+        return model, optimizer, 0, 0.0, [], None
     state = torch.load(resume, map_location="cpu", weights_only=True)
     if state["config"] != cfg.to_dict() or state["classes"] != classes:
         raise ValueError(f"{resume}: checkpoint is for another architecture or class list")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return model, optimizer, int(state["epoch"]), float(state["seconds"]), [EpochStats(**h) for h in state["history"]]
+    return (model, optimizer, int(state["epoch"]), float(state["seconds"]), [EpochStats(**h) for h in state["history"]],
+            load_progress(state))
 
 
 @dataclass
@@ -212,7 +190,7 @@ class _Run:
     cfg: NestConfig
     pre: Preprocessing
     device: torch.device
-    train: _Split
+    train: Split
     steps_per_epoch: int
     total_steps: int
     warmup: int
@@ -253,34 +231,71 @@ def _train_step(run: _Run, step: int, idx: Tensor, gen: torch.Generator) -> tupl
     return float(loss.detach()), int((logits.argmax(1).cpu() == yb).sum()), lr
 
 
-def _train_epoch(run: _Run, epoch: int, steps: int,
-                 on_step: Callable[[int, int, float, float], None] | None) -> EpochStats:
-    """Up to ``steps`` steps of epoch ``epoch`` (0-based), its randomness drawn from the seed and the epoch."""
+StepCallback = Callable[[int, int, int, float, float], None]  # epoch (1-based), step, steps per epoch, loss, img/s
+
+
+def _train_epoch(run: _Run, epoch: int, steps: int, on_step: StepCallback | None,
+                 resume_at: EpochProgress | None = None,
+                 checkpoint: Callable[[EpochProgress, torch.Generator], None] | None = None) -> EpochStats:
+    """Up to ``steps`` steps of epoch ``epoch`` (0-based), its randomness drawn from the seed and the epoch;
+    from ``resume_at`` (a mid-epoch checkpoint's progress) on, offering ``checkpoint`` the progress after each step."""
     opts = run.opts
     torch.manual_seed(opts.seed * 100_003 + epoch)  # drop-path masks
     gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + epoch)
     order = torch.randperm(len(run.train.x), generator=gen)
     run.model.train()
-    t0 = time.perf_counter()
-    loss_sum, correct, seen, lr = 0.0, 0, 0, opts.lr
-    for s in range(steps):
+    p = resume_at or EpochProgress()
+    if resume_at is not None:
+        p.restore(gen, run.device)
+    t0, lr = time.perf_counter() - p.seconds, opts.lr
+    for s in range(p.step, steps):
         idx = order[s * opts.batch_size:(s + 1) * opts.batch_size]
         loss, hits, lr = _train_step(run, epoch * run.steps_per_epoch + s, idx, gen)
-        loss_sum, correct, seen = loss_sum + loss * len(idx), correct + hits, seen + len(idx)
+        p.step, p.loss_sum, p.correct, p.seen = s + 1, p.loss_sum + loss * len(idx), p.correct + hits, p.seen + len(idx)
+        p.seconds = time.perf_counter() - t0
+        if checkpoint is not None and s + 1 < steps:
+            checkpoint(p, gen)
         if on_step:
-            on_step(s + 1, run.steps_per_epoch, loss_sum / seen, seen / (time.perf_counter() - t0))
+            on_step(epoch + 1, s + 1, run.steps_per_epoch, p.loss_sum / p.seen, p.seen / p.seconds)
     seconds = time.perf_counter() - t0
-    return EpochStats(epoch + 1, loss_sum / seen, correct / seen, seen / seconds, seconds, lr)
+    return EpochStats(epoch + 1, p.loss_sum / p.seen, p.correct / p.seen, p.seen / seconds, seconds, lr)
 
 
-def _save_checkpoint(run: _Run, path: Path, epoch: int, elapsed: float, history: list[EpochStats],
-                     classes: list[str]) -> None:
-    """The state a cut-off run resumes from, written atomically."""
-    state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch,
-             "seconds": elapsed, "history": [asdict(h) for h in history], "config": run.cfg.to_dict(),
-             "classes": classes, "options": asdict(run.opts)}
-    with atomic_writer(path) as f:
-        torch.save(state, f)
+def _state(run: _Run, epoch: int, elapsed: float, history: list[EpochStats], classes: list[str],
+           progress: EpochProgress | None = None) -> dict[str, Any]:
+    """What ``OUT.ckpt`` holds after ``epoch`` whole epochs (and ``progress`` into the next one)."""
+    return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch,
+            "seconds": elapsed, "history": [asdict(h) for h in history], "config": run.cfg.to_dict(),
+            "classes": classes, "options": asdict(run.opts), "mid_epoch": progress.to_dict() if progress else None}
+
+
+def _run_epochs(run: _Run, ckpt: Path, start: tuple[int, float, list[EpochStats], EpochProgress | None],
+                val: Split | None, classes: list[str], on_step: StepCallback | None,
+                on_epoch: Callable[[EpochStats], None] | None, max_steps: int | None) -> float:
+    """The epochs from ``start`` (first epoch, seconds so far, history, progress into it) on, checkpointed at
+    each epoch's end and every ``checkpoint_minutes`` within one; returns the seconds of training in all."""
+    start_epoch, elapsed, history, progress = start
+    opts, done_steps, every = run.opts, 0, Every(run.opts.checkpoint_minutes * 60)
+    for epoch in range(start_epoch, opts.epochs):
+        def mid(p: EpochProgress, gen: torch.Generator, epoch: int = epoch) -> None:
+            if every.due():
+                p.capture(gen, run.device)
+                save_checkpoint(ckpt, _state(run, epoch, elapsed, history, classes, p))
+
+        steps = run.steps_per_epoch if max_steps is None else min(run.steps_per_epoch, max_steps - done_steps)
+        stats = _train_epoch(run, epoch, steps, on_step, progress, mid)
+        done_steps, progress = done_steps + steps, None
+        elapsed += stats.seconds
+        last = epoch + 1 == opts.epochs or (max_steps is not None and done_steps >= max_steps)
+        if val is not None and (last or (epoch + 1) % opts.eval_every == 0):
+            stats.val_top1 = accuracy_on(run.model, val.x, val.y, run.pre, run.device)
+        history.append(stats)
+        save_checkpoint(ckpt, _state(run, epoch + 1, elapsed, history, classes))
+        if on_epoch:
+            on_epoch(stats)
+        if last:
+            break
+    return elapsed
 
 
 def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: NestConfig,
@@ -289,49 +304,41 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
           init: str | os.PathLike[str] | None = None,
           cache_dir: str | os.PathLike[str] | None = None, device: torch.device | None = None,
           command: str = "", on_epoch: Callable[[EpochStats], None] | None = None,
-          on_step: Callable[[int, int, float, float], None] | None = None,
+          on_step: StepCallback | None = None,
           max_steps: int | None = None, keep_checkpoint: bool = False) -> TrainResult:
     """Train and write a nestviz weights file to ``out``; returns the per-epoch history.
 
-    ``on_step(step_in_epoch, steps_per_epoch, loss, images_per_s)`` and ``on_epoch`` report progress.
-    ``max_steps`` stops early (for tests). A completed run removes ``OUT.ckpt`` unless ``keep_checkpoint``.
+    ``on_step(epoch, step_in_epoch, steps_per_epoch, loss, images_per_s)`` and ``on_epoch`` report progress.
+    ``max_steps`` stops early (for tests). ``OUT.ckpt`` is written at each epoch's end and every
+    ``opts.checkpoint_minutes`` within one; a completed run removes it unless ``keep_checkpoint``.
     """
     out, device = Path(out), device or torch.device("cpu")
     check_writable(out)
+    if opts.warmup_epochs > opts.epochs:
+        warnings.warn(TrainWarning(f"--warmup-epochs {opts.warmup_epochs:g} exceeds --epochs {opts.epochs}: the learning "
+                                   f"rate rises for the whole run and peaks at {opts.lr * opts.epochs / opts.warmup_epochs:.3g}, "
+                                   f"not --lr {opts.lr:g}"), stacklevel=2)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_cache_dir(cache)
     ds = scan_class_folders(train_dir)
     names = read_label_names(labels_file) if labels_file else wnid_label_names(ds.classes)
     cfg = cfg.with_(num_classes=len(ds.classes))
     pre = Preprocessing(input_size=cfg.img_size, crop_pct=opts.crop_pct)
-    data = _decode_split(ds, cache, opts.skip_bad, train_size=int(round(cfg.img_size * 1.15)))
-    val: _Split | None = None
+    data = decode_split(ds, cache, opts.skip_bad, train_size=int(round(cfg.img_size * 1.15)))
+    val: Split | None = None
     if val_dir is not None:
         val_ds = scan_class_folders(val_dir)
         if val_ds.classes != ds.classes:
             raise ValueError(f"{val_dir}: class folders differ from {train_dir}")
-        val = _decode_split(val_ds, cache, opts.skip_bad, eval_pre=pre)
+        val = decode_split(val_ds, cache, opts.skip_bad, eval_pre=pre)
     steps_per_epoch = max(1, len(data.x) // opts.batch_size)  # drop the last partial batch
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):  # seeds below stay inside this run
-        model, optimizer, start_epoch, elapsed, history = _start(cfg, opts, ds.classes, device, init, resume)
+        model, optimizer, *start = _start(cfg, opts, ds.classes, device, init, resume)
+        history = start[2]
         run = _Run(model, optimizer, opts, cfg, pre, device, data, steps_per_epoch, steps_per_epoch * opts.epochs,
                    int(opts.warmup_epochs * steps_per_epoch))
-        done_steps = 0
-        for epoch in range(start_epoch, opts.epochs):
-            steps = steps_per_epoch if max_steps is None else min(steps_per_epoch, max_steps - done_steps)
-            stats = _train_epoch(run, epoch, steps, on_step)
-            done_steps += steps
-            elapsed += stats.seconds
-            last = epoch + 1 == opts.epochs or (max_steps is not None and done_steps >= max_steps)
-            if val is not None and (last or (epoch + 1) % opts.eval_every == 0):
-                stats.val_top1 = accuracy_on(model, val.x, val.y, pre, device)
-            history.append(stats)
-            _save_checkpoint(run, checkpoint_path(out), epoch + 1, elapsed, history, ds.classes)
-            if on_epoch:
-                on_epoch(stats)
-            if last:
-                break
+        elapsed = _run_epochs(run, checkpoint_path(out), tuple(start), val, ds.classes, on_step, on_epoch, max_steps)
     val_top1 = history[-1].val_top1 if history else None
     provenance = {"trained_with": "nestviz train", **paths_record(command, train_dir, val_dir, init),
                   "train_images": len(data.x), "val_images": len(val.x) if val else None, "class_folders": ds.classes,

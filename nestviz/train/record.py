@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from .._files import check_writable as check_folder
+from ..model.checkpoints import load_weights
 from ..model.classes import imagenet_class_names, imagenet_wnids
+from ..model.nest import NestConfig, named_config
 
 
 def check_writable(out: Path) -> None:
@@ -36,6 +38,14 @@ def check_cache_dir(cache_dir: Path) -> None:
     except OSError as e:
         raise ValueError(f"{cache_dir}: the decoded-image cache folder (--cache-dir) is not writable "
                          f"({e.strerror or e})") from None
+
+
+def train_config(arch: str, img_size: int | None, init: str | os.PathLike[str] | None) -> NestConfig:
+    """The architecture a run trains: ``arch`` at ``img_size``; without one, at the size of the ``init``
+    weights (fine-tuning keeps their size unless asked), else at ``arch``'s own size."""
+    if img_size is None and init is not None:
+        img_size = load_weights(init).config.img_size
+    return named_config(arch) if img_size is None else named_config(arch, img_size=img_size)
 
 
 def wnid_label_names(classes: list[str]) -> dict[str, str]:

@@ -4,7 +4,9 @@
 (function () {
   'use strict';
   var D = window.NESTVIZ_DATA;
-  var PATH_COLOUR = '#E69F00', CAM_COLOUR = '#56B4E9';
+  var PATH_COLOUR = D.style.path, CAM_COLOUR = D.style.cam; // from nestviz.draw.style, as the figures
+  var CMAP = new Uint8Array(D.style.cmap_lut.match(/../g).map(function (h) { return parseInt(h, 16); })); // 256 x RGB
+  var BOX_REGION = D.cam_box_region; // which region above the threshold is the CAM box: 'peak' or 'largest'
   var CAM_GRID = 224; // the model input's side: the CAM box is computed at this resolution, as nestviz does
   var QUAD = ['top-left', 'top-right', 'bottom-left', 'bottom-right'];
   var QUAD_SHORT = ['TL', 'TR', 'BL', 'BR'];
@@ -140,9 +142,11 @@
     var t = e.target;
     if (!t.name || FIELDS.indexOf(t.name) < 0) return;
     state[t.name] = t.value;
-    var run = function () { active = 0; applyFilters(); writeHash(); layout(true); };
+    var count = $('count');
+    var run = function () { delete count.dataset.pending; active = 0; applyFilters(); writeHash(); layout(true); };
     clearTimeout(typingTimer);
-    if (t.type === 'search' || t.type === 'number') typingTimer = setTimeout(run, 120); else run();
+    // data-pending: a typed filter waits for the typing to pause (tests and tools wait for it to go)
+    if (t.type === 'search' || t.type === 'number') { count.dataset.pending = '1'; typingTimer = setTimeout(run, 120); } else run();
   }
   var form = $('filters');
   form.hidden = false;
@@ -179,7 +183,9 @@
     return e || el('p', { cls: 'empty', text: items.length ? 'No images match these filters.' : 'No images.' });
   }
   var drawQueued = false;
-  function queueDraw() { if (!drawQueued) { drawQueued = true; requestAnimationFrame(function () { drawQueued = false; draw(); }); } }
+  function queueDraw() { // data-draw-queued on the grid while a draw waits for the next frame
+    if (!drawQueued) { drawQueued = true; grid.dataset.drawQueued = '1'; requestAnimationFrame(function () { drawQueued = false; delete grid.dataset.drawQueued; draw(); }); }
+  }
   function draw() {
     var top = -grid.getBoundingClientRect().top, h = window.innerHeight || 800;
     var first = Math.max(0, Math.floor(top / ROW_H) - 2), last = Math.floor((top + h) / ROW_H) + 2;
@@ -586,11 +592,12 @@
   }
 
   /* The map upsampled bilinearly (align_corners=False, as torch) to CAM_GRID², min-max normalised:
-   * an offscreen canvas coloured with jet, and box(threshold): the bounding box [x0, y0, x1, y1)
-   * (grid pixels) of the largest 8-connected region >= threshold, ties to the first in raster order. */
+   * an offscreen canvas coloured with the figures' colour map (CMAP), and box(threshold): the bounding box [x0, y0, x1, y1)
+   * (grid pixels) of the 8-connected region >= threshold that nestviz boxes (D.cam_box_region, from
+   * nestviz.defaults.CAM_BOX_REGION): the one holding the peak, or the largest (ties to the first in raster order). */
   function camHeat(map) {
     var n = map.length, m = map[0].length, S = CAM_GRID;
-    var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity;
+    var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity, peakAt = 0; // peakAt: the first maximum
     function axis(i, len) { var s = (i + 0.5) * len / S - 0.5; if (s < 0) s = 0; var i0 = Math.floor(s); if (i0 > len - 1) i0 = len - 1; var i1 = Math.min(i0 + 1, len - 1); return [i0, i1, s - i0]; }
     var ys = [], xs = [];
     for (var i = 0; i < S; i++) { ys.push(axis(i, n)); xs.push(axis(i, m)); }
@@ -600,7 +607,7 @@
         var b = xs[x], tx = b[2];
         var top = (+r0[b[0]] || 0) * (1 - tx) + (+r0[b[1]] || 0) * tx, bot = (+r1[b[0]] || 0) * (1 - tx) + (+r1[b[1]] || 0) * tx;
         var v = top * (1 - ty) + bot * ty;
-        up[y * S + x] = v; if (v < lo) lo = v; if (v > hi) hi = v;
+        up[y * S + x] = v; if (v < lo) lo = v; if (v > hi) { hi = v; peakAt = y * S + x; }
       }
     }
     var flat = !(hi > lo);
@@ -608,8 +615,8 @@
     var c = document.createElement('canvas'); c.width = S; c.height = S;
     var cx = c.getContext('2d'), img = cx.createImageData(S, S);
     for (var q = 0; q < up.length; q++) {
-      var t = up[q], col = jet(t);
-      img.data[4 * q] = col[0]; img.data[4 * q + 1] = col[1]; img.data[4 * q + 2] = col[2]; img.data[4 * q + 3] = 255;
+      var c3 = 3 * Math.round(255 * up[q]);
+      img.data[4 * q] = CMAP[c3]; img.data[4 * q + 1] = CMAP[c3 + 1]; img.data[4 * q + 2] = CMAP[c3 + 2]; img.data[4 * q + 3] = 255;
     }
     cx.putImageData(img, 0, 0);
     var label = new Int32Array(S * S), stack = new Int32Array(S * S);
@@ -618,8 +625,8 @@
       box: function (thr) {
         if (flat) return [0, 0, S, S];
         label.fill(0);
-        var best = null, bestN = 0, next = 0;
-        for (var s = 0; s < S * S; s++) {
+        var best = null, bestN = 0, next = 0, onlyPeak = BOX_REGION === 'peak';
+        for (var s = onlyPeak ? peakAt : 0; s < S * S; s++) {
           if (label[s] || up[s] < thr) continue;
           next++; var sp = 0, cnt = 0, x0 = S, y0 = S, x1 = -1, y1 = -1;
           stack[sp++] = s; label[s] = next;
@@ -636,14 +643,11 @@
             }
           }
           if (cnt > bestN) { bestN = cnt; best = [x0, y0, x1 + 1, y1 + 1]; }
+          if (onlyPeak) break;
         }
         return best;
       }
     };
-  }
-  function jet(t) {
-    function c(x) { return Math.round(255 * Math.max(0, Math.min(1, x))); }
-    return [c(1.5 - Math.abs(4 * t - 3)), c(1.5 - Math.abs(4 * t - 2)), c(1.5 - Math.abs(4 * t - 1))];
   }
 
   // ---- GradCAT tree: root, its 4 children, the chosen child's 4 children, ... ----------------------
