@@ -83,7 +83,7 @@ def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 class Nestviz:
     """A loaded model on a device, with the methods that explain images.
 
-    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, keep, ablation) choose the variant of
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the variant of
     every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
     """
 
@@ -172,7 +172,7 @@ class Nestviz:
 
         ``batch``: images from :meth:`prepare`, or what it takes (prepared here with the mode's default fit).
         An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips GradCAT's
-        gradient or logit-share scores (the pointing game's control; the causal scores have no sign).
+        gradient or logit-share scores (the pointing game's control; the ablation score has no sign).
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
@@ -282,7 +282,7 @@ def load(weights: Weights = None, arch: str | None = None, device: str = "auto",
          class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
          cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
     """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object;
-    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, keep, ablation) choose the explanation variants."""
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants."""
     return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing,
                         cam_kind=cam_kind, gradcat_score=gradcat_score)
 

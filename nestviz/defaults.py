@@ -9,9 +9,8 @@ non-square photo are not seen), ``pad`` letterboxes the whole image with the mea
 minus the mean of all classes' maps, ``flow`` the contrast map traced back through the top
 level's attention to the cells its evidence came from (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
 ``gradient`` is the paper's score (a child's gradient contribution), ``cam`` the child's share of
-the class logit in the CAM's exact split of it (see ``nestviz.explain.camtree``), ``keep`` the class
-evidence the top level finds in the child's cells alone (see ``nestviz.explain.keep``), ``ablation``
-the drop in the class probability when the child is removed (see ``nestviz.explain.ablation``).
+the class logit in the CAM's exact split of it (see ``nestviz.explain.camtree``), ``ablation`` the
+drop in the class probability when the child is removed (see ``nestviz.explain.ablation``).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on 
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
 CAM_KINDS = ("flow", "contrast", "logit")
 CAM_KIND = "flow"  # chosen by nestviz metrics on the val boxes (README, Trust): boxes, peak and GradCAT leaf
-GRADCAT_SCORES = ("gradient", "cam", "keep", "ablation")
+GRADCAT_SCORES = ("gradient", "cam", "ablation")
 SIGNED_SCORES = ("gradient", "cam")  # the first-order scores, which the pointing game's control may flip
 GRADCAT_SCORE = "cam"  # chosen by nestviz metrics on the val boxes (README, Trust): better leaf and paths, no backward pass
 

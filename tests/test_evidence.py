@@ -15,13 +15,16 @@ import nestviz
 from nestviz.cli import app
 from nestviz.evidence import EvidenceOptions, aggregate, evidence_batch, removed, to_model
 from nestviz.model.checkpoints import save_nestviz
+from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Preprocessing, plan_geometry
 from nestviz.scoring import evidence as ev
 
 from .conftest import TINY_CLASSES, tiny_model
-from .test_keep import KEEPABLE
 
 runner = CliRunner()
+# blocks of 4 x 4 tokens of 2 px: 16 leaf blocks of 8 x 8 px, so a 6 px patch fits inside one
+LEAFY = NestConfig(img_size=32, patch_size=2, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
+                      depths=(1, 1, 2), num_classes=3, mlp_ratio=2.0)
 PRE = Preprocessing(input_size=32, crop_pct=1.0)  # the image is the input: no resize, no crop
 
 
@@ -70,7 +73,7 @@ def shortcut_model() -> nestviz.Nestviz:
     """A tiny NesT taught that a checkerboard means class 1, whatever the picture (a planted shortcut)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = tiny_model(0, KEEPABLE).train()
+    model = tiny_model(0, LEAFY).train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     nv = nestviz.load(model, class_names=TINY_CLASSES, preprocessing=PRE, device="cpu")
     for _ in range(150):

@@ -18,25 +18,22 @@ from ..model.nest import Nest
 from .ablation import ablation_block_scores, ablation_gradcat
 from .camtree import cam_gradcat
 from .gradcat import GradcatOutput, block_scores, gradcat
-from .keep import keep_block_scores, keep_gradcat, resolvable
 
 
 def paths(model: Nest, x: Tensor, score: str, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
           sign: float = 1.0, cam_kind: str = CAM_KIND) -> GradcatOutput:
     """GradCAT of ``x`` with node score ``score``; the output keeps what a CAM of ``cam_kind`` needs from the pass.
 
-    ``sign`` -1 flips the gradient and cam scores (the pointing game's control); the causal scores
-    (``keep``, ``ablation``) have none and refuse it.
+    ``sign`` -1 flips the gradient and cam scores (the pointing game's control); the causal ablation
+    score has none and refuses it.
     """
     score, cam_kind = check_gradcat_score(score), check_cam_kind(cam_kind)
     if sign != 1 and score not in SIGNED_SCORES:
         raise ValueError(f"sign={sign:g} needs gradcat_score {' or '.join(map(repr, SIGNED_SCORES))}: "
                          f"the {score} score has no sign")
-    if score == "keep" and resolvable(model.cfg):
-        return keep_gradcat(model, x, top_k=top_k, classes=classes, with_flow=cam_kind == "flow")
     if score == "ablation":
         return ablation_gradcat(model, x, top_k=top_k, classes=classes)
-    if score in ("cam", "keep"):  # keep on a model whose leaves are finer than its top map: the cam score
+    if score == "cam":
         return cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
     return gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
 
@@ -50,8 +47,6 @@ def tree(model: Nest, x: Tensor, classes: Tensor, score: str, out: GradcatOutput
     score = check_gradcat_score(score)
     if score == "ablation":
         return [[t.numpy() for t in per] for per in ablation_block_scores(model, x, classes)]
-    if score == "keep" and resolvable(model.cfg):
-        return keep_block_scores(model, x, classes)
     assert out.heat is not None, "a first-order GradCAT output keeps its maps"
     return [block_scores([None if h is None else h[0, i] for h in out.heat], model.cfg) for i in range(len(x))]
 
