@@ -30,7 +30,7 @@ from nestviz.defaults import EXPLAIN_FIT  # noqa: E402
 from nestviz.explain.cam import class_weights, localize  # noqa: E402
 from nestviz.explain.camtree import logit_share_heat  # noqa: E402
 from nestviz.explain.flow import forward_flow, layer_flow, redistribute  # noqa: E402
-from nestviz.explain.gradcat import _walk, block_box  # noqa: E402
+from nestviz.explain.gradcat import block_box, walk  # noqa: E402
 from nestviz.explain.perturb import occlusion_drops  # noqa: E402
 from nestviz.measure import find_samples  # noqa: E402
 from nestviz.model.layers import blockify  # noqa: E402
@@ -137,7 +137,7 @@ def score_path(maps: torch.Tensor, cfg, drops: list[torch.Tensor], geos, gts) ->
     agree = [[] for _ in range(cfg.num_levels - 1)]
     hits = []
     for i, (geo, gt) in enumerate(zip(geos, gts)):
-        path = _walk([None if h is None else h[0, i] for h in heat], cfg)
+        path = walk([None if h is None else h[0, i] for h in heat], cfg)
         for depth, node in enumerate(path[:-1]):
             d = drops[node.level - 2][i]
             r, c = divmod(node.node, d.shape[-1] // 2)

@@ -10,7 +10,8 @@ minus the mean of all classes' maps, ``flow`` the contrast map traced back throu
 level's attention to the cells its evidence came from (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
 ``gradient`` is the paper's score (a child's gradient contribution), ``cam`` the child's share of
 the class logit in the CAM's exact split of it (see ``nestviz.explain.camtree``), ``ablation`` the
-drop in the class probability when the child is removed (see ``nestviz.explain.ablation``).
+drop in the class probability when the child is removed (see ``nestviz.explain.ablation``),
+``root-ablation`` the ablation score at the root and the cam score below it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on 
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
 CAM_KINDS = ("flow", "contrast", "logit")
 CAM_KIND = "flow"  # chosen by nestviz metrics on the val boxes (README, Trust): boxes, peak and GradCAT leaf
-GRADCAT_SCORES = ("gradient", "cam", "ablation")
+GRADCAT_SCORES = ("gradient", "cam", "root-ablation", "ablation")
 SIGNED_SCORES = ("gradient", "cam")  # the first-order scores, which the pointing game's control may flip
 GRADCAT_SCORE = "cam"  # chosen by nestviz metrics on the val boxes (README, Trust): better leaf and paths, no backward pass
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..model.nest import Nest
 from .common import explaining, select_classes
-from .gradcat import BlockNode, GradcatOutput, block_box
+from .gradcat import BlockNode, GradcatOutput, block_box, child_of, walk
 
 
 def ablation_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
@@ -72,10 +73,12 @@ def ablation_block_scores(model: Nest, x: Tensor, classes: Tensor, batch_size: i
 
 
 def _child_drops(model: Nest, acts: list[Tensor], level: int, nodes: list[list[tuple[int, int]]], probs: Tensor,
-                 batch_size: int) -> dict[tuple[int, int, int], Tensor]:
+                 batch_size: int, first: int | None = None) -> dict[tuple[int, int, int], Tensor]:
     """(image, row, col) of each distinct visited node at ``level`` -> (4, K) drop in every class's probability
-    when each of its children (at ``level - 1``) is zeroed."""
+    when each of its children (at ``level - 1``, the map ``acts[level - 1]``) is zeroed; the levels from
+    ``first`` (default: ``level``) up run again."""
     b = model.cfg.block_size
+    first = level if first is None else first
     wanted = sorted({(i, r, c) for i, row in enumerate(nodes) for r, c in row})
     below = acts[level - 1]
     copies, index = [], []
@@ -89,7 +92,7 @@ def _child_drops(model: Nest, acts: list[Tensor], level: int, nodes: list[list[t
     out = []
     for s in range(0, len(copies), batch_size):
         h = torch.stack(copies[s:s + batch_size])
-        for lv in model.levels[level:]:
+        for lv in model.levels[first:]:
             h = lv(h)
         out.append(model.forward_head(model.final_norm(h)).float().softmax(dim=1))
     ablated = torch.cat(out)
@@ -97,4 +100,37 @@ def _child_drops(model: Nest, acts: list[Tensor], level: int, nodes: list[list[t
     return {key: drops[4 * n:4 * n + 4].cpu() for n, key in enumerate(wanted)}
 
 
-__all__ = ["ablation_gradcat", "ablation_block_scores"]
+
+
+def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64) -> GradcatOutput:
+    """``out`` (a ``cam`` GradCAT of the same pass) with the root's children scored by ablation instead.
+
+    Each root child's tokens are zeroed at its level and the top level runs again: four passes of
+    the top level per image, each giving the drop of every class's probability, so all explained
+    classes share them. Below the root the path keeps the cam score, now inside the chosen child.
+    The root is where the cam score is most often wrong about evidence the top level's attention
+    moved (a logo in a fixed corner: README, Trust); the levels below are block-local.
+    """
+    cfg, L = model.cfg, model.cfg.num_levels
+    if L < 2 or out.heat is None or out.below is None:
+        return out
+    B, k = out.classes.shape
+    with explaining(model), torch.inference_mode():
+        probs = model.forward_head(out.features).float().softmax(dim=1)
+        drops = _child_drops(model, [out.below], 1, [[(0, 0)] for _ in range(B)], probs, batch_size, first=L - 1)
+    b = cfg.block_size
+    top = np.array(out.heat[L - 1], copy=True)  # (k, B, b, b): each quadrant's mean becomes its drop
+    along = child_of(0, b, 1 if cfg.pad_type == "same" else 0)
+    quadrant = along[:, None] * 2 + along[None, :]  # (b, b) child index of each top position
+    for i in range(B):
+        per_class = drops[(i, 0, 0)][:, out.classes[i]].T.numpy()  # (k, 4)
+        top[:, i] = per_class[:, quadrant]
+    heat = [*out.heat[:L - 1], top]
+    paths = [[walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(k)] for i in range(B)]
+    for i in range(B):
+        for j in range(k):
+            paths[i][j][0].score = float(probs[i, out.classes[i, j]])
+    return GradcatOutput(out.logits, out.classes, paths, out.top, out.features, heat, out.flow, out.below)
+
+
+__all__ = ["ablation_gradcat", "ablation_block_scores", "root_ablation"]

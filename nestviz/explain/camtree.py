@@ -28,7 +28,7 @@ from ..model.nest import Nest
 from .cam import class_weights
 from .common import explaining, select_classes
 from .flow import forward_flow, redistribute
-from .gradcat import GradcatOutput, _walk
+from .gradcat import GradcatOutput, walk
 
 
 def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
@@ -45,12 +45,13 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
         share = share if flow is None else redistribute(share, flow)
         share = sign * share.transpose(0, 1) / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share
     heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size)
-    paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
+    paths = [[walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
     for i, row in enumerate(paths):
         for j, path in enumerate(row):
             path[0].score = float(share[j, i].sum(dtype=torch.float64))  # the root holds the whole share
-    return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat, flow)
+    below = acts[-2].detach() if len(acts) > 1 else None
+    return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat, flow, below)
 
 
 def logit_share_heat(share: Tensor, levels: int, block: int) -> list[np.ndarray | None]:
@@ -58,7 +59,7 @@ def logit_share_heat(share: Tensor, levels: int, block: int) -> list[np.ndarray 
 
     ``share`` (k, B, H, W) is the top level's per-cell share. Level l's map is the top one spread
     evenly over 2^(L-1-l) x 2^(L-1-l) positions per cell, times the positions of one child
-    quadrant, (block / 2)^2, so that ``gradcat._walk``'s quadrant means read as sums. The leaves'
+    quadrant, (block / 2)^2, so that ``gradcat.walk``'s quadrant means read as sums. The leaves'
     map (None) is only read by a one-level model, whose root is its only block.
     """
     k, b, h, w = share.shape

@@ -53,6 +53,7 @@ class GradcatOutput:
     features: Tensor  # (B, C, H, W) detached top-level map after the final norm: what the head reads
     heat: list[np.ndarray | None] | None = None  # per 0-based level: (k, B, H, W) contributions, None where unused
     flow: Tensor | None = None  # (B, HW, HW) the top level's attention flow, where the forward pass kept it
+    below: Tensor | None = None  # (B, C, H, W) the output of the level below the top, where the pass kept it
 
 
 def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
@@ -67,7 +68,7 @@ def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | 
         maps, grads, logits, chosen, top = _forward_backward(model, x, top_k, classes)
     heat = [None if g is None else (sign * (a.unsqueeze(0) * g).sum(2)).float().cpu().numpy()
             for a, g in zip(maps, grads)]  # per level: (k, B, H, W), None for unused leaves
-    paths = [[_walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
+    paths = [[walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
     return GradcatOutput(logits.float(), chosen, paths, top, maps[-1], heat)
 
@@ -83,7 +84,7 @@ def traverse(acts: Sequence[Tensor], grads: Sequence[Tensor | None], cfg: NestCo
     L = cfg.num_levels
     heat = [None if g is None or (i == 0 and L > 1) else (sign * (a * g).sum(0)).float().cpu().numpy()
             for i, (a, g) in enumerate(zip(acts, grads))]
-    return _walk(heat, cfg)
+    return walk(heat, cfg)
 
 
 def block_box(cfg: NestConfig, level: int, row: int, col: int) -> Box:
@@ -128,7 +129,7 @@ def _class_grads(logits: Tensor, inputs: Sequence[Tensor], chosen: Tensor) -> li
         return [torch.stack(g) for g in zip(*per_rank)]
 
 
-def _walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]:
+def walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]:
     """Descend from the root through per-level contribution maps ``heat[i]`` (H, W), 0-based levels."""
     b, L = cfg.block_size, cfg.num_levels
     offset = 1 if cfg.pad_type == "same" else 0
@@ -141,7 +142,7 @@ def _walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]
         if level == 0:
             break
         region = heat[level][row * b:(row + 1) * b, col * b:(col + 1) * b]
-        scores = _child_scores(region, _child_of(row, b, offset), _child_of(col, b, offset))
+        scores = _child_scores(region, child_of(row, b, offset), child_of(col, b, offset))
         pick = int(np.argmax(scores))
         node.child_scores, node.chosen_child = scores, pick
         row, col, score = 2 * row + pick // 2, 2 * col + pick % 2, scores[pick]
@@ -163,7 +164,7 @@ def block_scores(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[np.
         for pr in range(g // 2):
             for pc in range(g // 2):
                 region = heat[level + 1][pr * b:(pr + 1) * b, pc * b:(pc + 1) * b]
-                q = _child_scores(region, _child_of(pr, b, offset), _child_of(pc, b, offset))
+                q = _child_scores(region, child_of(pr, b, offset), child_of(pc, b, offset))
                 scores[2 * pr:2 * pr + 2, 2 * pc:2 * pc + 2] = np.reshape(q, (2, 2))
         out.append(scores)
     return out
@@ -182,7 +183,7 @@ def leaf_order(scores: Sequence[np.ndarray], cfg: NestConfig) -> np.ndarray:
     return np.lexsort([-k for k in keys])  # lexsort's last key is the primary one: the root's child
 
 
-def _child_of(block: int, b: int, offset: int) -> np.ndarray:
+def child_of(block: int, b: int, offset: int) -> np.ndarray:
     """Child index (0 or 1) of each position of parent ``block`` along one axis: where its pool window is centred."""
     p = np.arange(block * b, (block + 1) * b)
     return (2 * p + offset) // b - 2 * block
@@ -202,4 +203,4 @@ def _child_scores(region: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> lis
     return scores
 
 
-__all__ = ["BlockNode", "GradcatOutput", "gradcat", "traverse", "block_box", "block_scores", "leaf_order"]
+__all__ = ["BlockNode", "GradcatOutput", "gradcat", "traverse", "walk", "child_of", "block_box", "block_scores", "leaf_order"]

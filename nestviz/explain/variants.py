@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..defaults import CAM_KIND, SIGNED_SCORES, check_cam_kind, check_gradcat_score
 from ..model.nest import Nest
-from .ablation import ablation_block_scores, ablation_gradcat
+from .ablation import ablation_block_scores, ablation_gradcat, root_ablation
 from .camtree import cam_gradcat
 from .gradcat import GradcatOutput, block_scores, gradcat
 
@@ -24,8 +24,8 @@ def paths(model: Nest, x: Tensor, score: str, *, top_k: int = 4, classes: Sequen
           sign: float = 1.0, cam_kind: str = CAM_KIND) -> GradcatOutput:
     """GradCAT of ``x`` with node score ``score``; the output keeps what a CAM of ``cam_kind`` needs from the pass.
 
-    ``sign`` -1 flips the gradient and cam scores (the pointing game's control); the causal ablation
-    score has none and refuses it.
+    ``sign`` -1 flips the gradient and cam scores (the pointing game's control); the ablation scores
+    have none and refuse it.
     """
     score, cam_kind = check_gradcat_score(score), check_cam_kind(cam_kind)
     if sign != 1 and score not in SIGNED_SCORES:
@@ -33,8 +33,9 @@ def paths(model: Nest, x: Tensor, score: str, *, top_k: int = 4, classes: Sequen
                          f"the {score} score has no sign")
     if score == "ablation":
         return ablation_gradcat(model, x, top_k=top_k, classes=classes)
-    if score == "cam":
-        return cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
+    if score in ("cam", "root-ablation"):
+        out = cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
+        return out if score == "cam" else root_ablation(model, out)
     return gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
 
 
