@@ -48,7 +48,7 @@ def test_defaults_and_their_one_line_errors() -> None:
         check_choice("cam_kind", "nope", CAM_KINDS)
     with pytest.raises(ValueError, match=r"^fit must be crop, pad or squash, got 'x'$"):
         check_fit("x")
-    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam or ablation"):
+    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam, root-ablation or ablation"):
         nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu", gradcat_score="occlusion")
 
 
@@ -123,8 +123,8 @@ def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, ima
 
 @pytest.mark.parametrize("args, message", [
     (("cam", "--cam-kind", "nope"), "--cam-kind must be flow, contrast or logit, got 'nope'"),
-    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam or ablation, got 'grad'"),
-    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam or ablation"),
+    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam, root-ablation or ablation, got 'grad'"),
+    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam, root-ablation or ablation"),
 ])
 def test_folder_commands_refuse_unknown_variants_in_one_line(args: tuple, message: str, images: list[Path],
                                                               tmp_path: Path) -> None:
