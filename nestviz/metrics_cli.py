@@ -62,13 +62,7 @@ def metrics(
         fail(f"--methods takes {', '.join(METHODS)}; got {methods!r}")
     cam_kind, gradcat_score = check_variant_options(cam_kind, gradcat_score)
     fit = check_fit_option(fit)
-    for given, what in ((boxes, "box"), (evidence, "evidence box")):
-        if given is not None and not given.exists():
-            fail(f"{given}: no such {what} file or folder")
-    if boxes is not None and evidence is not None:
-        fail("--boxes and --evidence are two protocols: give one")
-    if out is not None:
-        check_out_folder(out)
+    _check_places(boxes, evidence, out)
     opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
     nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
@@ -91,6 +85,18 @@ def metrics(
             print_report(m, f"{label}: {sum(1 for r in report.records if r.label == label)} images")
     if any(s.get("kind") == "error" for s in report.skipped):
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _check_places(boxes: Optional[Path], evidence: Optional[Path], out: Optional[Path]) -> None:
+    """One line and exit 2, before any work, for a box or evidence path that is not there, both given, or an
+    ``--out`` that cannot be made."""
+    for given, what in ((boxes, "box"), (evidence, "evidence box")):
+        if given is not None and not given.exists():
+            fail(f"{given}: no such {what} file or folder")
+    if boxes is not None and evidence is not None:
+        fail("--boxes and --evidence are two protocols: give one")
+    if out is not None:
+        check_out_folder(out)
 
 
 def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], opts: Any, nv: Any, batch_size: int,
