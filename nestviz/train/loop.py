@@ -1,14 +1,13 @@
 """Train a NesT on a class-per-folder dataset: the recipe behind ``nestviz train``.
 
-AdamW (no decay on norms, biases, position embeddings), linear warmup then cosine decay,
-label smoothing, random-resized crop + flip + colour jitter, optional mixup/CutMix,
-stochastic depth, bf16 autocast. Images are decoded once into a cached uint8 tensor.
-Each epoch ends with an atomic checkpoint, and one is written every few minutes within an epoch
-(``checkpoint.py``); every epoch draws its randomness from ``seed`` and the epoch number, so
-``resume`` continues exactly where a run stopped (torch's
-global random state is left as it was). Unreadable images stop training, listed, unless
-``skip_bad`` is set, which leaves them out and records them in the weights' provenance.
-See ``record.py`` for the checks before a run and what its weights record.
+AdamW (no decay on norms, biases, position embeddings), linear warmup then cosine decay, label
+smoothing, random-resized crop + flip + colour jitter, optional mixup/CutMix, stochastic depth,
+bf16 autocast. Images are decoded once into a cached uint8 tensor. Each epoch ends with an atomic
+checkpoint, and one is written every few minutes within an epoch (``checkpoint.py``); every epoch
+draws its randomness from ``seed`` and the epoch number, so ``resume`` continues exactly where a
+run stopped (torch's global random state is left as it was). Unreadable images stop training,
+listed, unless ``skip_bad`` is set, which leaves them out and records them in the weights'
+provenance. See ``record.py`` for the checks before a run and what its weights record.
 """
 
 from __future__ import annotations
