@@ -203,7 +203,7 @@ def test_train_cache_dir_that_cannot_be_made_is_exit_2_before_any_work(tmp_path:
     import nestviz.train.loop as loop
     from .conftest import write_image
 
-    monkeypatch.setattr(loop, "decode_all", lambda *a, **k: pytest.fail("decoded before checking --cache-dir"))
+    monkeypatch.setattr(loop, "decode_split", lambda *a, **k: pytest.fail("decoded before checking --cache-dir"))
     for c in ("a", "b"):
         write_image(tmp_path / "train" / c / "x.png")
     (tmp_path / "file").write_text("x")
