@@ -32,6 +32,7 @@ from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HE
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
 from .metrics_cli import metrics
+from .strategies_cli import strategies
 
 app = typer.Typer(
     name="nestviz",
@@ -56,7 +57,7 @@ def root(
     """Explain NesT vision models: GradCAT tree traversal and class activation maps."""
 
 
-for command in (predict, info, evaluate, metrics):
+for command in (predict, info, evaluate, metrics, strategies):
     app.command(epilog=EXIT_CODES_HELP)(command)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .._files import atomic_write_text
+from .links import links_html, present_links
 
 DATA_NAME = "gallery-data.js"
 DETAILS_NAME = "gallery-details.js"
@@ -78,7 +79,8 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
         details.append(_json(detail))
     return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
             "summary": _clean(summary if isinstance(summary, dict) else {}),
-            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details}
+            "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details,
+            "links": present_links(out_dir)}
 
 
 def _item(files: FileIndex, index: int, image: str,
@@ -123,7 +125,7 @@ def _item(files: FileIndex, index: int, image: str,
         "classes": len(preds),
     }
     detail: dict[str, Any] = {"outputs": [{"href": _url(o), "name": o, "kind": _kind(o)} for o in outputs],
-                              "records": recs}
+                              "records": [{k: v for k, v in r.items() if k != "evidence"} for r in recs]}
     if len(good) != 1:  # else the page takes the predictions from the one record
         detail["predictions"] = preds
     return item, detail
@@ -255,6 +257,7 @@ def gallery_html(data: dict[str, Any]) -> str:
         "lastrun": _text(summary_line(data["summary"])),
         "counts": _text(f"{len(items)} image(s): {len(items) - len(failed)} explained, {len(failed)} failed"),
         "failures": _failures_html(failed + partial),
+        "links": links_html(data.get("links") or []),
         "data": DATA_NAME,
         "details": DETAILS_NAME,
         "css": css,

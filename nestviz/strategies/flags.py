@@ -1,0 +1,94 @@
+"""What a user should read first about a strategy: the flags, their measures and their thresholds (numpy only).
+
+- ``recurring_pattern``: the model saw nearly the same thing at the evidence of every member: the strategy's
+  *tightness* (mean pairwise cosine of its members' leaf evidence vectors, each standardized over the whole run)
+  reaches ``pattern_tightness`` and exceeds the class's own tightness by ``pattern_gain``; or its evidence sits in
+  one small place (its members' evidence boxes, averaged on the where grid, hold ``place_mass`` of their mass in
+  ``place_cells`` cells, 1/16 of the image) while its tightness reaches ``place_tightness`` and exceeds the
+  class's by ``place_gain``. A pasted patch, a logo or a watermark.
+- ``border``: the mean where map holds at least ``border_mass`` of its mass in the outer band (``border_band`` of
+  each side: 44% of the image's area for 0.125, so a map spread evenly holds 0.44).
+- ``errors``: more than ``errors_share`` of the members whose true class is known are wrong.
+
+A flag needs ``min_members`` members. Every threshold is in ``THRESHOLDS`` and copied into strategies.json.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+THRESHOLDS = {
+    "pattern_tightness": 0.45,
+    "pattern_gain": 0.25,
+    "place_mass": 0.5,
+    "place_tightness": 0.3,
+    "place_gain": 0.2,
+    "place_cells": 4,
+    "border_band": 0.125,
+    "border_mass": 0.6,
+    "errors_share": 0.5,
+    "min_members": 3,
+}
+FLAGS = ("recurring_pattern", "border", "errors")
+
+
+def unit_standardized(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` standardized per column over all rows, then scaled to unit length."""
+    z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def tightness(u: np.ndarray) -> float:
+    """Mean pairwise cosine of unit rows ``u`` (i != j), from their sum: O(n d). 1.0 for fewer than two rows."""
+    n = len(u)
+    if n < 2:
+        return 1.0
+    s = u.sum(axis=0)
+    return float((s @ s - n) / (n * (n - 1)))
+
+
+def place_mass(mean_map: np.ndarray, cells: int) -> float:
+    """The mass of a where map (summing to 1) in its ``cells`` largest cells."""
+    flat = np.sort(np.ravel(mean_map))[::-1]
+    return float(flat[:cells].sum())
+
+
+def border_mass(mean_map: np.ndarray, band: float) -> float:
+    """The mass of a square where map in its outer band of ``band`` of each side (cells whose centre lies there)."""
+    g = mean_map.shape[0]
+    centres = (np.arange(g) + 0.5) / g
+    edge = (centres < band) | (centres > 1 - band)
+    return float(mean_map[edge[:, None] | edge[None, :]].sum())
+
+
+def measures(u: np.ndarray, mean_map: np.ndarray, spots: np.ndarray, wrong: list[bool | None],
+             class_tightness: float) -> dict:
+    """A strategy's measures: ``u`` its members' unit leaf vectors, ``mean_map`` its mean where map (g, g),
+    ``spots`` its mean evidence-box map (g, g)."""
+    known = [w for w in wrong if w is not None]
+    t = THRESHOLDS
+    return {"tightness": round(tightness(u), 4), "class_tightness": round(class_tightness, 4),
+            "place_mass": round(place_mass(spots, int(t["place_cells"])), 4),
+            "border_mass": round(border_mass(mean_map, float(t["border_band"])), 4),
+            "known": len(known), "wrong": int(sum(known))}
+
+
+def flags_of(m: dict, members: int) -> list[str]:
+    """The flags (in ``FLAGS`` order) that a strategy's measures ``m`` raise; see the module."""
+    t = THRESHOLDS
+    if members < t["min_members"]:
+        return []
+    gain = m["tightness"] - m["class_tightness"]
+    out = []
+    if (m["tightness"] >= t["pattern_tightness"] and gain >= t["pattern_gain"]) or \
+            (m["place_mass"] >= t["place_mass"] and m["tightness"] >= t["place_tightness"] and gain >= t["place_gain"]):
+        out.append("recurring_pattern")
+    if m["border_mass"] >= t["border_mass"]:
+        out.append("border")
+    if m["known"] and m["wrong"] / m["known"] > t["errors_share"]:
+        out.append("errors")
+    return out
+
+
+__all__ = ["THRESHOLDS", "FLAGS", "unit_standardized", "tightness", "place_mass", "border_mass", "measures",
+           "flags_of"]
