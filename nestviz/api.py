@@ -191,7 +191,7 @@ class Nestviz:
                 if found is not None and p.geometry is not None:
                     e = found[i]
                     results[id(p)].evidence = Evidence(int(out.classes[i, 0]), e.cells, e.grid,
-                                                       p.geometry.box_to_original(e.box), e.leaf, e.top)
+                                                       p.geometry.box_to_original(e.box), e.leaf, e.top, e.extent)
         return [results.get(id(p)) or Result(p.name, error=p.error) for p in batch]
 
     def _explain(self, x: Tensor, mode: str, top_k: int, classes: Sequence[int] | None, sign: float) -> _Explained:

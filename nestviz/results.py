@@ -76,7 +76,8 @@ class Evidence:
     """What the model saw at the evidence of an image's first explained class (``nestviz.explain.evidence``):
     the top-level ``cells`` (row-major on a ``grid`` of rows x columns) holding the most class evidence, their
     ``box`` in original pixels, and the model's features there: ``leaf`` (the leaf-level tokens' mean, then their
-    maximum) and ``top`` (the mean top-level feature). The manifest keeps them as float16, base64."""
+    maximum) and ``top`` (the mean top-level feature), and how much of the image looks like it (``extent``). The
+    manifest keeps the vectors as float16, base64."""
 
     class_index: int
     cells: list[int]
@@ -84,11 +85,12 @@ class Evidence:
     box: Box
     leaf: np.ndarray
     top: np.ndarray
+    extent: float = float("nan")  # the share of the image's leaf tokens that look like the evidence
 
     def to_json(self) -> dict[str, Any]:
         return {"class_index": self.class_index, "cells": list(self.cells), "grid": list(self.grid),
-                "box": [round(v, 2) for v in self.box], "leaf": encode_vector(self.leaf),
-                "top": encode_vector(self.top)}
+                "box": [round(v, 2) for v in self.box], "extent": round(self.extent, 4),
+                "leaf": encode_vector(self.leaf), "top": encode_vector(self.top)}
 
 
 def encode_vector(v: np.ndarray) -> str:

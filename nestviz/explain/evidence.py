@@ -10,7 +10,10 @@
 - ``leaf``: the leaf-level tokens under those cells, their mean and their maximum per channel (2 * C0): what the
   model saw there, locally (a leaf token only ever attended to its own leaf block), so that a pattern pasted
   anywhere gives nearly the same vector wherever it is;
-- ``top``: the mean top-level feature at those cells (C): what the head read there.
+- ``top``: the mean top-level feature at those cells (C): what the head read there;
+- ``extent``: how much of the image looks like the evidence: the share of the image's leaf tokens whose
+  direction from the image's mean token is within 60 degrees (cosine > ``EXTENT_COSINE``) of the evidence
+  tokens' mean's. A small pasted pattern is rare in its image; sky or water behind the object is everywhere.
 
 ``nestviz.strategies`` clusters a class's decisions by these and by where the evidence lies.
 """
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 from .cam import class_weights
 
 EVIDENCE_CELLS = 2  # top-level cells whose content describes a decision's evidence
+EXTENT_COSINE = 0.5  # a leaf token "looks like the evidence" above this cosine (both taken from the image's mean)
 
 
 class PassTaps:
@@ -68,6 +72,7 @@ class EvidenceVectors:
     box: tuple[float, float, float, float]
     leaf: np.ndarray
     top: np.ndarray
+    extent: float
 
 
 def evidence_vectors(model: nn.Module, taps: PassTaps, classes: Tensor, size: int, maps: Tensor | None = None,
@@ -114,7 +119,11 @@ def _vectors(leaf: Tensor, feats: Tensor, cells: list[int], grid: tuple[int, int
     vec_leaf = torch.cat([tokens.mean(dim=1), tokens.amax(dim=1)]).cpu().numpy()
     vec_top = feats[:, rows, cols].mean(dim=1).cpu().numpy()
     box = (min(cols) * cell, min(rows) * cell, (max(cols) + 1) * cell, (max(rows) + 1) * cell)
-    return EvidenceVectors(cells, grid, box, vec_leaf.astype(np.float32), vec_top.astype(np.float32))
+    every = leaf.reshape(leaf.shape[0], -1)
+    centre = every.mean(dim=1, keepdim=True)
+    like = torch.nn.functional.cosine_similarity(every - centre, tokens.mean(dim=1, keepdim=True) - centre, dim=0)
+    extent = float((like > EXTENT_COSINE).float().mean())
+    return EvidenceVectors(cells, grid, box, vec_leaf.astype(np.float32), vec_top.astype(np.float32), extent)
 
 
-__all__ = ["EVIDENCE_CELLS", "PassTaps", "EvidenceVectors", "evidence_vectors"]
+__all__ = ["EVIDENCE_CELLS", "EXTENT_COSINE", "PassTaps", "EvidenceVectors", "evidence_vectors"]

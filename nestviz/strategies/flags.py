@@ -5,7 +5,9 @@
   reaches ``pattern_tightness`` and exceeds the class's own tightness by ``pattern_gain``; or its evidence sits in
   one small place (its members' evidence boxes, averaged on the where grid, hold ``place_mass`` of their mass in
   ``place_cells`` cells, 1/16 of the image) while its tightness reaches ``place_tightness`` and exceeds the
-  class's by ``place_gain``. A pasted patch, a logo or a watermark.
+  class's by ``place_gain``. Either way the pattern must be small: in the median member, at most ``extent_max`` of
+  the image looks like the evidence (``nestviz.explain.evidence``); sky or water behind an object is tight too,
+  but it is everywhere. A pasted patch, a logo or a watermark.
 - ``border``: the mean where map holds at least ``border_mass`` of its mass in the outer band (``border_band`` of
   each side: 44% of the image's area for 0.125, so a map spread evenly holds 0.44).
 - ``errors``: more than ``errors_share`` of the members whose true class is known are wrong.
@@ -24,6 +26,7 @@ THRESHOLDS = {
     "place_tightness": 0.3,
     "place_gain": 0.2,
     "place_cells": 4,
+    "extent_max": 0.06,
     "border_band": 0.125,
     "border_mass": 0.6,
     "errors_share": 0.5,
@@ -61,13 +64,15 @@ def border_mass(mean_map: np.ndarray, band: float) -> float:
     return float(mean_map[edge[:, None] | edge[None, :]].sum())
 
 
-def measures(u: np.ndarray, mean_map: np.ndarray, spots: np.ndarray, wrong: list[bool | None],
+def measures(u: np.ndarray, mean_map: np.ndarray, spots: np.ndarray, extents: np.ndarray, wrong: list[bool | None],
              class_tightness: float) -> dict:
     """A strategy's measures: ``u`` its members' unit leaf vectors, ``mean_map`` its mean where map (g, g),
-    ``spots`` its mean evidence-box map (g, g)."""
+    ``spots`` its mean evidence-box map (g, g), ``extents`` its members' evidence extents (NaN: not recorded)."""
     known = [w for w in wrong if w is not None]
     t = THRESHOLDS
+    ext = extents[np.isfinite(extents)]
     return {"tightness": round(tightness(u), 4), "class_tightness": round(class_tightness, 4),
+            "extent": round(float(np.median(ext)), 4) if len(ext) else None,
             "place_mass": round(place_mass(spots, int(t["place_cells"])), 4),
             "border_mass": round(border_mass(mean_map, float(t["border_band"])), 4),
             "known": len(known), "wrong": int(sum(known))}
@@ -79,8 +84,9 @@ def flags_of(m: dict, members: int) -> list[str]:
     if members < t["min_members"]:
         return []
     gain = m["tightness"] - m["class_tightness"]
+    small = m["extent"] is None or m["extent"] <= t["extent_max"]
     out = []
-    if (m["tightness"] >= t["pattern_tightness"] and gain >= t["pattern_gain"]) or \
+    if small and (m["tightness"] >= t["pattern_tightness"] and gain >= t["pattern_gain"]) or \
             (m["place_mass"] >= t["place_mass"] and m["tightness"] >= t["place_tightness"] and gain >= t["place_gain"]):
         out.append("recurring_pattern")
     if m["border_mass"] >= t["border_mass"]:

@@ -45,6 +45,7 @@ class Decision:
     top: np.ndarray
     box: tuple[float, float, float, float]  # the evidence cells' box, original pixels
     spot: np.ndarray  # the evidence box on the where grid, summing to 1 (where the evidence cells lie)
+    extent: float  # the share of the image that looks like the evidence (NaN: not recorded)
     size: tuple[int, int]  # image width, height
     thumbnail: str | None
 
@@ -110,6 +111,7 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
         where = where_map(pred, (width, height), box)
         spot = where_map({"path": [{"box": list(box)}]}, (width, height), box)
         label, index = str(pred["label"]), int(pred["class_index"])
+        extent = float(ev["extent"]) if isinstance(ev.get("extent"), (int, float)) else float("nan")
     except (KeyError, TypeError, ValueError, IndexError) as e:
         return f"{image}: unreadable evidence record ({type(e).__name__}: {e})"
     if not (np.all(np.isfinite(leaf)) and np.all(np.isfinite(top))):
@@ -117,7 +119,7 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
     true = rec.get("true_label")
     wrong = None if not isinstance(true, str) else true.casefold() != label.casefold()
     thumb = rec.get("thumbnail") if isinstance(rec.get("thumbnail"), str) else None
-    return Decision(image, label, index, wrong, where, leaf, top, box, spot, (width, height), thumb)
+    return Decision(image, label, index, wrong, where, leaf, top, box, spot, extent, (width, height), thumb)
 
 
 def where_map(pred: dict[str, Any], size: tuple[int, int], fallback: tuple[float, ...]) -> np.ndarray:

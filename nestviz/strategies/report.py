@@ -14,7 +14,7 @@ from . import cluster as clustering
 from .flags import THRESHOLDS, flags_of, measures, tightness, unit_standardized
 from .records import WHERE_GRID, Decision
 
-VIEW_WEIGHTS = {"where": 1.0, "leaf": 1.0, "top": 0.5}  # how much each view counts in the joint descriptor
+VIEW_WEIGHTS = {"where": 0.5, "leaf": 1.0, "top": 0.5}  # how much each view counts in the joint descriptor
 MONTAGE_CROPS = 12  # evidence crops per strategy montage
 MONTAGE_WHOLE = 4  # whole images per strategy montage
 MONTAGE_DIR = "strategies"  # montages go to DIR/strategies/<class index>-<n>.png
@@ -73,7 +73,8 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
         members = np.flatnonzero(result.labels == j)
         mean_map = where[members].mean(axis=0).reshape(WHERE_GRID, WHERE_GRID)
         spots = np.mean([decs[i].spot for i in members], axis=0).reshape(WHERE_GRID, WHERE_GRID)
-        m = measures(units[members], mean_map, spots, [decs[i].wrong for i in members], class_t)
+        extents = np.array([decs[i].extent for i in members], dtype=np.float64)
+        m = measures(units[members], mean_map, spots, extents, [decs[i].wrong for i in members], class_t)
         sid = f"{c}-{j + 1}"
         montage = f"{MONTAGE_DIR}/{sid}.png"
         centre = x[members].mean(axis=0)
@@ -81,7 +82,7 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
         entry["strategies"].append({
             "id": sid, "share": round(len(members) / n, 4), "images": [decs[i].image for i in members],
             "wrong": m["wrong"], "known": m["known"], "flags": flags_of(m, len(members)), "montage": montage,
-            "measures": {k: m[k] for k in ("tightness", "class_tightness", "place_mass", "border_mass")},
+            "measures": {k: m[k] for k in ("tightness", "class_tightness", "extent", "place_mass", "border_mass")},
             "mean_map": [[round(float(v), 4) for v in row] for row in mean_map]})
         title = f"{decs[0].label}: strategy {j + 1} of {result.k}, {len(members)} of {n} decisions"
         shown.append(Shown(sid, montage, mean_map, [decs[i] for i in typical[:max(MONTAGE_CROPS, MONTAGE_WHOLE)]],
