@@ -28,10 +28,10 @@ def _blob(rng: np.random.Generator, cx: float, cy: float, sigma: float) -> np.nd
 
 def decision_record(image: str, label: str, index: int, true: str | None, leaf: np.ndarray, top: np.ndarray,
                     spot: tuple[float, float], sigma: float, command: str, rng: np.random.Generator,
-                    extent: float = 0.1) -> dict[str, Any]:
+                    extent: float = 0.1, size: tuple[int, int] = SIZE) -> dict[str, Any]:
     """One manifest record whose evidence lies at ``spot`` (normalized x, y) with spread ``sigma`` and covers
-    ``extent`` of the image."""
-    w, h = SIZE
+    ``extent`` of the image (``size``: width, height)."""
+    w, h = size
     cx, cy = spot
     col, row = min(int(cx * GRID), GRID - 1), min(int(cy * GRID), GRID - 1)
     cell_w, cell_h = w / GRID, h / GRID

@@ -92,6 +92,8 @@ def test_flags_follow_the_thresholds() -> None:
             "known": 10, "wrong": 6}
     assert flags_of(base, 10) == ["recurring_pattern", "errors"]
     assert flags_of({**base, "extent": 0.5}, 10) == ["errors"]  # everywhere in its image: not a small pattern
+    assert flags_of({**base, "extent": 0.5, "place_mass": 0.9}, 10) == ["errors"]
+    assert flags_of({**base, "extent": None}, 10) == ["recurring_pattern", "errors"]  # not recorded: not a gate
     assert flags_of({**base, "tightness": 0.3}, 10) == ["errors"]
     assert flags_of({**base, "tightness": 0.35, "place_mass": 0.9}, 10) == ["recurring_pattern", "errors"]
     assert flags_of({**base, "border_mass": 0.7, "wrong": 5}, 10) == ["recurring_pattern", "border"]

@@ -1,7 +1,8 @@
 """What a user should read first about a strategy: the flags, their measures and their thresholds (numpy only).
 
 - ``recurring_pattern``: the model saw nearly the same thing at the evidence of every member: the strategy's
-  *tightness* (mean pairwise cosine of its members' leaf evidence vectors, each standardized over the whole run)
+  *tightness* (mean pairwise cosine of its members' leaf evidence vectors, centred on the class's mean and scaled
+  by the run's spread per feature)
   reaches ``pattern_tightness`` and exceeds the class's own tightness by ``pattern_gain``; or its evidence sits in
   one small place (its members' evidence boxes, averaged on the where grid, hold ``place_mass`` of their mass in
   ``place_cells`` cells, 1/16 of the image) while its tightness reaches ``place_tightness`` and exceeds the
@@ -26,7 +27,7 @@ THRESHOLDS = {
     "place_tightness": 0.3,
     "place_gain": 0.2,
     "place_cells": 4,
-    "extent_max": 0.06,
+    "extent_max": 0.08,
     "border_band": 0.125,
     "border_mass": 0.6,
     "errors_share": 0.5,
@@ -35,9 +36,10 @@ THRESHOLDS = {
 FLAGS = ("recurring_pattern", "border", "errors")
 
 
-def unit_standardized(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` standardized per column over all rows, then scaled to unit length."""
-    z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
+def centred_units(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """One class's rows ``x`` minus the class's mean, divided by the run's spread ``scale`` per column, unit length:
+    what every decision of the class shares (the class itself) is not a recurring pattern."""
+    z = (x - x.mean(axis=0)) / scale
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 
@@ -86,8 +88,9 @@ def flags_of(m: dict, members: int) -> list[str]:
     gain = m["tightness"] - m["class_tightness"]
     small = m["extent"] is None or m["extent"] <= t["extent_max"]
     out = []
-    if small and (m["tightness"] >= t["pattern_tightness"] and gain >= t["pattern_gain"]) or \
-            (m["place_mass"] >= t["place_mass"] and m["tightness"] >= t["place_tightness"] and gain >= t["place_gain"]):
+    tight = m["tightness"] >= t["pattern_tightness"] and gain >= t["pattern_gain"]
+    placed = m["place_mass"] >= t["place_mass"] and m["tightness"] >= t["place_tightness"] and gain >= t["place_gain"]
+    if small and (tight or placed):
         out.append("recurring_pattern")
     if m["border_mass"] >= t["border_mass"]:
         out.append("border")
@@ -96,5 +99,5 @@ def flags_of(m: dict, members: int) -> list[str]:
     return out
 
 
-__all__ = ["THRESHOLDS", "FLAGS", "unit_standardized", "tightness", "place_mass", "border_mass", "measures",
+__all__ = ["THRESHOLDS", "FLAGS", "centred_units", "tightness", "place_mass", "border_mass", "measures",
            "flags_of"]

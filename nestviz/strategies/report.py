@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cluster as clustering
-from .flags import THRESHOLDS, flags_of, measures, tightness, unit_standardized
+from .flags import THRESHOLDS, centred_units, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
 
 VIEW_WEIGHTS = {"where": 0.5, "leaf": 1.0, "top": 0.5}  # how much each view counts in the joint descriptor
@@ -43,13 +43,14 @@ def find_strategies(decisions: list[Decision], seed: int = 0) -> tuple[list[dict
     """Per predicted class (most decisions first, then by index), its strategies; see the module."""
     if not decisions:
         return [], []
-    leaf_units = unit_standardized(np.stack([d.leaf for d in decisions]).astype(np.float64))
+    leaf = np.stack([d.leaf for d in decisions]).astype(np.float64)
+    scale = np.maximum(leaf.std(axis=0), 1e-6)  # the run's spread of each feature
     by_class: dict[int, list[int]] = {}
     for i, d in enumerate(decisions):
         by_class.setdefault(d.class_index, []).append(i)
     classes, shown = [], []
     for c, idx in sorted(by_class.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        entry, pics = _class_strategies(c, [decisions[i] for i in idx], leaf_units[idx], seed)
+        entry, pics = _class_strategies(c, [decisions[i] for i in idx], centred_units(leaf[idx], scale), seed)
         classes.append(entry)
         shown += pics
     return classes, shown
