@@ -59,8 +59,9 @@ def crop_tile(d: Decision, roots: list[Path]) -> Image.Image:
     """The evidence box of ``d`` (grown to a square of at least ``CROP_MIN`` of the shorter side), CROP px."""
     w, h = d.size
     x0, y0, x1, y1 = d.box
-    side = max(x1 - x0, y1 - y0, CROP_MIN * min(w, h))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = min(max(x1 - x0, y1 - y0, CROP_MIN * min(w, h)), min(w, h))
+    cx = min(max((x0 + x1) / 2, side / 2), w - side / 2)  # the square kept inside the image
+    cy = min(max((y0 + y1) / 2, side / 2), h - side / 2)
     im = open_small(d.image, max(CROP, round(CROP * min(w, h) / max(side, 1.0))), roots)
     if im is None:
         return _missing((CROP, CROP))
@@ -75,7 +76,7 @@ def whole_tile(d: Decision, roots: list[Path]) -> Image.Image:
     im = open_small(d.image, WHOLE, roots)
     if im is None:
         return _missing((WHOLE, WHOLE))
-    im.thumbnail((WHOLE, WHOLE), Image.Resampling.BILINEAR)
+    im = ImageOps.contain(im, (WHOLE, WHOLE), Image.Resampling.BILINEAR)
     g = int(round(np.sqrt(d.where.size)))
     im = Image.blend(im, heat(d.where.reshape(g, g), im.size), HEAT_ALPHA)
     s = im.width / max(w, 1)

@@ -58,10 +58,14 @@ def strategies_html(report: dict[str, Any], gallery: str | None = "index.html") 
 
 def _first(flagged: list) -> str:
     if not flagged:
-        return "<h2 id=\"first\">Read first</h2><p>No strategy carries a flag.</p>"
+        return '<section id="first"><h2>Read first</h2><p>No strategy carries a flag.</p></section>'
     rows = "".join(f'<tr><td><a href="#s-{_t(s["id"])}">{_t(c["label"])} / {_t(s["id"])}</a></td>'
                    f'<td>{_share(s)}</td><td>{_flags(s["flags"])}</td></tr>' for c, s in flagged)
-    return f'<h2 id="first">Read first</h2><table class="first"><tbody>{rows}</tbody></table>'
+    return f'<section id="first"><h2>Read first</h2><table class="first"><tbody>{rows}</tbody></table></section>'
+
+
+def _num(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "not recorded"
 
 
 def _share(s: dict[str, Any]) -> str:
@@ -91,11 +95,12 @@ def _strategy(s: dict[str, Any]) -> str:
     more = len(s["images"]) - len(names)
     items = "".join(f"<li>{_t(n)}</li>" for n in names) + (f"<li>... and {more} more (strategies.json)</li>"
                                                              if more > 0 else "")
-    img = f'<img src="{quote(s["montage"])}" alt="montage of strategy {_t(s["id"])}" loading="lazy">' \
+    img = f'<img src="{quote(s["montage"])}" alt="montage of strategy {_t(s["id"])}">' \
         if s.get("montage") else ""
     return (f'<div class="strategy{" flagged" if s["flags"] else ""}" id="s-{_t(s["id"])}">'
             f'<h3>Strategy {_t(s["id"])}: {_share(s)} {_flags(s["flags"])}</h3>'
             f'<p>{known}; tightness {m.get("tightness", 0):.2f} (class {m.get("class_tightness", 0):.2f}), '
+            f'extent {_num(m.get("extent"))}, '
             f'place mass {m.get("place_mass", 0):.2f}, border mass {m.get("border_mass", 0):.2f}</p>{img}'
             f'<details><summary>Images ({len(s["images"])})</summary><ul class="members mono">{items}</ul>'
             f"</details></div>")
