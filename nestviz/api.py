@@ -34,14 +34,14 @@ from .explain.cam import cam, cam_maps_of_pass, localize
 from .explain.ablation import ablation_gradcat
 from .explain.camtree import cam_gradcat
 from .explain.common import explaining, select_classes
-from .explain.evidence import PassTaps, evidence_vectors
 from .explain.gradcat import BlockNode, gradcat
 from .images import ImageReadError, array_to_image, load_rgb, to_rgb
 from .model.bundle import ModelBundle, bundle_from_model
 from .model.checkpoints import load_weights
 from .model.classes import label_for_folder, resolve_classes
 from .preprocess import Geometry, Preprocessing, pad_colour, to_input
-from .results import CamResult, ClassExplanation, Evidence, ImageResult, PathNode
+from .recording import explain_with_evidence, with_evidence
+from .results import CamResult, ClassExplanation, ImageResult, PathNode
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
 Weights = str | os.PathLike[str] | nn.Module | None
@@ -183,15 +183,9 @@ class Nestviz:
         results: dict[int, ImageResult] = {}
         if ok:
             x = torch.stack([p.tensor for p in ok]).to(self.device)
-            with PassTaps(self.model) as taps:  # hears the pass's own activations: no extra work
-                out = self._explain(x, mode, top_k, classes, sign)
-            found = self._evidence(taps, out, mode, x.shape[-1])
+            out, found = explain_with_evidence(self, x, mode, top_k, classes, sign)  # = self._explain(...), heard
             for i, p in enumerate(ok):
-                results[id(p)] = self._result(p, out, i, threshold)
-                if found is not None and p.geometry is not None:
-                    e = found[i]
-                    results[id(p)].evidence = Evidence(int(out.classes[i, 0]), e.cells, e.grid,
-                                                       p.geometry.box_to_original(e.box), e.leaf, e.top, e.extent)
+                results[id(p)] = with_evidence(self._result(p, out, i, threshold), found, out, i, p.geometry)
         return [results.get(id(p)) or Result(p.name, error=p.error) for p in batch]
 
     def _explain(self, x: Tensor, mode: str, top_k: int, classes: Sequence[int] | None, sign: float) -> _Explained:
@@ -217,15 +211,6 @@ class Nestviz:
             chosen = select_classes(logits, top_k, classes)
         return _Explained(logits.float().softmax(dim=1).cpu(), chosen.cpu(), paths,
                           None if maps is None else maps.float().cpu())
-
-    def _evidence(self, taps: PassTaps, out: _Explained, mode: str, size: int) -> list | None:
-        """What the model saw at each image's first explained class's evidence (``nestviz.explain.evidence``),
-        read from the pass just made, for the manifest (``nestviz strategies``); None for predict."""
-        if mode == "predict":
-            return None
-        maps = None if out.maps is None else out.maps[:, 0]
-        boxes = None if out.paths is None else [row[0][-1].box for row in out.paths]
-        return evidence_vectors(self.model, taps, out.classes[:, 0], size, maps, boxes, self.cam_kind)
 
     def _result(self, prep: Prepared, out: _Explained, i: int, threshold: float) -> ImageResult:
         """Image ``i`` of a batch's explanations, every location converted to original-image pixels."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cluster as clustering
+from .cluster import MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe
 from .flags import THRESHOLDS, centred_units, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
 
@@ -33,9 +33,8 @@ class Shown:
 
 def method() -> dict:
     """How strategies were found, for the JSON: views, k selection, thresholds."""
-    c = clustering
-    return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": c.MAX_K, "min_gap": c.MIN_GAP,
-            "sample": c.SAMPLE, "neighbours": c.NEIGHBOURS, "min_split": c.MIN_SPLIT,
+    return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": MAX_K, "min_gap": MIN_GAP,
+            "sample": SAMPLE, "neighbours": NEIGHBOURS, "min_split": MIN_SPLIT,
             "k_choice": "largest eigengap of the kNN graph's normalized affinity", "thresholds": dict(THRESHOLDS)}
 
 
@@ -60,15 +59,15 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     """One class's entry for the JSON and its montages' contents."""
     n = len(decs)
     where = np.stack([d.where for d in decs])
-    x = clustering.describe([where, np.stack([d.leaf for d in decs]), np.stack([d.top for d in decs])],
+    x = describe([where, np.stack([d.leaf for d in decs]), np.stack([d.top for d in decs])],
                             list(VIEW_WEIGHTS.values()))
-    result = clustering.cluster(x, seed=seed, min_size=max(2, int(np.ceil(0.01 * n))))
+    result = cluster(x, seed=seed, min_size=max(2, int(np.ceil(0.01 * n))))
     class_t = tightness(units)
     entry = {"label": decs[0].label, "class_index": c, "images": n, "k": result.k,
              "eigenvalues": [round(float(v), 4) for v in result.eigenvalues],
              "wrong": sum(1 for d in decs if d.wrong), "strategies": []}
-    if n < clustering.MIN_SPLIT:
-        entry["note"] = f"{n} decision(s): too few to split (fewer than {clustering.MIN_SPLIT})"
+    if n < MIN_SPLIT:
+        entry["note"] = f"{n} decision(s): too few to split (fewer than {MIN_SPLIT})"
     shown = []
     for j in range(result.k):
         members = np.flatnonzero(result.labels == j)
