@@ -53,6 +53,7 @@ def test_choose_k_reads_the_largest_gap_and_needs_min_gap() -> None:
     assert C.choose_k(np.array([1.0, 0.6, 0.55])) == 1
     assert C.choose_k(np.array([1.0, 0.99, 0.98, 0.97])) == 1  # no gap reaches MIN_GAP
     assert C.choose_k(np.array([1.0])) == 1
+    assert C.choose_k(np.array([1.0, 0.999, 0.97, 0.96, 0.95])) == 2  # two barely connected groups, small gap after
 
 
 def test_large_classes_cluster_a_sample_and_assign_the_rest_deterministically() -> None:

@@ -6,9 +6,11 @@ each view to unit length and joins them, weighted (``VIEW_WEIGHTS``), into unit 
 descriptors is the weighted mean of the views' cosines.
 
 ``cluster`` builds a k-nearest-neighbour graph with self-tuning Gaussian weights (Zelnik-Manor & Perona 2004:
-each point's scale is the distance to its ``SCALE_NEIGHBOUR``-th neighbour), takes the leading eigenvectors of
+each point's scale is the distance to its ``SCALE_NEIGHBOUR``-th neighbour; ``NEIGHBOURS`` or sqrt(n) neighbours,
+whichever is more), takes the leading eigenvectors of
 the normalized affinity D^-1/2 A D^-1/2 and chooses the number of clusters k <= ``MAX_K`` at the largest
-eigengap (lambda_k - lambda_k+1, eigenvalues descending; the gap must reach ``MIN_GAP`` or k is 1). The
+eigengap (lambda_k - lambda_k+1, eigenvalues descending; the gap must reach ``MIN_GAP`` or k is 1), and at least
+the number of eigenvalues >= ``COMPONENT`` (groups the graph barely connects to the rest). The
 eigenvector rows, scaled to unit length (Ng, Jordan & Weiss 2001), are grouped by k-means (k-means++ seeding,
 ``KMEANS_RUNS`` seeded runs, the best kept). A class of more than ``SAMPLE`` decisions is clustered on a seeded
 sample of that many and the rest join the nearest cluster mean in descriptor space, so that time and memory stay
@@ -24,8 +26,9 @@ import numpy as np
 
 MAX_K = 8  # most strategies per class
 MIN_GAP = 0.05  # smallest eigengap that splits a class at all
+COMPONENT = 0.995  # eigenvalues at least this mark (nearly) disconnected groups: k is at least their number
 SAMPLE = 1000  # decisions per class clustered exactly; the rest join the nearest cluster mean
-NEIGHBOURS = 10  # k of the k-nearest-neighbour graph (fewer for small classes)
+NEIGHBOURS = 10  # k of the k-nearest-neighbour graph: at least this, sqrt(n) for larger samples (fewer for tiny ones)
 SCALE_NEIGHBOUR = 7  # the self-tuning scale: distance to this neighbour
 KMEANS_RUNS = 4
 MIN_SPLIT = 6  # a class with fewer decisions is one strategy
@@ -75,13 +78,15 @@ def cluster(x: np.ndarray, seed: int = 0, min_size: int = 2) -> Clustering:
 
 
 def choose_k(values: np.ndarray) -> int:
-    """The k (1..MAX_K) at the largest gap between consecutive eigenvalues (descending); 1 if none reaches MIN_GAP."""
+    """The k (1..MAX_K) at the largest gap between consecutive eigenvalues (descending), 1 if none reaches MIN_GAP;
+    but at least the number of eigenvalues >= COMPONENT (each a group the graph barely connects to the rest: in a
+    large class the other eigenvalues crowd near 1 too, so the gap after such a group can be small)."""
     if len(values) < 2:
         return 1
-    gaps = values[:-1] - values[1:]
-    gaps = gaps[:MAX_K]
+    gaps = (values[:-1] - values[1:])[:MAX_K]
     k = int(np.argmax(gaps)) + 1
-    return k if gaps[k - 1] >= MIN_GAP else 1
+    k = k if gaps[k - 1] >= MIN_GAP else 1
+    return min(MAX_K, max(k, int(np.sum(values >= COMPONENT))))
 
 
 def _spectrum(x: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +94,7 @@ def _spectrum(x: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[0]
     sq = np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)  # squared distances of unit rows
     np.fill_diagonal(sq, np.inf)
-    nn = min(NEIGHBOURS, n - 1)
+    nn = min(max(NEIGHBOURS, round(np.sqrt(n))), n - 1)
     order = np.argpartition(sq, nn - 1, axis=1)[:, :nn]  # each row's nn nearest (unordered)
     near = np.sort(np.take_along_axis(sq, order, axis=1), axis=1)
     scale = np.sqrt(near[:, min(SCALE_NEIGHBOUR, nn) - 1]) + 1e-9
@@ -162,5 +167,5 @@ def _unit_rows(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
-__all__ = ["MAX_K", "MIN_GAP", "SAMPLE", "Clustering", "describe", "cluster", "choose_k", "kmeans", "nearest_mean",
+__all__ = ["MAX_K", "MIN_GAP", "COMPONENT", "SAMPLE", "Clustering", "describe", "cluster", "choose_k", "kmeans", "nearest_mean",
            "merge_small"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cluster import MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe
+from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe
 from .flags import THRESHOLDS, centred_units, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
 
@@ -33,9 +33,9 @@ class Shown:
 
 def method() -> dict:
     """How strategies were found, for the JSON: views, k selection, thresholds."""
-    return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": MAX_K, "min_gap": MIN_GAP,
+    return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": MAX_K, "min_gap": MIN_GAP, "component": COMPONENT,
             "sample": SAMPLE, "neighbours": NEIGHBOURS, "min_split": MIN_SPLIT,
-            "k_choice": "largest eigengap of the kNN graph's normalized affinity", "thresholds": dict(THRESHOLDS)}
+            "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues", "thresholds": dict(THRESHOLDS)}
 
 
 def find_strategies(decisions: list[Decision], seed: int = 0) -> tuple[list[dict], list[Shown]]:
