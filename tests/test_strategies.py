@@ -179,3 +179,30 @@ def test_the_taps_hear_the_pass_and_the_vectors_read_the_chosen_cells() -> None:
     assert np.allclose(ev[0].top, feats[0][:, [1, 0], [0, 1]].mean(1).numpy(), atol=1e-6)
     cell = 32 / H
     assert ev[0].box == (0.0, 0.0, 2 * cell, 2 * cell) and 0.0 < ev[0].extent <= 1.0
+
+
+def test_every_explaining_mode_records_evidence_from_its_own_pass(tiny_weights, tmp_path) -> None:  # noqa: ANN001
+    import nestviz
+    from .conftest import write_image
+
+    nv = nestviz.load(tiny_weights, device="cpu")
+    calls = []
+    hook = nv.model.patch_embed.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        image = write_image(tmp_path / "a.png", (40, 30))
+        batch = next(nv.prepared_batches([str(image)], fit="crop"))
+        for mode in ("predict", "explain", "cam", "annotate"):
+            calls.clear()
+            [res] = nv.run(batch, mode, top_k=2)
+            if mode == "predict":
+                assert res.evidence is None
+                continue
+            assert calls == [1]  # one forward pass: the evidence adds none
+            e = res.evidence
+            assert e.class_index == res.predictions[0].class_index and len(e.cells) == EVIDENCE_CELLS
+            assert e.leaf.shape == (2 * TINY.embed_dims[0],) and e.top.shape == (TINY.embed_dims[-1],)
+            x0, y0, x1, y1 = e.box
+            assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 30
+            assert "evidence" in res.to_json(maps=True) and "evidence" not in res.to_json()
+    finally:
+        hook.remove()
