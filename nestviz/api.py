@@ -39,6 +39,7 @@ from .model.bundle import ModelBundle, bundle_from_model
 from .model.checkpoints import load_weights
 from .model.classes import label_for_folder, resolve_classes
 from .preprocess import Geometry, Preprocessing, pad_colour, to_input
+from .recording import explain_with_evidence, with_evidence
 from .results import CamResult, ClassExplanation, ImageResult, PathNode
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
@@ -182,10 +183,10 @@ class Nestviz:
         results: dict[int, ImageResult] = {}
         if ok:
             x = torch.stack([p.tensor for p in ok]).to(self.device)
-            out = self._explain(x, mode, top_k, classes, sign)
+            out, found = explain_with_evidence(self, x, mode, top_k, classes, sign)  # = self._explain(...), heard
             for i, (p, finite) in enumerate(zip(ok, finite_rows(out.probs, out.maps))):  # NaN / inf: that image's error
-                results[id(p)] = self._result(p, out, i, threshold) if finite else \
-                    Result(p.name, error=f"{p.name}: the model's output is not finite (NaN or infinity)")
+                results[id(p)] = with_evidence(self._result(p, out, i, threshold), found, out, i, p.geometry) \
+                    if finite else Result(p.name, error=f"{p.name}: the model's output is not finite (NaN or infinity)")
         return [results.get(id(p)) or Result(p.name, error=p.error) for p in batch]
 
     def _explain(self, x: Tensor, mode: str, top_k: int, classes: Sequence[int] | None, sign: float) -> _Explained:

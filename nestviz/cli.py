@@ -36,6 +36,7 @@ from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HE
 from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
 from .commands import evaluate, info, predict, train
 from .metrics_cli import metrics
+from .strategies_cli import strategies
 
 app = typer.Typer(
     name="nestviz",
@@ -105,7 +106,7 @@ def interruptible(command, preload: str = "nestviz.api"):  # noqa: ANN001, ANN20
 
 for command in (predict, info, evaluate, metrics):
     app.command(name=command.__name__, epilog=EXIT_CODES_HELP)(interruptible(command))
-
+app.command(name="strategies", epilog=EXIT_CODES_HELP)(interruptible(strategies, preload="nestviz.strategies"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ them once from the model input's pixels. ``to_json`` gives the exact key names o
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,44 @@ class CamResult:
     def map_json(self) -> list[list[float]]:
         """The raw map as nested lists, 4 significant digits (the manifest's ``cam_map``)."""
         return [[float(f"{v:.4g}") for v in row] for row in np.asarray(self.raw, dtype=np.float64).tolist()]
+
+
+@dataclass
+class Evidence:
+    """What the model saw at the evidence of an image's first explained class (``nestviz.explain.evidence``):
+    the top-level ``cells`` (row-major on a ``grid`` of rows x columns) holding the most class evidence, their
+    ``box`` in original pixels, and the model's features there: ``leaf`` (the leaf-level tokens' mean, then their
+    maximum) and ``top`` (the mean top-level feature), and how much of the image looks like it (``extent``). The
+    manifest keeps the vectors as float16, base64."""
+
+    class_index: int
+    cells: list[int]
+    grid: tuple[int, int]
+    box: Box
+    leaf: np.ndarray
+    top: np.ndarray
+    extent: float = float("nan")  # the share of the image's leaf tokens that look like the evidence
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class_index": self.class_index, "cells": list(self.cells), "grid": list(self.grid),
+                "box": [round(v, 2) for v in self.box], "extent": round(self.extent, 4),
+                "leaf": encode_vector(self.leaf), "top": encode_vector(self.top)}
+
+
+def encode_vector(v: np.ndarray) -> str:
+    """A vector as base64 of its little-endian float16 values (the manifest's compact form)."""
+    return base64.b64encode(np.asarray(v, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    """:func:`encode_vector`'s text back to a float32 vector; ValueError if it is not one."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as e:
+        raise ValueError(f"not a base64 vector: {e}") from None
+    if len(raw) % 2:
+        raise ValueError("not a float16 vector: odd byte count")
+    return np.frombuffer(raw, dtype="<f2").astype(np.float32)
 
 
 @dataclass
@@ -137,6 +176,7 @@ class ImageResult:
     pad_rgb: tuple[int, int, int] = (124, 116, 104)
     top: ClassExplanation | None = None
     true_label: str | None = None
+    evidence: Evidence | None = None  # the first explained class's, recorded in the manifest (``maps``)
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -160,6 +200,8 @@ class ImageResult:
             return error_json(self.image, self.error)
         d: dict[str, Any] = {"image": self.image, "width": self.width, "height": self.height,
                              "predictions": [p.to_json(maps) for p in self.predictions]}
+        if maps and self.evidence is not None:
+            d["evidence"] = self.evidence.to_json()
         if with_outputs:
             d["outputs"] = list(self.outputs)
         return d

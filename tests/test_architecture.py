@@ -71,6 +71,8 @@ def test_no_import_cycles() -> None:
     ("nestviz.batch", ("nestviz.model", "nestviz.explain", "nestviz.api")),
     ("nestviz.explain", ("nestviz.api", "nestviz.results", "nestviz.draw", "nestviz.batch")),
     ("nestviz.model", ("nestviz.api", "nestviz.explain", "nestviz.draw", "nestviz.batch")),
+    ("nestviz.strategies", ("nestviz.model", "nestviz.explain", "nestviz.api", "nestviz.preprocess", "nestviz.devices",
+                            "nestviz.cli", "nestviz.commands")),
 ])
 def test_each_room_keeps_out_of_the_others(room: str, forbidden: tuple[str, ...]) -> None:
     for name in (m for m in modules() if m == room or m.startswith(room + ".")):
@@ -98,6 +100,20 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH")
                          cwd=PACKAGE.parent).stdout
     assert out.strip().endswith("NO-TORCH")
     assert (tmp_path / "g.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_strategies_never_import_torch() -> None:
+    """``nestviz strategies`` reads records and draws: no module of it imports torch, at any depth."""
+    def imports_torch(name: str) -> bool:
+        for node in ast.walk(ast.parse(modules()[name].read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(n == "torch" or n.startswith("torch.") for n in names):
+                return True
+        return False
+
+    for name in (m for m in modules() if m == "nestviz.strategies" or m.startswith("nestviz.strategies.")):
+        assert not [d for d in {name} | reachable(name) if imports_torch(d)], name
 
 
 def test_only_the_cli_installs_signal_handlers() -> None:

@@ -33,6 +33,7 @@ from urllib.parse import quote
 from .._files import atomic_write_text
 from ..defaults import CAM_BOX_REGION
 from ..draw.style import web_style
+from .links import links_html, present_links
 
 DATA_NAME = "gallery-data.js"
 DETAILS_NAME = "gallery-details.js"
@@ -81,7 +82,8 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
     return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
             "summary": _clean(summary if isinstance(summary, dict) else {}),
             "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details,
-            "style": web_style(), "cam_box_region": CAM_BOX_REGION}
+            "style": web_style(), "cam_box_region": CAM_BOX_REGION,
+            "links": present_links(out_dir)}
 
 
 def _item(files: FileIndex, index: int, image: str,
@@ -126,7 +128,7 @@ def _item(files: FileIndex, index: int, image: str,
         "classes": len(preds),
     }
     detail: dict[str, Any] = {"outputs": [{"href": _url(o), "name": o, "kind": _kind(o)} for o in outputs],
-                              "records": recs}
+                              "records": [{k: v for k, v in r.items() if k != "evidence"} for r in recs]}
     if len(good) != 1:  # else the page takes the predictions from the one record
         detail["predictions"] = preds
     return item, detail
@@ -258,6 +260,7 @@ def gallery_html(data: dict[str, Any]) -> str:
         "lastrun": _text(summary_line(data["summary"])),
         "counts": _text(f"{len(items)} image(s): {len(items) - len(failed)} explained, {len(failed)} failed"),
         "failures": _failures_html(failed + partial),
+        "links": links_html(data.get("links") or []),
         "data": DATA_NAME,
         "details": DETAILS_NAME,
         "css": css,

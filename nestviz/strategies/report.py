@@ -1,0 +1,93 @@
+"""Decisions in, strategies out: per predicted class, cluster the decisions and describe each cluster (no I/O).
+
+The result is strategies.json's content (``classes``) and, per strategy, the members to show in its montage
+(the most typical first: nearest to the strategy's mean descriptor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe
+from .flags import THRESHOLDS, centred_units, flags_of, measures, tightness
+from .records import WHERE_GRID, Decision
+
+VIEW_WEIGHTS = {"where": 0.5, "leaf": 1.0, "top": 0.5}  # how much each view counts in the joint descriptor
+MONTAGE_CROPS = 12  # evidence crops per strategy montage
+MONTAGE_WHOLE = 4  # whole images per strategy montage
+MONTAGE_DIR = "strategies"  # montages go to DIR/strategies/<class index>-<n>.png
+
+
+@dataclass
+class Shown:
+    """What one strategy's montage draws: its id, file, mean where map and the decisions to show, most typical first."""
+
+    id: str
+    montage: str
+    mean_map: np.ndarray
+    members: list[Decision]
+    title: str
+
+
+def method() -> dict:
+    """How strategies were found, for the JSON: views, k selection, thresholds."""
+    return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": MAX_K, "min_gap": MIN_GAP, "component": COMPONENT,
+            "sample": SAMPLE, "neighbours": NEIGHBOURS, "min_split": MIN_SPLIT,
+            "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues", "thresholds": dict(THRESHOLDS)}
+
+
+def find_strategies(decisions: list[Decision], seed: int = 0) -> tuple[list[dict], list[Shown]]:
+    """Per predicted class (most decisions first, then by index), its strategies; see the module."""
+    if not decisions:
+        return [], []
+    leaf = np.stack([d.leaf for d in decisions]).astype(np.float64)
+    scale = np.maximum(leaf.std(axis=0), 1e-6)  # the run's spread of each feature
+    by_class: dict[int, list[int]] = {}
+    for i, d in enumerate(decisions):
+        by_class.setdefault(d.class_index, []).append(i)
+    classes, shown = [], []
+    for c, idx in sorted(by_class.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        entry, pics = _class_strategies(c, [decisions[i] for i in idx], centred_units(leaf[idx], scale), seed)
+        classes.append(entry)
+        shown += pics
+    return classes, shown
+
+
+def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int) -> tuple[dict, list[Shown]]:
+    """One class's entry for the JSON and its montages' contents."""
+    n = len(decs)
+    where = np.stack([d.where for d in decs])
+    x = describe([where, np.stack([d.leaf for d in decs]), np.stack([d.top for d in decs])],
+                            list(VIEW_WEIGHTS.values()))
+    result = cluster(x, seed=seed, min_size=max(2, int(np.ceil(0.01 * n))))
+    class_t = tightness(units)
+    entry = {"label": decs[0].label, "class_index": c, "images": n, "k": result.k,
+             "eigenvalues": [round(float(v), 4) for v in result.eigenvalues],
+             "wrong": sum(1 for d in decs if d.wrong), "strategies": []}
+    if n < MIN_SPLIT:
+        entry["note"] = f"{n} decision(s): too few to split (fewer than {MIN_SPLIT})"
+    shown = []
+    for j in range(result.k):
+        members = np.flatnonzero(result.labels == j)
+        mean_map = where[members].mean(axis=0).reshape(WHERE_GRID, WHERE_GRID)
+        spots = np.mean([decs[i].spot for i in members], axis=0).reshape(WHERE_GRID, WHERE_GRID)
+        extents = np.array([decs[i].extent for i in members], dtype=np.float64)
+        m = measures(units[members], mean_map, spots, extents, [decs[i].wrong for i in members], class_t)
+        sid = f"{c}-{j + 1}"
+        montage = f"{MONTAGE_DIR}/{sid}.png"
+        centre = x[members].mean(axis=0)
+        typical = members[np.argsort(-(x[members] @ centre), kind="stable")]
+        entry["strategies"].append({
+            "id": sid, "share": round(len(members) / n, 4), "images": [decs[i].image for i in members],
+            "wrong": m["wrong"], "known": m["known"], "flags": flags_of(m, len(members)), "montage": montage,
+            "measures": {k: m[k] for k in ("tightness", "class_tightness", "extent", "place_mass", "border_mass")},
+            "mean_map": [[round(float(v), 4) for v in row] for row in mean_map]})
+        title = f"{decs[0].label}: strategy {j + 1} of {result.k}, {len(members)} of {n} decisions"
+        shown.append(Shown(sid, montage, mean_map, [decs[i] for i in typical[:max(MONTAGE_CROPS, MONTAGE_WHOLE)]],
+                           title))
+    return entry, shown
+
+
+__all__ = ["VIEW_WEIGHTS", "MONTAGE_CROPS", "MONTAGE_WHOLE", "MONTAGE_DIR", "Shown", "method", "find_strategies"]

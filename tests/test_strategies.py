@@ -1,0 +1,208 @@
+"""nestviz strategies: clustering, flags and records on synthetic data whose right grouping is known by construction,
+and the evidence that explain / cam / annotate runs record, on tiny hand-built NesTs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nestviz.explain.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
+from nestviz.results import decode_vector, encode_vector
+from nestviz.strategies import cluster as C
+from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
+from nestviz.strategies.records import WHERE_GRID, decision_of, where_map
+from nestviz.strategies.report import find_strategies
+
+from .conftest import TINY, tiny_model
+from .strategies_synth import planted_records
+
+
+def blobs(sizes: list[int], dim: int = 12, spread: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (len(sizes), dim))
+    x = np.concatenate([c + spread * rng.normal(0, 1, (n, dim)) for c, n in zip(centres, sizes)])
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), truth
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return len({(i, j) for i, j in zip(a, b)}) == len(set(a)) == len(set(b))
+
+
+# -- clustering ------------------------------------------------------------------------------------------------
+def test_eigengap_chooses_the_number_of_well_separated_groups() -> None:
+    for sizes in ([40, 30], [30, 25, 20], [20, 20, 20, 20, 15]):
+        x, truth = blobs(sizes)
+        result = C.cluster(x)
+        assert result.k == len(sizes)
+        assert same_partition(result.labels, truth)
+        assert list(np.bincount(result.labels)) == sorted(sizes, reverse=True)  # largest first
+
+
+def test_one_group_stays_one_and_tiny_classes_are_not_split() -> None:
+    x, _ = blobs([80], spread=1.0)
+    assert C.cluster(x).k == 1
+    few, _ = blobs([3, 2])
+    result = C.cluster(few)
+    assert result.k == 1 and len(result.eigenvalues) == 0 and list(result.labels) == [0] * 5
+
+
+def test_choose_k_reads_the_largest_gap_and_needs_min_gap() -> None:
+    assert C.choose_k(np.array([1.0, 0.99, 0.98, 0.5, 0.45])) == 3
+    assert C.choose_k(np.array([1.0, 0.6, 0.55])) == 1
+    assert C.choose_k(np.array([1.0, 0.99, 0.98, 0.97])) == 1  # no gap reaches MIN_GAP
+    assert C.choose_k(np.array([1.0])) == 1
+    assert C.choose_k(np.array([1.0, 0.999, 0.97, 0.96, 0.95])) == 2  # two barely connected groups, small gap after
+
+
+def test_large_classes_cluster_a_sample_and_assign_the_rest_deterministically() -> None:
+    x, truth = blobs([1500, 900, 600], seed=3)
+    a, b = C.cluster(x, seed=5), C.cluster(x, seed=5)
+    assert len(a.labels) == 3000 and a.k == 3 and same_partition(a.labels, truth)
+    assert np.array_equal(a.labels, b.labels)
+
+
+def test_small_clusters_join_their_nearest_neighbour() -> None:
+    x, truth = blobs([20, 20, 1], seed=1)
+    merged = C.merge_small(x, truth, 2)
+    assert sorted(np.bincount(merged)) == [20, 21]
+
+
+# -- flags -----------------------------------------------------------------------------------------------------
+def test_tightness_is_the_mean_pairwise_cosine() -> None:
+    rng = np.random.default_rng(0)
+    u = rng.normal(0, 1, (7, 5))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    s = u @ u.T
+    assert tightness(u) == pytest.approx((s.sum() - 7) / 42)
+    assert tightness(np.tile(u[:1], (4, 1))) == pytest.approx(1.0)
+
+
+def test_border_and_place_mass() -> None:
+    uniform = np.full((8, 8), 1 / 64)
+    assert border_mass(uniform, 0.125) == pytest.approx(28 / 64)  # the outer ring of an 8 x 8 grid
+    corner = np.zeros((8, 8))
+    corner[7, 7] = 1.0
+    assert border_mass(corner, 0.125) == 1.0 and place_mass(corner, 4) == 1.0
+    assert place_mass(uniform, 4) == pytest.approx(4 / 64)
+
+
+def test_flags_follow_the_thresholds() -> None:
+    base = {"tightness": 0.9, "class_tightness": 0.1, "extent": 0.01, "place_mass": 0.1, "border_mass": 0.2,
+            "known": 10, "wrong": 6}
+    assert flags_of(base, 10) == ["recurring_pattern", "errors"]
+    assert flags_of({**base, "extent": 0.5}, 10) == ["errors"]  # everywhere in its image: not a small pattern
+    assert flags_of({**base, "extent": 0.5, "place_mass": 0.9}, 10) == ["errors"]
+    assert flags_of({**base, "extent": None}, 10) == ["recurring_pattern", "errors"]  # not recorded: not a gate
+    assert flags_of({**base, "tightness": 0.3}, 10) == ["errors"]
+    assert flags_of({**base, "tightness": 0.35, "place_mass": 0.9}, 10) == ["recurring_pattern", "errors"]
+    assert flags_of({**base, "border_mass": 0.7, "wrong": 5}, 10) == ["recurring_pattern", "border"]
+    assert flags_of(base, THRESHOLDS["min_members"] - 1) == []
+
+
+# -- records ---------------------------------------------------------------------------------------------------
+def test_vectors_survive_the_manifest_as_float16() -> None:
+    v = np.array([0.5, -2.25, 1e-3, 300.0], dtype=np.float32)
+    assert np.allclose(decode_vector(encode_vector(v)), v, rtol=1e-3)
+    with pytest.raises(ValueError):
+        decode_vector("not base64!")
+
+
+def test_where_map_places_the_cam_map_in_image_coordinates() -> None:
+    cam = np.zeros((2, 2))
+    cam[1, 0] = 5.0  # bottom-left cell of a map over the right half of the image
+    w = where_map({"cam_map": cam.tolist(), "cam_region": [50, 0, 100, 100]}, (100, 100), (0, 0, 1, 1))
+    g = w.reshape(WHERE_GRID, WHERE_GRID)
+    assert g.sum() == pytest.approx(1.0)
+    assert g[4:, 4:6].sum() == pytest.approx(1.0)  # x 0.5-0.75, y 0.5-1 of the image
+    leaf = where_map({"path": [{"box": [0, 0, 25, 25]}]}, (100, 100), (0, 0, 1, 1)).reshape(WHERE_GRID, WHERE_GRID)
+    assert leaf[:2, :2].sum() == pytest.approx(1.0)
+
+
+def test_records_without_evidence_or_failed_say_why() -> None:
+    rec = planted_records(1, 0)[0]
+    assert decision_of({**rec, "status": "error", "error": "boom"}) == "val/horse/n00000.png: failed in the run: boom"
+    bare = {k: v for k, v in rec.items() if k != "evidence"}
+    assert decision_of(bare) == "val/horse/n00000.png: no evidence recorded (made by an older nestviz)"
+    bad = {**rec, "evidence": {**rec["evidence"], "leaf": "###"}}
+    assert decision_of(bad).startswith("val/horse/n00000.png: unreadable evidence record (ValueError")
+
+
+# -- known answers ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("place", ["random", "corner"])
+@pytest.mark.parametrize("command", ["cam", "explain"])
+@pytest.mark.parametrize("planted", [20, 40])
+def test_a_planted_pattern_is_one_flagged_strategy(place: str, command: str, planted: int) -> None:
+    records = planted_records(100 - planted, planted, place, command, seed=planted, other=15)
+    classes, _ = find_strategies([decision_of(r) for r in records])
+    horse = next(c for c in classes if c["label"] == "horse")
+    best = max(horse["strategies"], key=lambda s: sum(i.startswith("planted/") for i in s["images"]))
+    hits = sum(i.startswith("planted/") for i in best["images"])
+    assert hits / len(best["images"]) >= 0.9 and hits / planted >= 0.8
+    assert "recurring_pattern" in best["flags"] and "errors" in best["flags"]
+    assert all("recurring_pattern" not in s["flags"] for c in classes for s in c["strategies"] if s is not best)
+    assert sum(s["share"] for s in horse["strategies"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_natural_decisions_carry_no_flag() -> None:
+    classes, _ = find_strategies([decision_of(r) for r in planted_records(120, 0, other=30)])
+    assert [s["flags"] for c in classes for s in c["strategies"] if s["flags"]] == []
+
+
+def test_a_class_with_one_image_is_one_strategy_with_a_note() -> None:
+    classes, _ = find_strategies([decision_of(r) for r in planted_records(30, 0, other=1)])
+    cat = next(c for c in classes if c["label"] == "cat")
+    assert cat["images"] == 1 and len(cat["strategies"]) == 1 and cat["strategies"][0]["share"] == 1.0
+    assert cat["note"] == "1 decision(s): too few to split (fewer than 6)"
+
+
+# -- the evidence a run records --------------------------------------------------------------------------------
+def test_the_taps_hear_the_pass_and_the_vectors_read_the_chosen_cells() -> None:
+    model = tiny_model()
+    x = torch.rand(2, 3, 32, 32)
+    with PassTaps(model) as taps, torch.no_grad():
+        feats, acts = model.forward_intermediates(x)
+    assert torch.equal(taps.leaf, acts[0]) and torch.allclose(taps.features, feats)
+    assert not model.levels[0]._forward_hooks and not model.norm._forward_hooks  # removed on exit
+    H = feats.shape[-1]
+    maps = torch.zeros(2, H, H)
+    maps[0, 1, 0], maps[0, 0, 1] = 5.0, 4.0  # image 0: cells (1, 0) then (0, 1)
+    maps[1, 0, 0], maps[1, 1, 1] = 5.0, 4.0
+    boxes = [None, (16.0, 16.0, 32.0, 32.0)]  # image 1: only cells whose centre lies in the bottom-right quarter
+    ev = evidence_vectors(model, taps, torch.tensor([0, 2]), 32, maps, boxes)
+    assert ev[0].cells == [H, 1][:EVIDENCE_CELLS] and ev[1].cells[0] == H + 1
+    k = acts[0].shape[-1] // H
+    tokens = torch.cat([acts[0][0, :, k:2 * k, 0:k].reshape(TINY.embed_dims[0], -1),
+                        acts[0][0, :, 0:k, k:2 * k].reshape(TINY.embed_dims[0], -1)], dim=1)
+    assert np.allclose(ev[0].leaf, torch.cat([tokens.mean(1), tokens.amax(1)]).numpy(), atol=1e-6)
+    assert np.allclose(ev[0].top, feats[0][:, [1, 0], [0, 1]].mean(1).numpy(), atol=1e-6)
+    cell = 32 / H
+    assert ev[0].box == (0.0, 0.0, 2 * cell, 2 * cell) and 0.0 < ev[0].extent <= 1.0
+
+
+def test_every_explaining_mode_records_evidence_from_its_own_pass(tiny_weights, tmp_path) -> None:  # noqa: ANN001
+    import nestviz
+    from .conftest import write_image
+
+    nv = nestviz.load(tiny_weights, device="cpu")
+    calls = []
+    hook = nv.model.patch_embed.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        image = write_image(tmp_path / "a.png", (40, 30))
+        batch = next(nv.prepared_batches([str(image)], fit="crop"))
+        for mode in ("predict", "explain", "cam", "annotate"):
+            calls.clear()
+            [res] = nv.run(batch, mode, top_k=2)
+            if mode == "predict":
+                assert res.evidence is None
+                continue
+            assert calls == [1]  # one forward pass: the evidence adds none
+            e = res.evidence
+            assert e.class_index == res.predictions[0].class_index and len(e.cells) == EVIDENCE_CELLS
+            assert e.leaf.shape == (2 * TINY.embed_dims[0],) and e.top.shape == (TINY.embed_dims[-1],)
+            x0, y0, x1, y1 = e.box
+            assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 30
+            assert "evidence" in res.to_json(maps=True) and "evidence" not in res.to_json()
+    finally:
+        hook.remove()
