@@ -13,8 +13,7 @@ Three files, each written atomically (``nestviz._files``):
   ``gallery_assets/``), no network, no framework. Title, run summary and the failures are also
   written as static HTML, so they read without JavaScript.
 
-Only files that exist inside OUT are ever linked (thumbnails, figures), by relative URL. The
-module imports neither torch nor anything that does.
+Only files that exist inside OUT are ever linked (thumbnails, figures), by relative URL. No torch.
 """
 
 from __future__ import annotations

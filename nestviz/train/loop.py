@@ -313,12 +313,12 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
     """
     out, device = Path(out), device or torch.device("cpu")
     check_writable(out)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_cache_dir(cache)  # every place checked before a word about the run
     if opts.warmup_epochs > opts.epochs:
         warnings.warn(TrainWarning(f"--warmup-epochs {opts.warmup_epochs:g} exceeds --epochs {opts.epochs}: the learning "
                                    f"rate rises for the whole run and peaks at {opts.lr * opts.epochs / opts.warmup_epochs:.3g}, "
                                    f"not --lr {opts.lr:g}"), stacklevel=2)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_cache_dir(cache)
     ds = scan_class_folders(train_dir)
     names = read_label_names(labels_file) if labels_file else wnid_label_names(ds.classes)
     cfg = cfg.with_(num_classes=len(ds.classes))
