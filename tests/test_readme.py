@@ -32,6 +32,8 @@ NOT_RUN = {  # command prefix -> why the test does not run it
     "nestviz explain cat.jpg --weights nest_base_jx.safetensors": "timm's nest_base weights (270 MB): not shipped",
     "nestviz predict photos/ --weights jx_nest_small": "timm's nest_small weights (150 MB): not shipped",
     "nestviz metrics imagenette/val": "the Imagenette photos and boxes: shared data, not in the repository",
+    "nestviz metrics patched/ --evidence": "a user's patched photos and evidence boxes (benchmarks/planted_shortcut.py "
+                                           "makes them from the shared data): tests/test_evidence.py runs the command",
 }
 
 
