@@ -17,6 +17,7 @@ import nestviz
 from nestviz import api
 from nestviz.api import Nestviz
 from nestviz.explain.cam import cam, localize
+from nestviz.explain import variants
 from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.images import ImageReadError, load_rgb
@@ -27,7 +28,7 @@ from nestviz.results import ImageResult
 from .conftest import REPO, TINY_CLASSES, tiny_model, write_image
 
 
-default_gradcat = {"gradient": gradcat, "cam": functools.partial(cam_gradcat, kind=CAM_KIND)}[GRADCAT_SCORE]
+default_gradcat = functools.partial(variants.paths, score=GRADCAT_SCORE, cam_kind=CAM_KIND)
 
 
 @pytest.fixture

@@ -96,7 +96,10 @@ def test_every_bash_command_of_the_readme_runs_or_says_why_not(in_a_user_folder:
             result = CliRunner().invoke(app, argv[1:])
             assert result.exit_code == 0, (command, result.output)
             ran.append(command)
-    assert ran == ["nestviz explain examples/mosaic.jpg --top-k 4"]  # the quick start
+    assert ran == ["nestviz explain examples/mosaic.jpg --top-k 4",  # the quick start
+                   "nestviz annotate examples/chelsea.jpg examples/coffee.jpg examples/rocket.jpg --out audit",
+                   "nestviz strategies audit"]  # the strategies example
+    assert (in_a_user_folder / "audit" / "strategies.html").stat().st_size > 0
     assert {next(p for p in NOT_RUN if c.startswith(p)) for c in skipped} == set(NOT_RUN)  # no stale reason
     out = in_a_user_folder / "nestviz-out"  # the files the quick start says it writes
     for name in ("mosaic.gradcat.jpg", "mosaic.thumb.jpg", "manifest.jsonl", "index.html"):
