@@ -24,7 +24,7 @@ _LAZY = {
     "load": "api", "Nestviz": "api", "predict": "api", "class_maps": "api", "clear_cache": "api",
     "Nest": "model.nest", "NestConfig": "model.nest", "named_config": "model.nest",
     "load_weights": "model.checkpoints", "save_nestviz": "model.checkpoints",
-    "metrics": "measure", "MetricsReport": "measure", "check_evidence": "evidence", "EvidenceReport": "evidence",
+    "metrics": "measure", "MetricsReport": "measure", "check_evidence": "known_answers", "EvidenceReport": "known_answers",
     "ImageResult": "results", "ClassExplanation": "results", "PathNode": "results", "CamResult": "results",
     "Result": "display", "write_figure": "draw", "FITS": "defaults",
 }

@@ -67,7 +67,7 @@ def metrics(
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
     nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
     if evidence is not None:
-        from .evidence_cli import evidence_command
+        from .known_answers_cli import evidence_command
 
         return evidence_command(inputs, evidence, nv, batch_size, fit, quiet, json_out, out)
     report = _measure(inputs, boxes, limit, opts, nv, batch_size, fit, quiet or json_out)

@@ -1,4 +1,4 @@
-"""``nestviz metrics --evidence``: the known-answer check's table, over :mod:`nestviz.evidence`."""
+"""``nestviz metrics --evidence``: the known-answer check's table, over :mod:`nestviz.known_answers`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def evidence_command(inputs: list[Path], evidence: Path, nv: Any, batch_size: in
     """Find the images with evidence boxes, score them, print the table or the JSON (and write it under ``out``)."""
     from ._files import atomic_write_bytes
     from .boxes import BoxFileError
-    from .evidence import find_evidence, run_evidence
+    from .known_answers import find_evidence, run_evidence
     from .reports import progress_bar
 
     try:

@@ -7,9 +7,9 @@ class, the evidence caused the decision, and only those decisions are scored, fo
 the model chose (Kim et al. 2021; Adebayo et al. 2022):
 
 - ``holds_centre`` / ``covers``: the GradCAT leaf holds the evidence's centre / at least
-  ``scoring.evidence.COVER`` of its area;
+  ``scoring.known_answers.COVER`` of its area;
 - ``point_on``: the explanation's point (CAM peak, GradCAT leaf centre) is within
-  ``scoring.evidence.TOLERANCE`` pixels of the evidence; ``box_holds_centre``: the default CAM box
+  ``scoring.known_answers.TOLERANCE`` pixels of the evidence; ``box_holds_centre``: the default CAM box
   holds the evidence's centre;
 - ``deletion``: the drop in the class probability when a region the size of the evidence,
   centred on the explanation's point, is removed; beside it ``evidence_drop``, removing the evidence.
@@ -37,7 +37,7 @@ from .defaults import EXPLAIN_FIT
 from .explain.gradcat import block_box
 from .explain.perturb import class_probs, occlusion_drops
 from .preprocess import Geometry
-from .scoring import evidence as ev
+from .scoring import known_answers as ev
 
 METHODS = ("gradcat", "cam")
 BASELINES = ("centre", "random", "occlusion")

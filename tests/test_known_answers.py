@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import nestviz
 from nestviz.cli import app
-from nestviz.evidence import EvidenceOptions, aggregate, evidence_batch, removed, to_model
+from nestviz.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
 from nestviz.model.checkpoints import save_nestviz
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.scoring import evidence as ev
+from nestviz.scoring import known_answers as ev
 
 from .conftest import TINY_CLASSES, tiny_model
 
