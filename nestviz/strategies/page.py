@@ -42,7 +42,7 @@ def strategies_html(report: dict[str, Any], gallery: str | None = "index.html") 
             f"<title>Strategies: {_t(report.get('run', ''))}</title><style>{CSS}</style></head><body>")
     intro = [f"<h1>Prediction strategies</h1><p class=\"mono\">{_t(report.get('run', ''))}</p>",
              f"<p>{report.get('decisions', 0)} decisions of <b>{_t(report.get('command', ''))}</b> records in "
-             f"{len(classes)} predicted classes; {len(flagged)} strategies carry flags. A strategy is a group of a "
+             f"{len(classes)} predicted classes; {len(flagged)} {'strategy carries' if len(flagged) == 1 else 'strategies carry'} flags. A strategy is a group of a "
              f"class's decisions whose evidence is alike, by where it lies and by what the model saw there; "
              f"{_t(report.get('method', {}).get('k_choice', ''))} chooses how many per class.</p>"]
     if gallery:
