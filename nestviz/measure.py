@@ -151,11 +151,11 @@ def metrics(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *
             fit: str = EXPLAIN_FIT) -> MetricsReport:
     """Score the explanations of a model (default: the embedded one) on images and, with ``boxes``, localization;
     ``fit`` makes each image the model's input (crop, pad, squash), the variants are ``options``' (default:
-    ``nestviz.defaults``)."""
+    the model's, those ``model`` was loaded with, else ``nestviz.defaults``)."""
     nv = model or Nestviz.load(weights, arch, device)
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     samples, skipped = find_samples(paths, nv.bundle.class_names, boxes, limit)
-    opts = options or MetricsOptions(methods=tuple(methods))
+    opts = options or MetricsOptions(methods=tuple(methods), cam_kind=nv.cam_kind, gradcat_score=nv.gradcat_score)
     report = run_metrics(nv, samples, opts, batch_size, fit=fit)
     report.skipped = skipped + report.skipped
     return report

@@ -209,3 +209,10 @@ def test_cam_results_say_which_map_they_hold(tiny_weights: Path, images: list[Pa
     # The figure's colour-bar label and the result's docstring depend on it: a contrast map's mean is not the logit.
     [res] = Nestviz.load(tiny_weights, device="cpu", cam_kind=kind).cam(images[0])
     assert res.predictions[0].cam.kind == kind
+
+
+def test_metrics_of_a_loaded_model_measure_its_variants(tmp_path: Path) -> None:
+    """Issue 18: ``nestviz.metrics(model=nv)`` measured the defaults, not the variants ``nv`` was loaded with."""
+    nv = nestviz.load(tiny_model(3), class_names=TINY_CLASSES, device="cpu", cam_kind=OTHER_CAM, gradcat_score=OTHER_SCORE)
+    report = nestviz.metrics([class_folders(tmp_path)], model=nv, options=None, methods=("gradcat",))
+    assert (report.protocol["cam_kind"], report.protocol["gradcat_score"]) == (OTHER_CAM, OTHER_SCORE)
