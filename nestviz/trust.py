@@ -105,7 +105,8 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
                   "occlusion": np.argsort(-drops[0][i].ravel(), kind="stable"),
                   "random": None}
         rec.values = {m: {} for m in (*opts.methods, *BASELINES)}
-        _agreement(rec, g.paths[i][0], drops, i, rng)
+        if "gradcat" in rec.values:
+            _agreement(rec, g.paths[i][0], drops, i, rng)
         if boxes[i] is not None:
             _localize(rec, cams[i], g.paths[i][0], drops[0][i], geos[i], boxes[i], opts, rng)
         _faithfulness(rec, model, x[i], classes[i], cams[i], leaves, cfg, opts, rng)

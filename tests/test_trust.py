@@ -205,3 +205,12 @@ def test_images_without_boxes_are_one_line_when_many(tmp_path: Path, tiny_weight
     assert sum("no box" in line for line in lines) == 1
     d = json.loads(res.stdout.strip().splitlines()[-1])
     assert sum(s["kind"] == "partial" for s in d["skipped"]) == 8
+
+
+def test_cam_alone_is_measured(tmp_path: Path) -> None:
+    """``--methods cam`` ended in KeyError 'gradcat': the path agreement was written for a method not asked for."""
+    nv = Nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu")
+    samples, _ = find_samples([class_folders(tmp_path)], TINY_CLASSES)
+    report = run_metrics(nv, samples, MetricsOptions(methods=("cam",), steps=4, sanity=False))
+    assert "gradcat" not in report.metrics and report.metrics["cam"]["deletion_auc"] >= 0
+    assert "path_agreement" not in report.metrics["random"]  # no path asked for: no agreement, not even random's
