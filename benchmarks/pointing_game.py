@@ -4,7 +4,7 @@ For every mosaic and each of its four classes: does the GradCAT leaf centre, and
 peak, fall in that class's quadrant? Random guessing scores 25%. Both signs of the GradCAT score
 (``--gradcat-score``, default the tool's) are measured: with ``gradient``, + is A * dY/dA, the
 positive contribution, and - the paper's alpha * (-dY/dalpha) as we read it, so the README's
-choice rests on a number (the ablation score has no sign).
+choice rests on a number (the ablation scores have no sign).
 
     python benchmarks/pointing_game.py [--mosaics 250] [--weights W] [--gradcat-score S] [--data ../shared/data/imagenette.tar]
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.defaults import CAM_KIND, GRADCAT_SCORE  # noqa: E402
+from nestviz.defaults import CAM_KIND, GRADCAT_SCORE, SIGNED_SCORES  # noqa: E402
 from nestviz.train.data import scan_class_folders  # noqa: E402
 from nestviz.train.evaluate import folder_to_class  # noqa: E402
 from nestviz.train.pointing import pointing_game  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--mosaics", type=int, default=250)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--cam-kind", default=None, help="flow, contrast or logit (default: the tool's)")
-    ap.add_argument("--gradcat-score", default=None, help="gradient, cam or ablation (default: the tool's)")
+    ap.add_argument("--gradcat-score", default=None, help="gradient, cam, root-ablation or ablation (default: the tool's)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imagenette.tar"))
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nestviz" / "imagenette"))
     ap.add_argument("--seed", type=int, default=0)
@@ -67,6 +67,8 @@ def main() -> None:
     labels = {"gradcat+": f"GradCAT leaf ({nv.gradcat_score})", "gradcat-": f"GradCAT leaf (-{nv.gradcat_score})",
               "cam": "CAM peak"}
     for k, v in result.hits.items():
+        if k == "gradcat-" and nv.gradcat_score not in SIGNED_SCORES:
+            continue  # a causal score has no sign to flip
         print(f"{labels[k]:<28}{v:>8}{result.rate(k):>9.1%}")
     print(f"random: 25.0%   ({dt:.0f} s)")
 
