@@ -71,7 +71,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     for c in report["classes"]:
         flagged = [s for s in c["strategies"] if s["flags"]]
-        lines.append(f"{c['label']}: {c['images']} decisions, {len(c['strategies'])} strategies"
+        n = len(c["strategies"])
+        lines.append(f"{c['label']}: {c['images']} decisions, {n} {'strategy' if n == 1 else 'strategies'}"
                      + (f", {len(flagged)} flagged" if flagged else ""))
         lines += [f"  {s['id']}: {s['share'] * 100:.1f}% ({len(s['images'])}), {s['wrong']} wrong, "
                   f"flags: {', '.join(s['flags'])}" for s in flagged]
