@@ -204,6 +204,8 @@ def test_the_url_round_trips_the_filter_state(browser: Any, synthetic: tuple[Pat
     label = cell.get_attribute("aria-label")
     cell.click()
     m = re.match(r"(\d+) images of (.+) predicted (.+)$", label)
+    g2.page.wait_for_function(f"location.hash.includes('pred=') && "  # the click's view is applied (hash, then grid)
+                              f"document.getElementById('count').dataset.count === '{int(m.group(1))}'")
     assert g2.count() == int(m.group(1)) == sum(it["true"] == m.group(2) and it["pred"] == m.group(3) for it in items)
     assert "correct" not in g2.hash() and "sort" not in g2.hash()
     g2.shot("confusion-cell")
