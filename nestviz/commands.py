@@ -63,8 +63,9 @@ CAM_KIND_OPT = typer.Option(CAM_KIND, "--cam-kind", help="CAM map: logit (the cl
                             "to the cells its evidence came from; same mean).")
 GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT child score: gradient (the paper's: "
                                  "the child's gradient contribution to the logit), cam (the child's share of the class "
-                                 "score in the --cam-kind map's exact split of it; no backward pass) or ablation (the drop in the class "
-                                 "probability when the child is removed; slower).")
+                                 "score in the --cam-kind map's exact split of it; no backward pass), ablation (the drop in the class "
+                                 "probability when the child is removed; slower) or root-ablation (ablation at the "
+                                 "root, cam below: four top-level passes per image).")
 def _set_max_pixels(value: Optional[int]) -> Optional[int]:
     if value is not None:  # the environment carries it to the processes that decode and draw
         from .images import set_max_pixels
