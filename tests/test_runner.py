@@ -213,3 +213,51 @@ def test_a_folder_input_skips_nestviz_output_folders(tiny_weights: Path, tmp_pat
     assert invoke("explain", src, "--weights", tiny_weights, "--out", src / "explained", "-q").exit_code == 0
     result = runner.invoke(app, ["predict", str(src), "--weights", str(tiny_weights), "--json"])
     assert [Path(json.loads(x)["image"]).name for x in result.stdout.splitlines()] == ["a.png"]
+
+
+def _counting_load_rgb():  # noqa: ANN202
+    """images.load_rgb that also writes the path it decodes to $NESTVIZ_TEST_DECODES."""
+    import nestviz.images as images
+
+    real = images.load_rgb
+
+    def load_rgb(path, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with open(os.environ["NESTVIZ_TEST_DECODES"], "a", encoding="utf-8") as f:
+            f.write(f"{path}\n")
+        return real(path, *a, **k)
+
+    return load_rgb
+
+
+def count_decodes_in_this_process() -> None:
+    """A figure worker's init (spawned, so it imports this): its decodes are counted too."""
+    import nestviz.images as images
+
+    images.load_rgb = _counting_load_rgb()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_folder_run_decodes_each_image_once(tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch,
+                                              workers: int) -> None:
+    """Issue 18: the figures were drawn from a second decode of the file; now from the model's own."""
+    import nestviz
+    import nestviz.api
+    import nestviz.images
+    from nestviz.batch.discover import discover
+    from nestviz.batch.outputs import RunOptions
+    from nestviz.batch.runner import run_folder
+
+    log = tmp_path / "decodes.txt"
+    monkeypatch.setenv("NESTVIZ_TEST_DECODES", str(log))
+    counting = _counting_load_rgb()
+    monkeypatch.setattr(nestviz.api, "load_rgb", counting)  # the model's decode
+    monkeypatch.setattr(nestviz.images, "load_rgb", counting)  # a figure drawn in this process
+    for n in range(3):
+        write_image(tmp_path / "in" / f"i{n}.png", (40 + 4 * n, 36), seed=n)
+    items, _ = discover([tmp_path / "in"])
+    opts = RunOptions("annotate", tmp_path / "out", top_k=2, fmt="png", render_workers=workers)
+    summary = run_folder(items, opts, lambda: nestviz.load(tiny_weights, device="cpu"), "w",
+                         worker_init=count_decodes_in_this_process)
+    assert summary.done == 3
+    assert sorted(log.read_text().splitlines()) == sorted(str(i.path) for i in items)  # once each, in all processes
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 6  # and both figures of each were drawn

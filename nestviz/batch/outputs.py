@@ -98,14 +98,16 @@ def planned_outputs(item: InputItem, opts: RunOptions) -> dict[str, Path]:
 
 
 def render_outputs(image_path: str, result: ImageResult, files: dict[str, str], fmt: str,
-                   options: dict[str, bool] | None = None, thumb_record: dict[str, Any] | None = None) -> None:
+                   options: dict[str, bool] | None = None, thumb_record: dict[str, Any] | None = None,
+                   picture: Any = None) -> None:
     """Draw and save one image's figures and thumbnail (runs in a worker process); the thumbnail shows
-    ``thumb_record`` (the image's records of every command, merged) or else the result."""
+    ``thumb_record`` (the image's records of every command, merged) or else the result. ``picture`` is the
+    image as decoded for the model (RGB); without it the file is read again."""
     from ..draw import write_figure
     from ..draw.thumbnail import write_thumbnail
     from ..images import load_rgb
 
-    image = load_rgb(image_path)
+    image = picture if picture is not None else load_rgb(image_path)
     for kind, path in files.items():
         if kind == "thumb":
             write_thumbnail(image, thumb_record or result.to_json(with_outputs=False), path)

@@ -31,7 +31,7 @@ from .manifest import ManifestWriter, is_done, load_done, merge_records, options
 class Explainer(Protocol):
     """What folder mode needs of the model: ``nestviz.api.Nestviz`` is one."""
 
-    def prepared_batches(self, images: Any, batch_size: int = 16, *, fit: str = EXPLAIN_FIT) -> Any: ...
+    def prepared_batches(self, images: Any, batch_size: int = 16, *, fit: str = EXPLAIN_FIT, keep: bool = False) -> Any: ...
 
     def run(self, batch: Any, mode: str = "predict", **kw: Any) -> list[ImageResult]: ...
 
@@ -68,6 +68,16 @@ def run_folder(items: list[InputItem], opts: RunOptions, load_model: Callable[[]
     ``worker_init`` runs first in each figure-drawing process (the CLI makes them ignore Ctrl-C).
     """
     return _FolderRun(items, opts, weights_id, on_record, progress).run(load_model, worker_init)
+
+
+SEND_PIXELS = 16_000_000  # a decoded picture up to this size goes to the figure worker; a larger one is read there
+
+
+def sent_picture(result: ImageResult) -> Any:
+    """The decoded picture a figure worker draws from, or None (the worker reads the file): bounded in size, so
+    the figures in flight hold at most (batch + 2 x workers) pictures of 48 MB."""
+    picture = getattr(result, "picture", None)
+    return picture if picture is not None and picture.width * picture.height <= SEND_PIXELS else None
 
 
 class _FolderRun:
@@ -174,7 +184,9 @@ class _FolderRun:
                 raise ValueError(f"the run's {name} is {getattr(opts, name)!r}, the model's {getattr(model, name)!r}")
         by_name = {str(i.path): i for i in todo}
         labels = _FolderLabels(model)
-        for batch in model.prepared_batches([str(i.path) for i in todo], opts.batch_size, fit=opts.fit):
+        # figures are drawn from the picture decoded for the model: each image is decoded once
+        for batch in model.prepared_batches([str(i.path) for i in todo], opts.batch_size, fit=opts.fit,
+                                            keep=opts.render):
             for r in model.run(batch, opts.mode, top_k=opts.top_k, classes=opts.classes, threshold=opts.threshold):
                 if r.error is not None:
                     self.finish({**r.to_json(), "command": opts.mode, "status": "error", "key": self.key})
@@ -188,7 +200,8 @@ class _FolderRun:
                 if "thumb" in files:
                     self.thumbs[r.image] = _versions(self.by_image.get(r.image, []))
                 figs = {k: str(p) for k, p in files.items() if k != "maps"}
-                args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record))
+                args = (str(item.path), r, figs, opts.fmt, opts.figure_options(), self.thumb_record(record),
+                        sent_picture(r))
                 try:
                     if "maps" in files:
                         save_maps(r, files["maps"])
