@@ -31,7 +31,8 @@ def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("command", ["predict", "info", "evaluate", "explain", "cam", "annotate", "train"])
+@pytest.mark.parametrize("command", ["predict", "info", "evaluate", "explain", "cam", "annotate", "train", "metrics",
+                                     "strategies"])
 def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
     assert result.exit_code == 0
@@ -58,7 +59,7 @@ def test_predict_json_contract_and_partial_failure(tiny_weights: Path, images: l
     records = {Path(r["image"]).name: r for r in json_lines(result.stdout)}
     assert set(records) == {"broken.jpg", "img0.png", "img1.png", "img2.png"}
     assert set(records["broken.jpg"]) == {"image", "error"}
-    assert "not an image" in records["broken.jpg"]["error"].lower() or "cannot" in records["broken.jpg"]["error"]
+    assert records["broken.jpg"]["error"].endswith("broken.jpg: not an image Pillow can read")
     ok = records["img1.png"]
     assert set(ok) == {"image", "width", "height", "predictions"}
     assert (ok["width"], ok["height"]) == (48, 36)
