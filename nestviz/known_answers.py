@@ -34,6 +34,7 @@ import torch
 from .batch.discover import discover
 from .boxes import image_key, read_boxes
 from .defaults import EXPLAIN_FIT
+from .explain.common import explaining
 from .explain.gradcat import block_box
 from .explain.perturb import class_probs, occlusion_drops
 from .preprocess import Geometry
@@ -119,8 +120,6 @@ def evidence_batch(nv: Any, preps: Sequence[Any], boxes: Sequence[np.ndarray],
 
 def class_probs_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Softmax over all classes (B, K), on the CPU."""
-    from .explain.common import explaining
-
     with explaining(model), torch.inference_mode():
         return model(x).float().softmax(dim=1).cpu()
 
