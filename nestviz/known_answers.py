@@ -114,7 +114,7 @@ def evidence_batch(nv: Any, preps: Sequence[Any], boxes: Sequence[np.ndarray],
             answers = {k: a for k, a in answers.items() if opts.baselines or k in METHODS}
             records[i].values = _score(answers, np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4), opts)
             points[i] = {name: a["point"] for name, a in answers.items()}
-        _deletions(model, x, points, records, geos, boxes)
+        _deletions(model, x, p, points, records, geos, boxes)
     return records
 
 
@@ -164,8 +164,8 @@ def _score(answers: dict[str, dict[str, Any]], evidence: np.ndarray, opts: Evide
     return out
 
 
-def _deletions(model: Any, x: torch.Tensor, points: dict[int, dict[str, np.ndarray]], records: list[EvidenceRecord],
-               geos: Sequence[Geometry], evidence: Sequence[np.ndarray]) -> None:
+def _deletions(model: Any, x: torch.Tensor, probs: torch.Tensor, points: dict[int, dict[str, np.ndarray]],
+               records: list[EvidenceRecord], geos: Sequence[Geometry], evidence: Sequence[np.ndarray]) -> None:
     """``deletion`` of every method: the class-probability drop when an evidence-sized box at its point is removed."""
     rows, boxes, where = [], [], []
     for i, per in points.items():
@@ -175,9 +175,9 @@ def _deletions(model: Any, x: torch.Tensor, points: dict[int, dict[str, np.ndarr
             boxes.append([to_model(geos[i], ev.box_at(point, like))])
             where.append((i, name))
     classes = torch.tensor([records[i].before for i in rows])
-    base = class_probs(model, x[rows], classes)
-    probs = class_probs(model, removed(x[rows], boxes), classes)
-    for (i, name), b, q in zip(where, base.tolist(), probs.tolist()):
+    base = probs[rows, classes]  # the images as they are: their probabilities are already known
+    after = class_probs(model, removed(x[rows], boxes), classes)
+    for (i, name), b, q in zip(where, base.tolist(), after.tolist()):
         records[i].values[name]["deletion"] = b - q
 
 

@@ -116,7 +116,7 @@ def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64) -> Grad
         return out
     B, k = out.classes.shape
     with explaining(model), torch.inference_mode():
-        probs = model.forward_head(out.features).float().softmax(dim=1)
+        probs = out.logits.float().softmax(dim=1).to(out.below.device)  # the pass's own logits
         drops = _child_drops(model, [out.below], 1, [[(0, 0)] for _ in range(B)], probs, batch_size, first=L - 1)
     b = cfg.block_size
     top = np.array(out.heat[L - 1], copy=True)  # (k, B, b, b): each quadrant's mean becomes its drop
