@@ -142,7 +142,7 @@ def run_mode(a: FolderArgs) -> None:
     from .batch.discover import has_multiple_roots, parse_shard, shard as take_shard
     from .batch.runner import RunOptions
     from .draw import figure_format
-    from .model.checkpoints import load_weights_identity
+    from .model.checkpoints import read_checkpoint
 
     try:
         fmt = figure_format(a.fmt)
@@ -164,13 +164,13 @@ def run_mode(a: FolderArgs) -> None:
 
     @cache
     def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
-        nv = load_or_fail(a.weights, a.arch, a.device, cam_kind, gradcat_score)
+        nv = load_or_fail(checkpoint.pop(), a.arch, a.device, cam_kind, gradcat_score)  # the bytes hashed below
         if not a.classes:
             note_top_k(a.top_k, nv.num_classes)
         return nv
 
-    try:
-        weights_id = load_weights_identity(a.weights, arch=a.arch)
+    try:  # the weights are read once: hashed for the records' key, the model built from those bytes (then let go)
+        weights_id = (checkpoint := [read_checkpoint(a.weights)])[0].identity(a.arch)
     except Exception as e:  # noqa: BLE001 - reported as a setup error
         fail(str(e))
     class_ids = None

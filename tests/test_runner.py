@@ -261,3 +261,26 @@ def test_a_folder_run_decodes_each_image_once(tmp_path: Path, tiny_weights: Path
     assert summary.done == 3
     assert sorted(log.read_text().splitlines()) == sorted(str(i.path) for i in items)  # once each, in all processes
     assert len(list((tmp_path / "out").rglob("*.png"))) == 6  # and both figures of each were drawn
+
+
+def test_a_folder_run_reads_the_weights_once(tiny_weights: Path, images: list[Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights file is hashed (the records' key) and loaded from the same bytes: one open, none after."""
+    import builtins
+    import io
+
+    opened: list[str] = []
+    real_open = io.open
+
+    def counting_open(file, *args, **kwargs):  # noqa: ANN001, ANN202
+        if isinstance(file, (str, os.PathLike)) and os.path.realpath(file) == os.path.realpath(tiny_weights):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    result = invoke("annotate", images[0].parent, "--weights", tiny_weights, "--out", tmp_path / "out", "-q",
+                    "--no-render")
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in manifest(tmp_path / "out")] == ["ok"] * len(images)  # the model was loaded
+    assert len(opened) == 1, opened

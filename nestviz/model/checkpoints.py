@@ -23,6 +23,8 @@ import pickle
 import re
 import warnings
 import zipfile
+from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +70,14 @@ def save_nestviz(path: str | os.PathLike[str], model: Nest, class_names: list[st
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors and metadata of a .safetensors file, with a readable error for a bad one."""
+    return parse_safetensors(path, read_file(path))
+
+
+def parse_safetensors(path: Path, data: bytes) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of the .safetensors bytes ``data`` read from ``path`` (named in the errors)."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise WeightsError(path, "no such file") from None
-    except IsADirectoryError:
-        raise WeightsError(path, "is a directory, not a weights file") from None
-    except OSError as e:
-        raise WeightsError(path, f"cannot read: {e.strerror or e}") from None
     if len(data) < 8:
         raise WeightsError(path, "not a safetensors file (too short)")
     header_len = int.from_bytes(data[:8], "little")
@@ -120,34 +119,72 @@ def load_nestviz_file(path: Path, tensors: dict[str, Tensor], meta: dict[str, st
 
 # -- entry point -----------------------------------------------------------------------------------
 
-def load_weights(path: str | os.PathLike[str] | None = None, arch: str | None = None) -> ModelBundle:
-    """Load a nestviz, timm or Hugging Face checkpoint (file, hub folder, ``hf-hub:org/name``) as a ready model.
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read once (:func:`read_checkpoint`): its file and bytes, its config.json and bytes, if any.
+    A folder run hashes these bytes (:meth:`identity`) and loads the model from them: the file is read once."""
+
+    file: Path
+    data: bytes
+    config_json: Path | None = None
+    config: bytes | None = None
+
+    def identity(self, arch: str | None = None) -> str:
+        """A short content hash of the checkpoint (and its config.json) and ``arch``: changes when the model does."""
+        h = hashlib.sha256(f"{arch or ''}\n".encode())
+        h.update(self.data)
+        if self.config is not None:
+            h.update(self.config)
+        return f"{self.file.name}:{h.hexdigest()[:16]}"
+
+
+def read_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
+    """The checkpoint ``path`` names (as :func:`load_weights` finds it; None: the default model), read once."""
+    file, config_json = find_checkpoint(Path(path) if path is not None else default_weights_path())
+    return Checkpoint(file, read_file(file), config_json, read_file(config_json) if config_json else None)
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a weights (or config) file, WeightsError naming it if they cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise WeightsError(path, "no such file") from None
+    except IsADirectoryError:
+        raise WeightsError(path, "is a directory, not a weights file") from None
+    except OSError as e:
+        raise WeightsError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def load_weights(path: str | os.PathLike[str] | Checkpoint | None = None, arch: str | None = None) -> ModelBundle:
+    """Load a nestviz, timm or Hugging Face checkpoint (file, hub folder, ``hf-hub:org/name``, or a
+    :class:`Checkpoint` already read) as a ready model.
 
     ``arch`` (``nest_tiny_jx``...) supplies what tensor shapes cannot: heads and pooling padding.
     ``path=None`` loads the default model (see :func:`default_weights_path`).
     """
-    given = Path(path) if path is not None else default_weights_path()
+    given = path.file if isinstance(path, Checkpoint) else Path(path) if path is not None else default_weights_path()
     if arch is not None:
         try:
             named_config(arch)
         except ValueError as e:
             raise WeightsError(given, f"{e} (--arch)") from None
-    file, config_json = find_checkpoint(given)
-    kind = sniff(file)
+    ckpt = path if isinstance(path, Checkpoint) else read_checkpoint(given)
+    file, kind = ckpt.file, sniff(ckpt.file, ckpt.data[:16])
     if kind == "safetensors":
-        tensors, meta = read_safetensors(file)
+        tensors, meta = parse_safetensors(file, ckpt.data)
         if meta.get("format") == FORMAT_NAME:
             return load_nestviz_file(file, tensors, meta)
         wrapper: dict[str, Any] = {}
         source_format = "safetensors state dict"
     else:
         try:
-            tensors, wrapper = unwrap_state_dict(torch_load(file, kind))
+            tensors, wrapper = unwrap_state_dict(torch_load(file, ckpt.data, kind))
         except ValueError as e:
             raise WeightsError(file, str(e)) from None
         source_format = "PyTorch state dict" + (f" (under {wrapper['key']!r})" if wrapper.get("key") else "")
-    hints = read_hub_config(config_json) if config_json else {}
-    return bundle_from_state_dict(file, tensors, arch, hints, wrapper, source_format, config_json)
+    hints = parse_hub_config(ckpt.config_json, ckpt.config) if ckpt.config_json and ckpt.config is not None else {}
+    return bundle_from_state_dict(file, tensors, arch, hints, wrapper, source_format, ckpt.config_json)
 
 
 def default_weights_path() -> Path:
@@ -167,17 +204,7 @@ def default_weights_path() -> Path:
 
 def load_weights_identity(path: str | os.PathLike[str] | None = None, arch: str | None = None) -> str:
     """A short content hash of the checkpoint (and its config.json) and ``arch``: changes when the model does."""
-    file, config_json = find_checkpoint(Path(path) if path is not None else default_weights_path())
-    h = hashlib.sha256(f"{arch or ''}\n".encode())
-    for f in (file, config_json):
-        if f is not None:
-            try:
-                with open(f, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-            except OSError as e:
-                raise WeightsError(f, f"cannot read: {e.strerror or e}") from None
-    return f"{file.name}:{h.hexdigest()[:16]}"
+    return read_checkpoint(path).identity(arch)
 
 
 # -- finding and reading checkpoint files ----------------------------------------------------------
@@ -215,13 +242,9 @@ def find_checkpoint(path: Path) -> tuple[Path, Path | None]:
                              "or one .safetensors/.pth/.pt/.bin file)")
 
 
-def sniff(file: Path) -> str:
-    """'safetensors', 'zip' (torch.save) or 'pickle' (legacy torch.save) from the leading bytes, else WeightsError."""
-    try:
-        with open(file, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise WeightsError(file, f"cannot read: {e.strerror or e}") from None
+def sniff(file: Path, head: bytes) -> str:
+    """'safetensors', 'zip' (torch.save) or 'pickle' (legacy torch.save) from the leading bytes of ``file``,
+    else WeightsError."""
     if not head:
         raise WeightsError(file, "empty file (0 bytes)")
     if head[8:9] == b"{":  # an 8-byte header length, then the JSON header
@@ -247,16 +270,17 @@ def describe_bytes(head: bytes) -> str:
     return "looks like a text file" if all(c.isprintable() or c.isspace() for c in text) else "unrecognized binary data"
 
 
-def torch_load(file: Path, kind: str = "zip") -> Any:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only``), errors made readable."""
-    if kind == "zip" and not zipfile.is_zipfile(file):  # torch's own message for this is an OSError
+def torch_load(file: Path, data: bytes, kind: str = "zip") -> Any:
+    """``torch.load`` of ``data``, the bytes of ``file``, restricted to tensors and plain containers
+    (``weights_only``), errors made readable."""
+    if kind == "zip" and not zipfile.is_zipfile(BytesIO(data)):  # torch's own message for this is an OSError
         raise WeightsError(file, "truncated or corrupt PyTorch checkpoint (cannot read its zip archive)")
     safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     allowed = safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext()  # timm's saved args
     try:
         with warnings.catch_warnings(), allowed:
             warnings.simplefilter("ignore")
-            return torch.load(file, map_location="cpu", weights_only=True)
+            return torch.load(BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         why = f"it references {found.group(1)}" if found else "it uses pickle features beyond tensors and containers"
@@ -272,16 +296,17 @@ def torch_load(file: Path, kind: str = "zip") -> Any:
         raise WeightsError(file, f"corrupt or unreadable PyTorch checkpoint ({type(e).__name__}: {first})") from None
 
 
-def read_hub_config(path: Path) -> dict[str, Any]:
-    """A timm / Hugging Face ``config.json`` as a dict (architecture, num_classes, pretrained_cfg...)."""
+def parse_hub_config(path: Path, data: bytes) -> dict[str, Any]:
+    """The bytes ``data`` of the ``config.json`` at ``path`` as a dict."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        config = json.loads(data.decode("utf-8"))
+    except ValueError as e:
         raise WeightsError(path, f"unreadable config.json ({' '.join(str(e).split())})") from None
     if not isinstance(config, dict):
         raise WeightsError(path, "invalid config.json (not a JSON object)")
     return config
 
 
-__all__ = ["WeightsError", "ModelBundle", "load_weights", "default_weights_path", "load_weights_identity",
-           "save_nestviz", "read_safetensors", "find_checkpoint", "sniff", "torch_load"]
+__all__ = ["WeightsError", "ModelBundle", "Checkpoint", "read_checkpoint", "load_weights", "default_weights_path",
+           "load_weights_identity", "save_nestviz", "read_safetensors", "parse_safetensors", "find_checkpoint", "sniff",
+           "torch_load"]
