@@ -118,7 +118,8 @@ def synthetic_run(out: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 def real_run(out: Path) -> list[dict[str, Any]]:
     """The example photos as a folder run: real records and thumbnails, stand-in figures, one failure."""
-    from nestviz.draw.thumbnail import thumbnail, thumbnail_name
+    from nestviz.batch.outputs import THUMB_SUFFIX
+    from nestviz.draw.thumbnail import thumbnail
 
     out.mkdir(parents=True, exist_ok=True)
     fixture = REPO / "tests" / "fixtures" / "gallery_run.jsonl"
@@ -127,8 +128,8 @@ def real_run(out: Path) -> list[dict[str, Any]]:
         stem = Path(rec["image"]).stem
         with Image.open(REPO / rec["image"]) as im:
             thumb = thumbnail(im, rec)
-        thumb.save(out / thumbnail_name(stem), quality=80, optimize=True)
-        rec["thumbnail"] = thumbnail_name(stem)
+        thumb.save(out / f"{stem}{THUMB_SUFFIX}", quality=80, optimize=True)
+        rec["thumbnail"] = f"{stem}{THUMB_SUFFIX}"
         for o in rec["outputs"]:  # the real figures are ~300 KB each: stand-ins of the same names
             thumb.save(out / o)
     records[1]["true_label"] = "French horn"  # a made-up ground truth, to show accuracy and confusions

@@ -147,3 +147,17 @@ def test_one_atomic_writer() -> None:
     writers = {name for name, path in modules().items() if "os.replace(" in path.read_text() or "mkstemp(" in
                path.read_text()}
     assert writers == {"nestviz._files"}
+
+
+@pytest.mark.parametrize("name", ["THUMB_SUFFIX", "check_writable", "CMAP", "THRESHOLD", "CAM_BOX_REGION",
+                                  "localize", "box_region", "upsample_bilinear"])
+def test_each_fact_is_defined_in_one_module(name: str) -> None:
+    """Constants and helpers that others import: one definition (a top-level assignment or def) in the package."""
+    owners = []
+    for module, path in modules().items():
+        for node in ast.parse(path.read_text()).body:
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else \
+                [node.target.id] if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) else \
+                [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else []
+            owners += [module] * targets.count(name)
+    assert len(owners) == 1, owners

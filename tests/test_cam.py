@@ -31,7 +31,7 @@ def test_cam_is_the_head_applied_per_position() -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     classes = torch.tensor([[3, 0], [1, 4]])
     with torch.no_grad():
-        top = model.forward_levels(x)[-1]
+        top = model.forward_intermediates(x, intermediates_only=True)[-1]
         maps = cam_maps(model, model.forward_features(x), classes, "logit")
         logits = model(x)
     # Independent: LayerNorm over channels by hand, then w_c . f + b_c at every position.

@@ -103,3 +103,36 @@ def test_the_hand_built_model_still_points_at_the_bright_block() -> None:
     flow = cam_gradcat(model, x, classes=[0], kind="flow").paths[0][0]
     contrast = cam_gradcat(model, x, classes=[0], kind="contrast").paths[0][0]
     assert [n.node for n in flow] == [n.node for n in contrast]
+
+
+def _layer_flow_as_it_was(layer: TransformerLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """flow.layer_flow before it read the layer's attention: the attention's maths re-derived here."""
+    attn = layer.attn
+    B, T, N, C = x.shape
+    H = attn.num_heads
+    q, k, v = attn.qkv(layer.norm1(x)).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
+    weights = ((q @ k.transpose(-1, -2)) * (C // H) ** -0.5).softmax(dim=-1)
+    update = attn.proj((weights @ v).permute(0, 2, 3, 4, 1).reshape(B, T, N, C))
+    keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)
+    mixing = (1 - keep)[..., None] * weights.mean(dim=1) + torch.diag_embed(keep)
+    x = x + update
+    return x + layer.mlp(layer.norm2(x)), mixing
+
+
+def test_the_flow_reads_the_layers_attention_as_the_explicit_maths_did() -> None:
+    torch.manual_seed(3)
+    layer = TransformerLayer(dim=12, num_heads=3, mlp_ratio=2.0, qkv_bias=True).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    x = torch.randn(2, 4, 9, 12)
+    with torch.no_grad():
+        out, mixing = layer_flow(layer, x)
+        old_out, old_mixing = _layer_flow_as_it_was(layer, x)
+        fused, (explicit, weights) = layer.attn(x), layer.attn.forward_with_weights(x)
+    torch.testing.assert_close(out, old_out, rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixing, old_mixing, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)  # the fused path, same layer
+    torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-5)
+    assert weights.shape == (2, 3, 4, 9, 9)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 4, 9))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.explain.gradcat import block_box, gradcat, traverse
+from nestviz.explain.gradcat import BlockNode, block_box, gradcat, walk
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)
@@ -93,6 +93,14 @@ def test_odd_block_size_single_bright_pixel(pad_type: str) -> None:
         x[leaf, 0, ty, tx] = 1.0
     out = gradcat(model, x, classes=[0])
     assert [[n.node for n in p[0]] for p in out.paths] == [expected_nodes(leaf) for leaf in range(16)]
+
+
+def traverse(acts: list, grads: list, cfg: NestConfig) -> list[BlockNode]:
+    """The GradCAT path of one image and one class, root first, from per-level (C, H, W) maps and their
+    gradients (the top map after the final norm; the leaves' read only when they are the root): the paper's rule."""
+    heat = [None if g is None or (i == 0 and cfg.num_levels > 1) else (a * g).sum(0).float().cpu().numpy()
+            for i, (a, g) in enumerate(zip(acts, grads))]
+    return walk(heat, cfg)
 
 
 @pytest.mark.parametrize("pad_type, chosen", [("", 0), ("same", 3)])
@@ -195,7 +203,7 @@ def test_logits_top_and_root_score_match_the_model() -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     out = gradcat(model, x, classes=[4, 0])
     with torch.no_grad():
-        top = model.forward_levels(x)[-1]
+        top = model.forward_intermediates(x, intermediates_only=True)[-1]
         torch.testing.assert_close(out.logits, model(x), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.top, top)
     assert out.classes.tolist() == [[4, 0], [4, 0]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nestviz.scoring.localization import (
-    box_iou, boxes_at_thresholds, centred_map, connected_boxes, covers_view, gt_known_loc, max_box_acc,
+    box_iou, boxes_at_thresholds, centred_map, connected_boxes, covers_view, max_box_acc,
     normalize_map, pointing_hits,
 )
 
@@ -148,14 +148,6 @@ def test_max_box_acc_empty_threshold_is_a_miss_and_best_of_several_gt_boxes():
     assert r.value == 1.0
     with pytest.raises(ValueError):
         max_box_acc([MAP_B], [np.zeros((0, 4))])
-
-
-def test_gt_known_loc():
-    preds = np.array([[0, 0, 10, 10], [0, 0, 10, 10]])
-    gts = [np.array([[5, 5, 15, 15]]),   # IoU 1/7 -> miss at 0.5
-           np.array([[0, 0, 10, 20]])]   # IoU 100/200 = 0.5 -> hit at exactly 0.5
-    assert gt_known_loc(preds, gts, iou=0.5) == 0.5
-    assert gt_known_loc(preds, gts, iou=0.1) == 1.0
 
 
 def test_covers_view():

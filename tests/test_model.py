@@ -41,7 +41,7 @@ def test_every_level_and_logits_match_timm(timm_cases: dict, name: str) -> None:
     model = Nest(NestConfig(**case["config"])).eval()
     model.load_state_dict(case["state_dict"], strict=True)
     with torch.no_grad():
-        levels = model.forward_levels(case["input"])
+        levels = model.forward_intermediates(case["input"], intermediates_only=True)
         logits = model(case["input"])
     assert len(levels) == len(case["levels"])
     for ours, theirs in zip(levels, case["levels"]):
@@ -128,7 +128,7 @@ def test_formula_matches_on_a_tiny_model_without_qkv_bias() -> None:
 def test_level_shapes() -> None:
     model = tiny_model()
     with torch.no_grad():
-        levels = model.forward_levels(torch.zeros(2, 3, 32, 32))
+        levels = model.forward_intermediates(torch.zeros(2, 3, 32, 32), intermediates_only=True)
     assert [tuple(x.shape) for x in levels] == [(2, 8, 8, 8), (2, 16, 4, 4), (2, 16, 2, 2)]
 
 

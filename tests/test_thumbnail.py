@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nestviz.draw.thumbnail import (PATH_RGB, thumbnail, thumbnail_bytes, thumbnail_name, top_prediction,
-                                    write_thumbnail)
+from nestviz.batch.outputs import THUMB_SUFFIX
+from nestviz.draw.thumbnail import PATH_RGB, thumbnail, thumbnail_bytes, top_prediction, write_thumbnail
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = [json.loads(line) for line in (REPO / "tests" / "fixtures" / "gallery_run.jsonl").read_text().splitlines()]
@@ -30,10 +30,6 @@ def record(w: int, h: int) -> dict:
          "path": [{"level": 2, "node": 0, "box": [0, 0, w, h], "child_scores": [1, 2, 3, 4], "chosen_child": 3},
                   {"level": 1, "node": 3, "box": [w / 2, h / 2, w, h], "child_scores": None, "chosen_child": None}],
          "box": [w * 0.1, h * 0.1, w * 0.4, h * 0.4], "peak": [w * 0.25, h * 0.25], "threshold": 0.2}]}
-
-
-def test_name_convention() -> None:
-    assert thumbnail_name("a/cat") == "a/cat.thumb.jpg"
 
 
 def test_size_aspect_and_never_enlarged() -> None:
@@ -81,7 +77,7 @@ def test_real_photos_make_small_jpegs(rec: dict) -> None:
 
 
 def test_write_is_atomic(tmp_path: Path) -> None:
-    path = write_thumbnail(grey(50, 40), record(50, 40), tmp_path / "a" / thumbnail_name("cat"))
+    path = write_thumbnail(grey(50, 40), record(50, 40), tmp_path / "a" / f"cat{THUMB_SUFFIX}")
     assert path.is_file() and Image.open(path).size == (50, 40)
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["cat.thumb.jpg"]
 

@@ -33,12 +33,12 @@ from .._files import atomic_write_text
 from ..defaults import CAM_BOX_REGION
 from ..draw.style import web_style
 from .links import links_html, present_links
+from .outputs import THUMB_SUFFIX  # looked for when a record names no thumbnail
 
 DATA_NAME = "gallery-data.js"
 DETAILS_NAME = "gallery-details.js"
 INDEX_NAME = "index.html"
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".svg", ".webp", ".gif")
-THUMB_SUFFIX = ".thumb.jpg"  # nestviz.draw.thumbnail's convention, looked for when a record names none
 OK_STATUSES = ("ok", "skipped")
 
 

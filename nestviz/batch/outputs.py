@@ -19,7 +19,7 @@ from .discover import InputItem, output_stem
 # The figures of each command, by kind, and the name each gets: commands sharing OUT never share a file.
 FIGURES = {"explain": {"gradcat": "gradcat"}, "cam": {"cam": "cam"},
            "annotate": {"gradcat": "annotate-gradcat", "cam": "annotate-cam"}}
-THUMB_SUFFIX = ".thumb.jpg"  # one small picture per image for the gallery (``nestviz.draw.thumbnail``)
+THUMB_SUFFIX = ".thumb.jpg"  # one small picture per image for the gallery (``nestviz.draw.thumbnail``): the one place
 
 
 @dataclass

@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw
 
 from .._files import atomic_write_bytes
 
-THUMB_SUFFIX = ".thumb.jpg"
 JPEG_QUALITY = 80
 SS = 2  # supersampling of the marks
 
@@ -29,11 +28,6 @@ PATH_RGB = (230, 159, 0)  # PALETTE[0], the first class's colour in the figures
 CAM_RGB = (86, 180, 233)  # PALETTE[1]
 NODE_RGB = (255, 255, 255)
 HALO = (0, 0, 0, 170)
-
-
-def thumbnail_name(stem: str) -> str:
-    """The thumbnail's file name for an output stem: ``a/cat`` -> ``a/cat.thumb.jpg``."""
-    return f"{stem}{THUMB_SUFFIX}"
 
 
 def top_prediction(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -142,4 +136,4 @@ def _box(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and len(v) == 4 and all(_number(x) for x in v)
 
 
-__all__ = ["thumbnail", "thumbnail_name", "thumbnail_bytes", "write_thumbnail", "top_prediction", "THUMB_SUFFIX"]
+__all__ = ["thumbnail", "thumbnail_bytes", "write_thumbnail", "top_prediction"]

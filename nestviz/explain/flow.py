@@ -24,7 +24,7 @@ from ..model.nest import Nest
 
 def forward_flow(model: Nest, x: Tensor, residual: float | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
     """One forward pass of images ``x`` (B, 3, S, S): the normalized top map (B, C, H, W), every level's
-    output map (as ``model.forward_levels``) and the top level's attention flow (B, HW, HW).
+    output map (as ``model.forward_intermediates``) and the top level's attention flow (B, HW, HW).
 
     ``residual``: None reads each cell's residual share off the norms (the default); a number fixes it
     (attention rollout's 1/2, Abnar & Zuidema), for comparison."""
@@ -43,22 +43,16 @@ def forward_flow(model: Nest, x: Tensor, residual: float | None = None) -> tuple
 
 
 def layer_flow(layer: TransformerLayer, x: Tensor, residual: float | None = None) -> tuple[Tensor, Tensor]:
-    """``layer(x)`` for blocks (B, T, N, C) with explicit attention weights, and its mixing matrix (B, T, N, N)
-    (``residual``: as :func:`forward_flow`'s)."""
-    attn = layer.attn
-    B, T, N, C = x.shape
-    H = attn.num_heads
-    q, k, v = attn.qkv(layer.norm1(x)).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
-    weights = ((q @ k.transpose(-1, -2)) * (C // H) ** -0.5).softmax(dim=-1)  # (B, H, T, N, N)
-    update = attn.proj((weights @ v).permute(0, 2, 3, 4, 1).reshape(B, T, N, C))  # heads interleaved, as Attention
+    """``layer(x)`` for blocks (B, T, N, C), with the attention weights the layer computes
+    (``TransformerLayer.forward_with_attention``), and its mixing matrix (B, T, N, N) (``residual``: as
+    :func:`forward_flow`'s)."""
+    out, update, weights = layer.forward_with_attention(x)
     if residual is None:
         keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)  # (B, T, N)
     else:
         keep = torch.full(x.shape[:-1], float(residual), dtype=x.dtype, device=x.device)
     mixing = (1 - keep)[..., None] * weights.mean(dim=1)
-    mixing = mixing + torch.diag_embed(keep)
-    x = x + update
-    return x + layer.mlp(layer.norm2(x)), mixing
+    return out, mixing + torch.diag_embed(keep)
 
 
 def redistribute(maps: Tensor, flow: Tensor) -> Tensor:

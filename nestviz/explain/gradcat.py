@@ -73,20 +73,6 @@ def gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | 
     return GradcatOutput(logits.float(), chosen, paths, top, maps[-1], heat)
 
 
-def traverse(acts: Sequence[Tensor], grads: Sequence[Tensor | None], cfg: NestConfig,
-             sign: float = 1.0) -> list[BlockNode]:
-    """The GradCAT path of one image and one class, root first, from per-level (C, H, W) maps.
-
-    ``acts[i]`` / ``grads[i]`` belong to 0-based level i, the top one taken after the final norm
-    (``model.forward_features``). ``grads[0]`` is only read when the leaves are the
-    root (a 1-level model), so it may be None otherwise.
-    """
-    L = cfg.num_levels
-    heat = [None if g is None or (i == 0 and L > 1) else (sign * (a * g).sum(0)).float().cpu().numpy()
-            for i, (a, g) in enumerate(zip(acts, grads))]
-    return walk(heat, cfg)
-
-
 def block_box(cfg: NestConfig, level: int, row: int, col: int) -> Box:
     """Model-input pixel box [x0, y0, x1, y1] of block (row, col) at 0-based ``level``."""
     side = cfg.block_size * 2**level * cfg.patch_size
@@ -203,4 +189,4 @@ def _child_scores(region: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> lis
     return scores
 
 
-__all__ = ["BlockNode", "GradcatOutput", "gradcat", "traverse", "walk", "child_of", "block_box", "block_scores", "leaf_order"]
+__all__ = ["BlockNode", "GradcatOutput", "gradcat", "walk", "child_of", "block_box", "block_scores", "leaf_order"]

@@ -32,7 +32,9 @@ class Attention(nn.Module):
     """Multi-head self-attention inside each block, batched over blocks.
 
     qkv output channels are [q | k | v], head h at h*d..h*d+d-1; the heads are merged
-    interleaved (proj input channel c*H + h), the layout of the JAX checkpoints.
+    interleaved (proj input channel c*H + h), the layout of the JAX checkpoints. ``forward`` is
+    fused (scaled_dot_product_attention); ``forward_with_weights`` computes the softmax explicitly
+    and returns it too, for readers of the attention (as timm keeps a non-fused path).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
@@ -44,14 +46,27 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self._qkv(x)
+        drop = self.attn_drop if self.training else 0.0
+        return self._merge(F.scaled_dot_product_attention(q, k, v, dropout_p=drop))
+
+    def forward_with_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The output and the attention weights (B, H, T, N, N), each row a distribution over the block's tokens."""
+        q, k, v = self._qkv(x)
+        weights = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).softmax(dim=-1)
+        dropped = F.dropout(weights, self.attn_drop) if self.training and self.attn_drop else weights
+        return self._merge(dropped @ v), weights
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, ...]:
+        """q, k, v of blocks (B, T, N, C), each (B, H, T, N, d)."""
         B, T, N, C = x.shape
         H = self.num_heads
-        qkv = self.qkv(x).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5)
-        q, k, v = qkv.unbind(0)  # each (B, H, T, N, d)
-        drop = self.attn_drop if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        x = x.permute(0, 2, 3, 4, 1).reshape(B, T, N, C)  # (B, T, N, d, H): channel c*H + h
-        return self.proj_drop(self.proj(x))
+        return self.qkv(x).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
+
+    def _merge(self, x: Tensor) -> Tensor:
+        """Heads (B, H, T, N, d) merged interleaved (channel c*H + h), then the output projection."""
+        B, H, T, N, d = x.shape
+        return self.proj_drop(self.proj(x.permute(0, 2, 3, 4, 1).reshape(B, T, N, d * H)))
 
 
 class Mlp(nn.Module):
@@ -96,6 +111,14 @@ class TransformerLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward_with_attention(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The layer's output, its attention branch's update (what it adds to ``x``) and the attention
+        weights (B, H, T, N, N), from the explicit (non-fused) attention."""
+        update, weights = self.attn.forward_with_weights(self.norm1(x))
+        update = self.drop_path(update)
+        x = x + update
+        return x + self.drop_path(self.mlp(self.norm2(x))), update, weights
 
 
 class ConvPool(nn.Module):

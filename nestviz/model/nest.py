@@ -204,10 +204,6 @@ class Nest(nn.Module):
             return intermediates
         return (self.final_norm(x) if i == last else x), intermediates
 
-    def forward_levels(self, x: Tensor) -> list[Tensor]:
-        """Every level's output map, leaves first, the top one before the final norm."""
-        return self.forward_intermediates(x, intermediates_only=True)
-
     def get_classifier(self) -> nn.Module:
         return self.head
 

@@ -1,4 +1,4 @@
-"""Localization metrics: IoU, boxes from thresholded score maps, MaxBoxAcc, GT-known loc, pointing.
+"""Localization metrics: IoU, boxes from thresholded score maps, MaxBoxAcc, pointing.
 
 Conventions (shared by every function here):
 
@@ -197,19 +197,6 @@ def max_box_acc(scoremaps: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],
     per_iou = {float(u): float(curve[j, arg[j]]) for j, u in enumerate(ious)}
     best_t = {float(u): float(thresholds[arg[j]]) for j, u in enumerate(ious)}
     return MaxBoxAccResult(per_iou, best_t, float(np.mean(list(per_iou.values()))), curve)
-
-
-def _best_ious(pred_boxes: np.ndarray, gt_boxes: Sequence[np.ndarray]) -> np.ndarray:
-    """For one predicted box per image, its best IoU with that image's GT boxes (0 if none)."""
-    pred = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
-    if len(pred) != len(gt_boxes):
-        raise ValueError(f"{len(pred)} predicted boxes for {len(gt_boxes)} images")
-    return np.array([box_iou(p, g).max(initial=0.0) for p, g in zip(pred, gt_boxes)])
-
-
-def gt_known_loc(pred_boxes: np.ndarray, gt_boxes: Sequence[np.ndarray], iou: float = 0.5) -> float:
-    """Share of images whose single predicted box reaches ``iou`` with one of their GT boxes (class assumed known)."""
-    return float(np.mean(_best_ious(pred_boxes, gt_boxes) >= iou))
 
 
 def covers_view(pred_boxes: np.ndarray, view_boxes: np.ndarray, frac: float = 0.95) -> np.ndarray:

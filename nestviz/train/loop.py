@@ -32,7 +32,7 @@ from .augment import MosaicTiles, color_jitter, mix_batch, mosaic_batch, random_
 from .locality import locality_loss
 from .checkpoint import EpochProgress, Every, checkpoint_path, load_progress, save_checkpoint
 from .data import Split, decode_split, default_cache_dir, read_label_names, scan_class_folders
-from .record import check_cache_dir, check_writable, environment, paths_record, wnid_label_names
+from .record import check_cache_dir, check_weights_out, environment, paths_record, wnid_label_names
 
 
 @dataclass
@@ -312,7 +312,7 @@ def train(train_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: N
     ``opts.checkpoint_minutes`` within one; a completed run removes it unless ``keep_checkpoint``.
     """
     out, device = Path(out), device or torch.device("cpu")
-    check_writable(out)
+    check_weights_out(out)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_cache_dir(cache)  # every place checked before a word about the run
     if opts.warmup_epochs > opts.epochs:

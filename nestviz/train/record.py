@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from .._files import check_writable as check_folder
+from .._files import check_writable
 from ..model.checkpoints import load_weights
 from ..model.classes import imagenet_class_names, imagenet_wnids
 from ..model.nest import NestConfig, named_config
 
 
-def check_writable(out: Path) -> None:
+def check_weights_out(out: Path) -> None:
     """ValueError (one line) unless ``out`` and its ``.ckpt`` can be written: checked before any work."""
     if out.is_dir():
         raise ValueError(f"{out}: is a folder; --out names the weights file to write (.safetensors)")
@@ -34,7 +34,7 @@ def check_writable(out: Path) -> None:
 def check_cache_dir(cache_dir: Path) -> None:
     """ValueError (one line) unless the decoded-image cache folder can be made and written: checked before any work."""
     try:
-        check_folder(cache_dir)
+        check_writable(cache_dir)
     except OSError as e:
         raise ValueError(f"{cache_dir}: the decoded-image cache folder (--cache-dir) is not writable "
                          f"({e.strerror or e})") from None
@@ -105,5 +105,5 @@ def environment(device: torch.device) -> dict[str, str]:
             "torch": torch.__version__}
 
 
-__all__ = ["check_writable", "check_cache_dir", "wnid_label_names", "data_base", "portable", "portable_command", "paths_record",
+__all__ = ["check_weights_out", "check_cache_dir", "wnid_label_names", "data_base", "portable", "portable_command", "paths_record",
            "environment"]
