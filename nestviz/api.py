@@ -224,7 +224,7 @@ class Nestviz:
             if out.maps is not None:
                 box, peak = localize(out.maps[i, r], geo.size, threshold)
                 pred.cam = CamResult(out.maps[i, r].numpy(), region, geo.box_to_original(box),
-                                     geo.point_to_original(*peak), threshold, self.cam_kind)
+                                     geo.point_to_original(*peak), threshold, self.cam_kind, geo.size)
             preds.append(pred)
         best = int(probs.argmax())
         top = next((p for p in preds if p.class_index == best), None) or \

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+MAP_FIELDS = ("cam_map", "cam_region", "cam_size", "cam_cmap")  # what a viewer redraws a CAM from (manifest only)
 
 
 @dataclass
@@ -50,8 +51,9 @@ class CamResult:
     class logit; "contrast": the map minus the mean class map, its mean the logit minus the mean logit; "flow":
     the contrast map with each cell's evidence moved to the cells the top level's attention took it from, same mean.
 
-    ``region`` is where the map lies in the original image (the model input's crop);
-    ``box`` bounds the largest region above ``threshold`` x max; ``peak`` is the maximum.
+    ``region`` is where the map lies in the original image (the model input's crop); ``size`` the model input's
+    side, the pixels ``box`` and ``peak`` were found at (``nestviz.explain.cam.localize``): the box bounds the region
+    above ``threshold`` of the map's range that holds the peak, the maximum.
     """
 
     raw: np.ndarray
@@ -60,6 +62,7 @@ class CamResult:
     peak: tuple[float, float]
     threshold: float
     kind: str = "logit"
+    size: int = 0
 
     def __repr__(self) -> str:
         h, w = np.shape(self.raw)
@@ -67,8 +70,9 @@ class CamResult:
                 f"threshold {self.threshold:g})")
 
     def map_json(self) -> list[list[float]]:
-        """The raw map as nested lists, 4 significant digits (the manifest's ``cam_map``)."""
-        return [[float(f"{v:.4g}") for v in row] for row in np.asarray(self.raw, dtype=np.float64).tolist()]
+        """The raw map as nested lists (the manifest's ``cam_map``), each value with the fewest digits that give its
+        float32 back: the very map the box was found on, so a viewer that redraws the box finds the same one."""
+        return [[float(str(v)) for v in row] for row in np.asarray(self.raw, dtype=np.float32)]
 
 
 @dataclass
@@ -138,7 +142,8 @@ class ClassExplanation:
         return f"ClassExplanation({', '.join(parts)})"
 
     def to_json(self, maps: bool = False) -> dict[str, Any]:
-        """The ``--json`` object; ``maps`` adds ``cam_map`` (the raw map) and ``cam_region`` (where it lies)."""
+        """The ``--json`` object; ``maps`` adds :data:`MAP_FIELDS`: ``cam_map`` (the raw map), ``cam_region`` (where
+        it lies), ``cam_size`` (the input side the box was found at) and ``cam_cmap`` (the colour map drawing it)."""
         d: dict[str, Any] = {"rank": self.rank, "class_index": self.class_index, "label": self.label,
                              "probability": self.probability}
         if self.path is not None:
@@ -148,8 +153,10 @@ class ClassExplanation:
             d["peak"] = [round(v, 2) for v in self.cam.peak]
             d["threshold"] = self.cam.threshold
             if maps:
-                d["cam_map"] = self.cam.map_json()
-                d["cam_region"] = [round(v, 2) for v in self.cam.region]
+                from .draw.style import CMAP  # not at the top: nestviz.draw imports this module
+
+                d.update(cam_map=self.cam.map_json(), cam_region=[round(v, 2) for v in self.cam.region],
+                         cam_size=self.cam.size, cam_cmap=CMAP)
         return d
 
 

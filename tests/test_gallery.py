@@ -185,6 +185,8 @@ def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) ->
     assert lut == colormap().tobytes() and lut[:3] == bytes([0, 0, 4]) and lut[-3:] == bytes([252, 255, 164])
     script = (Path(gallery.__file__).parent / "gallery_assets" / "gallery.js").read_text(encoding="utf-8")
     assert "jet" not in script and not re.search(r"#[0-9A-Fa-f]{6}\b", script)  # no colour typed in the page
+    # the CAM is redrawn from the record: no input size, threshold or colour map of the page's own
+    assert not re.search(r"CAM_GRID|\b224\b|\b0\.2\b|\b0\.35\b|inferno", script)
 
 
 def test_the_last_run_line_gives_the_totals_and_no_rate_when_nothing_was_done() -> None:

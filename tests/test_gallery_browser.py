@@ -7,6 +7,7 @@ under its temporary folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -257,15 +258,17 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
         page.keyboard.press("ArrowRight")
     page.wait_for_function(f"{pixels} !== {before}")
     page.focus("#threshold")
-    for _ in range(60):
+    for _ in range(round(100 * (0.8 - top["threshold"]))):  # from the recorded threshold to 0.8
         page.keyboard.press("ArrowRight")
     sync_api.expect(page.locator("#cam-readout")).to_contain_text("Threshold 0.80")
     box2 = [float(v) for v in page.get_attribute("#cam-box", "data-box").split(",")]
-    # the page's box at 0.8 is nestviz's (localize: the region holding the peak) on the page's 224 x 224 grid
+    # the page's box at 0.8 is nestviz's (localize: the region holding the peak) at the recorded input size
     x0, y0, x1, y1 = top["cam_region"]
-    (b0, b1, b2, b3), _ = localize(np.asarray(top["cam_map"], np.float32), 224, 0.8)
-    expected = [x0 + b0 * (x1 - x0) / 224, y0 + b1 * (y1 - y0) / 224, x0 + b2 * (x1 - x0) / 224, y0 + b3 * (y1 - y0) / 224]
-    assert max(abs(a - b) for a, b in zip(box2, expected)) < 0.2, (box2, expected)
+    size = top["cam_size"]
+    (b0, b1, b2, b3), _ = localize(np.asarray(top["cam_map"], np.float32), size, 0.8)
+    expected = [x0 + b0 * (x1 - x0) / size, y0 + b1 * (y1 - y0) / size, x0 + b2 * (x1 - x0) / size,
+                y0 + b3 * (y1 - y0) / size]
+    assert max(abs(a - b) for a, b in zip(box2, expected)) < 0.05, (box2, expected)
     g.shot("detail-threshold-0.8")
     # another class: its own tree and box
     page.locator(".classes .cls").nth(1).click()
@@ -356,3 +359,65 @@ def test_a_real_cli_run_of_two_commands_in_the_gallery(browser: Any, cli_run: Pa
     g.shot("cli-run-detail")
     page.keyboard.press("Escape")
     g.close()
+
+
+def page_boxes_at_the_default(browser: Any, out: Path, tmp_path: Path, records: list[dict]) -> list[tuple]:
+    """For every explained class of every image: the page's CAM box at the recorded threshold (the slider
+    untouched, the box recomputed in the page from the recorded map) and the recorded box."""
+    g = Gallery(browser, out, tmp_path)
+    items = g.page.evaluate("NESTVIZ_DATA.items.map(i => ({id: i.id, image: i.image, name: i.name, status: i.status}))")
+    pairs = []
+    for it in (i for i in items if i["status"] == "ok"):
+        rec = next(r for r in records if r.get("image") == it["image"])
+        g.page.evaluate(f"location.hash = 'open={it['id']}'")
+        sync_api.expect(g.page.locator("#d-title")).to_have_text(it["name"])
+        classes = g.page.locator(".classes .cls")
+        sync_api.expect(classes).to_have_count(len(rec["predictions"]))
+        for c, pred in enumerate(rec["predictions"]):
+            classes.nth(c).click()
+            sync_api.expect(classes.nth(c)).to_have_attribute("aria-checked", "true")
+            # recomputed in the page at the recorded threshold, not copied from the record
+            sync_api.expect(g.page.locator("#cam-readout")).to_contain_text(f"Threshold {pred['threshold']:.2f}: box [")
+            box = [float(v) for v in g.page.get_attribute("#cam-box", "data-box").split(",")]
+            pairs.append((it["name"], c, box, pred["box"]))
+    g.close()
+    return pairs
+
+
+def test_the_page_redraws_the_recorded_box_for_the_default_256_px_model(browser: Any, real: tuple[Path, list[dict]],
+                                                                       tmp_path: Path) -> None:
+    out, records = real
+    assert {p["cam_size"] for r in records for p in r.get("predictions", [])} == {256}
+    pairs = page_boxes_at_the_default(browser, out, tmp_path, records)
+    assert len(pairs) == 15
+    for name, c, page_box, recorded in pairs:  # the record's box has 2 decimals; one input pixel is >= 1.2 px here
+        assert max(abs(a - b) for a, b in zip(page_box, recorded)) < 0.05, (name, c, page_box, recorded)
+
+
+def test_the_page_redraws_the_recorded_box_for_a_224_px_timm_model(browser: Any, tmp_path: Path) -> None:
+    """A timm-shaped NesT at 224 px (patch 4, three levels: a 14 x 14 top map), tiny random weights, run as a
+    folder run writes it: the page's box at the recorded threshold is the recorded one for every class."""
+    from typer.testing import CliRunner
+
+    from nestviz.cli import app
+    from nestviz.model import NestConfig
+    from nestviz.model.checkpoints import save_nestviz
+    from nestviz.preprocess import Preprocessing
+    from tests.conftest import tiny_model, write_image
+
+    cfg = NestConfig(img_size=224, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
+                     depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)
+    weights = tmp_path / "timm224.safetensors"
+    save_nestviz(weights, tiny_model(1, cfg), ["a", "b", "c"], Preprocessing(input_size=224, crop_pct=0.875))
+    for i, size in enumerate([(300, 200), (180, 260), (224, 224)]):
+        write_image(tmp_path / "in" / f"p{i}.png", size, seed=10 + i)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["annotate", str(tmp_path / "in"), "--weights", str(weights), "--out", str(out),
+                                      "-k", "3", "-q", "--no-render"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {(len(p["cam_map"]), p["cam_size"]) for r in records for p in r["predictions"]} == {(14, 224)}
+    pairs = page_boxes_at_the_default(browser, out, tmp_path, records)
+    assert len(pairs) == 9
+    for name, c, page_box, recorded in pairs:
+        assert max(abs(a - b) for a, b in zip(page_box, recorded)) < 0.05, (name, c, page_box, recorded)

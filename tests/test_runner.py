@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from nestviz.cli import app
 from nestviz.defaults import THRESHOLD, CAM_KIND, GRADCAT_SCORE
+from nestviz.explain.cam import localize
 from nestviz.model.layers import PatchEmbed
 
 from .conftest import write_image
@@ -171,10 +172,16 @@ def test_records_carry_command_thumbnail_true_label_and_cam_maps(tiny_weights: P
     assert g["true_label"] == "green thing" and "true_label" not in m
     assert g["thumbnail"] == "Green Thing/g.thumb.jpg" and (out / g["thumbnail"]).stat().st_size > 0
     for pred in g["predictions"]:
-        assert np.shape(pred["cam_map"]) == (2, 2)  # the raw top-level map, 4 significant digits
-        assert all(len(f"{abs(v):.10g}".replace(".", "").lstrip("0")) <= 4 for row in pred["cam_map"] for v in row)
+        assert np.shape(pred["cam_map"]) == (2, 2)  # the raw top-level map, each value a float32 in its fewest digits
+        assert all(repr(v) == str(np.float32(v)) for row in pred["cam_map"] for v in row)
         x0, y0, x1, y1 = pred["cam_region"]  # pad: the square reaches past the 64x40 image
         assert (x0, x1) == (0, 64) and y0 < 0 and y1 > 40
+        assert (pred["cam_size"], pred["cam_cmap"], pred["threshold"]) == (32, "inferno", THRESHOLD)
+        # what the record carries redraws its box: the map as recorded, at the recorded size and threshold
+        (b0, b1, b2, b3), _ = localize(np.asarray(pred["cam_map"], np.float32), pred["cam_size"], pred["threshold"])
+        s = (x1 - x0) / pred["cam_size"]
+        redrawn = [x0 + b0 * s, max(0.0, y0 + b1 * s), x0 + b2 * s, min(40.0, y0 + b3 * s)]
+        assert max(abs(a - b) for a, b in zip(redrawn, pred["box"])) < 0.02, (redrawn, pred["box"])
     items = {it["name"]: it for it in gallery_items(out)}
     assert items["g.png"]["true"] == "green thing" and items["g.png"]["thumb"].endswith("g.thumb.jpg")
 

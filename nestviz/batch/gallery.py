@@ -9,9 +9,12 @@ Three files, each written atomically (``nestviz._files``):
 - ``OUT/gallery-details.js``: ``window.NESTVIZ_DETAILS``, per item its records (and merged
   predictions) as a JSON *string*, parsed only when its detail view opens. The page loads it
   after the grid is on screen, so the page is usable before the bulk (CAM maps, paths) arrives.
-- ``OUT/index.html``: the page, self-contained: CSS and vanilla JS inline (read from
-  ``gallery_assets/``), no network, no framework. Title, run summary and the failures are also
+- ``OUT/index.html``: the page (``gallery_page``), self-contained: CSS and vanilla JS inline (read
+  from ``gallery_assets/``), no network, no framework. Title, run summary and the failures are also
   written as static HTML, so they read without JavaScript.
+
+The page draws each CAM from its record (``cam_map``, ``cam_region``, ``cam_size``, ``threshold``,
+``cam_cmap``): the recorded box, and at another threshold the box ``localize`` would find.
 
 Only files that exist inside OUT are ever linked (thumbnails, figures), by relative URL. No torch.
 """
@@ -21,22 +24,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import uuid
-from html import escape
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from .._files import atomic_write_text
 from ..defaults import CAM_BOX_REGION
-from ..draw.style import web_style
-from .links import links_html, present_links
+from ..draw.style import CMAP, colormap_hex, web_style
+from .gallery_page import DATA_NAME, DETAILS_NAME, gallery_html, summary_line
+from .links import present_links
 from .outputs import THUMB_SUFFIX  # looked for when a record names no thumbnail
 
-DATA_NAME = "gallery-data.js"
-DETAILS_NAME = "gallery-details.js"
 INDEX_NAME = "index.html"
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".svg", ".webp", ".gif")
 OK_STATUSES = ("ok", "skipped")
@@ -81,8 +80,15 @@ def gallery_data(out_dir: Path, records: list[dict[str, Any]], title: str, summa
     return {"version": 1, "token": uuid.uuid4().hex, "title": str(title),
             "summary": _clean(summary if isinstance(summary, dict) else {}),
             "metrics": _clean(metrics) if isinstance(metrics, dict) else None, "items": items, "details": details,
-            "style": web_style(), "cam_box_region": CAM_BOX_REGION,
+            "style": web_style(), "cmap_luts": _other_cmaps(records), "cam_box_region": CAM_BOX_REGION,
             "links": present_links(out_dir)}
+
+
+def _other_cmaps(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Lookup tables of the colour maps the records name besides ``CMAP`` (which ``style`` carries)."""
+    names = {p.get("cam_cmap") for r in records if isinstance(r, dict) for p in r.get("predictions") or []
+             if isinstance(p, dict)} - {CMAP, None}
+    return {n: lut for n in sorted(x for x in names if isinstance(x, str)) if (lut := colormap_hex(n))}
 
 
 def _item(files: FileIndex, index: int, image: str,
@@ -246,59 +252,6 @@ def details_script(data: dict[str, Any]) -> str:
             + ";\n")
 
 
-# -- page --------------------------------------------------------------------------------------------
-def gallery_html(data: dict[str, Any]) -> str:
-    """The page for ``data`` (from :func:`gallery_data`): template, inline CSS and JS, static summary."""
-    css, js, template = (_asset(n) for n in ("gallery.css", "gallery.js", "template.html"))
-    js = js.replace("</", "<\\/")  # never closes the inline script early
-    items = data["items"]
-    failed = [it for it in items if it["status"] == "error"]
-    partial = [it for it in items if it["status"] != "error" and it["error"]]
-    values = {
-        "title": _text(data["title"]),
-        "lastrun": _text(summary_line(data["summary"])),
-        "counts": _text(f"{len(items)} image(s): {len(items) - len(failed)} explained, {len(failed)} failed"),
-        "failures": _failures_html(failed + partial),
-        "links": links_html(data.get("links") or []),
-        "data": DATA_NAME,
-        "details": DETAILS_NAME,
-        "css": css,
-        "js": js,
-    }
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
-
-
-def _failures_html(failed: list[dict[str, Any]]) -> str:
-    if not failed:
-        return ""
-    rows = "\n".join(f'<tr><td class="mono">{_text(it["image"])}</td><td>{_text(it["error"])}</td></tr>'
-                     for it in failed)
-    return (f'<details id="failures" open><summary><h2>Failures ({len(failed)})</h2></summary>'
-            f'<p><a href="#status=error">Show only the failures in the grid</a></p>'
-            f'<div class="scroll-y"><table class="failures"><thead><tr><th scope="col">image</th>'
-            f'<th scope="col">error</th></tr></thead>'
-            f"<tbody>\n{rows}\n</tbody></table></div></details>")
-
-
-def summary_line(summary: dict[str, Any]) -> str:
-    """``Last run, 8 images: 2 done, 1 failed, 5 skipped (already done), 12.5 s, 0.16 images/s[, interrupted]``
-    (the rate of the images done, left out when a resumed run did none)."""
-    labels = (("done", "done"), ("failed", "failed"), ("skipped", "skipped (already done)"))
-    bits = [f"{summary[k]} {name}" for k, name in labels if k in summary]
-    total = sum(summary[k] for k, _ in labels if isinstance(summary.get(k), int))
-    if "seconds" in summary:
-        bits.append(f"{summary['seconds']} s")
-    if "images_per_s" in summary and summary.get("done", 1):
-        bits.append(f"{summary['images_per_s']} images/s")
-    if summary.get("interrupted"):
-        bits.append("interrupted")
-    return f"Last run, {total} image{'' if total == 1 else 's'}: " + ", ".join(bits) if bits else ""
-
-
-def _asset(name: str) -> str:
-    return (resources.files("nestviz") / "batch" / "gallery_assets" / name).read_text(encoding="utf-8")
-
-
 # -- helpers -----------------------------------------------------------------------------------------
 def _json(value: Any, ascii: bool = False) -> str:
     try:
@@ -335,10 +288,6 @@ def _kind(output: str) -> str:
     name = output.rsplit("/", 1)[-1]
     parts = name.split(".")
     return " ".join(parts[1:]) if len(parts) >= 3 else name
-
-
-def _text(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
 
 
 def _url(relative: str) -> str:

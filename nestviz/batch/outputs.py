@@ -13,7 +13,7 @@ import numpy as np
 from .._files import atomic_write_bytes, fit_name
 from .._text import json_text
 from ..defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, THRESHOLD, TOP_K
-from ..results import ImageResult
+from ..results import MAP_FIELDS, ImageResult
 from .discover import InputItem, output_stem
 
 # The figures of each command, by kind, and the name each gets: commands sharing OUT never share a file.
@@ -136,7 +136,7 @@ def public_json(record: dict[str, Any]) -> dict[str, Any]:
     """A manifest record as the ``--json`` contract has it: no bookkeeping, no CAM maps."""
     out = {k: record[k] for k in JSON_KEYS if k in record}
     if "predictions" in out:
-        out["predictions"] = [{k: v for k, v in p.items() if k not in ("cam_map", "cam_region")}
+        out["predictions"] = [{k: v for k, v in p.items() if k not in MAP_FIELDS}
                               for p in out["predictions"]]
     return out
 

@@ -79,16 +79,25 @@ def class_colour(rank_index: int) -> str:
     return PALETTE[rank_index % len(PALETTE)]
 
 
-@lru_cache(maxsize=1)
-def colormap() -> "np.ndarray":
-    """matplotlib's colour map (``CMAP``) as a (256, 3) uint8 lookup table: the Pillow figures' and the gallery's."""
+@lru_cache(maxsize=4)
+def colormap(name: str = CMAP) -> "np.ndarray":
+    """matplotlib's colour map ``name`` (default ``CMAP``) as a (256, 3) uint8 lookup table: the Pillow figures'
+    and the gallery's."""
     import numpy as np
     from matplotlib import colormaps
 
-    return (colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+    return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def colormap_hex(name: str) -> str | None:
+    """:func:`colormap` as 256 hex RGB triples (the gallery's lookup tables); None for a name matplotlib lacks."""
+    try:
+        return colormap(name).tobytes().hex()
+    except (KeyError, ValueError):
+        return None
 
 
 def web_style() -> dict[str, str]:
     """What the gallery page draws with, taken from here rather than re-typed in its JavaScript: the class
     map's colour map (``CMAP``) as a 256-entry lookup table of hex RGB, the GradCAT path's and the CAM box's colours."""
-    return {"cmap": CMAP, "cmap_lut": colormap().tobytes().hex(), "path": PALETTE[0], "cam": PALETTE[1]}
+    return {"cmap": CMAP, "cmap_lut": colormap_hex(CMAP) or "", "path": PALETTE[0], "cam": PALETTE[1]}

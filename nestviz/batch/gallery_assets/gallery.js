@@ -5,9 +5,12 @@
   'use strict';
   var D = window.NESTVIZ_DATA;
   var PATH_COLOUR = D.style.path, CAM_COLOUR = D.style.cam; // from nestviz.draw.style, as the figures
-  var CMAP = new Uint8Array(D.style.cmap_lut.match(/../g).map(function (h) { return parseInt(h, 16); })); // 256 x RGB
+  var LUTS = {}; // colour maps by name, 256 x RGB: the figures' (D.style, nestviz.draw.style.CMAP) and any other a record names
+  function lut(name) {
+    var hex = name && name !== D.style.cmap && D.cmap_luts && D.cmap_luts[name] ? D.cmap_luts[name] : D.style.cmap_lut;
+    return LUTS[hex] || (LUTS[hex] = new Uint8Array(hex.match(/../g).map(function (h) { return parseInt(h, 16); })));
+  }
   var BOX_REGION = D.cam_box_region; // which region above the threshold is the CAM box: 'peak' or 'largest'
-  var CAM_GRID = 224; // the model input's side: the CAM box is computed at this resolution, as nestviz does
   var QUAD = ['top-left', 'top-right', 'bottom-left', 'bottom-right'];
   var QUAD_SHORT = ['TL', 'TR', 'BL', 'BR'];
   var SVGNS = 'http://www.w3.org/2000/svg';
@@ -544,7 +547,15 @@
     }
     var readout = el('p', { cls: 'readout', id: 'cam-readout', 'aria-live': 'polite' });
     var ctx = canvas.getContext('2d');
-    var heat = hasMap ? camHeat(p.cam_map) : null;
+    // the record says how to redraw its CAM: the input side the box was found at, the threshold, the colour map
+    var S = num(p.cam_size) && p.cam_size > 0 ? p.cam_size : 0, recorded = num(p.threshold) ? p.threshold : null;
+    var heat = hasMap ? camHeat(p.cam_map, S || cw, lut(p.cam_cmap)) : null;
+    var rebox = !!heat && S > 0 && recorded !== null; // else the recorded box, as it is
+    function toImage(b) { // input pixels -> original pixels, clipped to the image (as Geometry.box_to_original)
+      var sx = (region[2] - region[0]) / S, sy = (region[3] - region[1]) / S;
+      return [region[0] + b[0] * sx, region[1] + b[1] * sy, region[0] + b[2] * sx, region[1] + b[3] * sy]
+        .map(function (v, i) { return Math.min(Math.max(0, v), i % 2 ? H : W); });
+    }
     function setBox(b) {
       if (!b) { camBox.setAttribute('visibility', 'hidden'); camHalo.setAttribute('visibility', 'hidden'); return; }
       [camBox, camHalo].forEach(function (e) {
@@ -552,31 +563,33 @@
         e.setAttribute('x', b[0].toFixed(2)); e.setAttribute('y', b[1].toFixed(2));
         e.setAttribute('width', (b[2] - b[0]).toFixed(2)); e.setAttribute('height', (b[3] - b[1]).toFixed(2));
       });
-      camBox.dataset.box = b.map(function (v) { return v.toFixed(1); }).join(',');
+      camBox.dataset.box = b.map(function (v) { return v.toFixed(2); }).join(',');
     }
     function redraw() {
       ctx.clearRect(0, 0, cw, ch);
-      var thr = detailState.threshold !== null ? detailState.threshold : (num(p.threshold) ? p.threshold : 0.2);
+      var thr = detailState.threshold !== null ? detailState.threshold : recorded;
       if (heat) {
         ctx.globalAlpha = detailState.opacity;
         ctx.imageSmoothingEnabled = true;
         ctx.drawImage(heat.canvas, region[0] / k, region[1] / k, (region[2] - region[0]) / k, (region[3] - region[1]) / k);
         ctx.globalAlpha = 1;
-        var b = heat.box(thr);
-        var sx = (region[2] - region[0]) / heat.size, sy = (region[3] - region[1]) / heat.size;
-        var box = b && [region[0] + b[0] * sx, region[1] + b[1] * sy, region[0] + b[2] * sx, region[1] + b[3] * sy];
+      }
+      if (rebox) {
+        var b = heat.box(thr), box = b && toImage(b);
         setBox(box);
         readout.textContent = 'Threshold ' + thr.toFixed(2) + ': box ' + (box ? '[' + box.map(function (v) { return Math.round(v); }).join(', ') + '] px' : 'none') +
           (isBox(p.box) && detailState.threshold === null ? ' (recorded: [' + p.box.map(Math.round).join(', ') + '])' : '');
       } else {
         setBox(isBox(p.box) ? p.box : null);
-        readout.textContent = isBox(p.box) ? 'CAM box [' + p.box.map(Math.round).join(', ') + '] px (no raw map in the record: the sliders need one)' : 'No CAM for this class.';
+        readout.textContent = isBox(p.box) ? 'CAM box [' + p.box.map(Math.round).join(', ') + '] px (' + (heat
+          ? 'the record predates cam_size: run nestviz again to move the threshold)' : 'no raw map in the record: the sliders need one)')
+          : 'No CAM for this class.';
       }
     }
     var controls = el('div', { cls: 'sliders' });
     var op = el('input', { type: 'range', id: 'opacity', min: 0, max: 100, step: 1, value: Math.round(detailState.opacity * 100), disabled: !heat });
     var th = el('input', { type: 'range', id: 'threshold', min: 0, max: 100, step: 1,
-      value: Math.round(100 * (detailState.threshold !== null ? detailState.threshold : num(p.threshold) ? p.threshold : 0.2)), disabled: !heat });
+      value: Math.round(100 * (detailState.threshold !== null ? detailState.threshold : recorded || 0)), disabled: !rebox });
     var opOut = el('output', { for: 'opacity', text: op.value + '%' }), thOut = el('output', { for: 'threshold', text: (th.value / 100).toFixed(2) });
     op.addEventListener('input', function () { detailState.opacity = op.value / 100; opOut.textContent = op.value + '%'; redraw(); });
     th.addEventListener('input', function () { detailState.threshold = th.value / 100; thOut.textContent = (th.value / 100).toFixed(2); redraw(); });
@@ -591,27 +604,43 @@
     return panel;
   }
 
-  /* The map upsampled bilinearly (align_corners=False, as torch) to CAM_GRID², min-max normalised:
-   * an offscreen canvas coloured with the figures' colour map (CMAP), and box(threshold): the bounding box [x0, y0, x1, y1)
-   * (grid pixels) of the 8-connected region >= threshold that nestviz boxes (D.cam_box_region, from
-   * nestviz.defaults.CAM_BOX_REGION): the one holding the peak, or the largest (ties to the first in raster order). */
-  function camHeat(map) {
-    var n = map.length, m = map[0].length, S = CAM_GRID;
+  /* The CAM as nestviz.explain.cam.localize sees it, in float32 as numpy computes it (Math.fround after each
+   * operation): the recorded map (cam_map: float32 values) upsampled bilinearly to the input side S (half-pixel
+   * centres, edges clamped), scaled to [0, 1]. canvas: that map in the colour map lut; box(threshold): the bounding
+   * box [x0, y0, x1, y1) (input pixels) of the 8-connected region >= threshold that nestviz boxes (D.cam_box_region,
+   * from nestviz.defaults.CAM_BOX_REGION): the one holding the peak (its first maximum), or the largest (ties to
+   * the first in raster order); the whole input for a constant map. */
+  var f32 = Math.fround;
+  function taps(out, n) { // per output sample: its two source indices and the second one's weight (cam._taps)
+    var t = [];
+    for (var i = 0; i < out; i++) {
+      var s = Math.max((i + 0.5) * n / out - 0.5, 0), i0 = Math.min(Math.floor(s), n - 1);
+      t.push([i0, Math.min(i0 + 1, n - 1), f32(s - i0)]);
+    }
+    return t;
+  }
+  function camHeat(map, S, CMAP) {
+    var n = map.length, m = map[0].length, g = [], rawLo = Infinity, rawHi = -Infinity;
+    for (var r = 0; r < n; r++) {
+      g.push([]);
+      for (var q0 = 0; q0 < m; q0++) { var w0 = f32(+map[r][q0] || 0); g[r].push(w0); rawLo = Math.min(rawLo, w0); rawHi = Math.max(rawHi, w0); }
+    }
+    var ys = taps(S, n), xs = taps(S, m), rows = [];
+    for (var y = 0; y < S; y++) { // rows: (S, m), the first pass over the map's rows
+      var a = ys[y], ty = a[2], uy = f32(1 - ty), row = new Float32Array(m);
+      for (var j = 0; j < m; j++) row[j] = f32(f32(g[a[0]][j] * uy) + f32(g[a[1]][j] * ty));
+      rows.push(row);
+    }
     var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity, peakAt = 0; // peakAt: the first maximum
-    function axis(i, len) { var s = (i + 0.5) * len / S - 0.5; if (s < 0) s = 0; var i0 = Math.floor(s); if (i0 > len - 1) i0 = len - 1; var i1 = Math.min(i0 + 1, len - 1); return [i0, i1, s - i0]; }
-    var ys = [], xs = [];
-    for (var i = 0; i < S; i++) { ys.push(axis(i, n)); xs.push(axis(i, m)); }
-    for (var y = 0; y < S; y++) {
-      var a = ys[y], r0 = map[a[0]], r1 = map[a[1]], ty = a[2];
+    for (var yy0 = 0; yy0 < S; yy0++) {
+      var rw = rows[yy0];
       for (var x = 0; x < S; x++) {
-        var b = xs[x], tx = b[2];
-        var top = (+r0[b[0]] || 0) * (1 - tx) + (+r0[b[1]] || 0) * tx, bot = (+r1[b[0]] || 0) * (1 - tx) + (+r1[b[1]] || 0) * tx;
-        var v = top * (1 - ty) + bot * ty;
-        up[y * S + x] = v; if (v < lo) lo = v; if (v > hi) { hi = v; peakAt = y * S + x; }
+        var b = xs[x], tx = b[2], v = f32(f32(rw[b[0]] * f32(1 - tx)) + f32(rw[b[1]] * tx));
+        up[yy0 * S + x] = v; if (v < lo) lo = v; if (v > hi) { hi = v; peakAt = yy0 * S + x; }
       }
     }
-    var flat = !(hi > lo);
-    for (var j = 0; j < up.length; j++) up[j] = flat ? 1 : (up[j] - lo) / (hi - lo);
+    var flat = !(rawHi > rawLo), span = f32(hi - lo);
+    for (var j2 = 0; j2 < up.length; j2++) up[j2] = flat ? 1 : f32(f32(up[j2] - lo) / span);
     var c = document.createElement('canvas'); c.width = S; c.height = S;
     var cx = c.getContext('2d'), img = cx.createImageData(S, S);
     for (var q = 0; q < up.length; q++) {
@@ -624,6 +653,7 @@
       canvas: c, size: S,
       box: function (thr) {
         if (flat) return [0, 0, S, S];
+        thr = f32(thr);
         label.fill(0);
         var best = null, bestN = 0, next = 0, onlyPeak = BOX_REGION === 'peak';
         for (var s = onlyPeak ? peakAt : 0; s < S * S; s++) {
