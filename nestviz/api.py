@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESHOLD, check_cam_kind, check_fit,
                        check_gradcat_score)
 from .devices import resolve_device
-from .display import Result
+from .results.display import Result
 from .explain.cam import cam, cam_maps_of_pass, localize
 from .explain import variants
 from .explain.common import explaining, finite_rows, select_classes
@@ -40,7 +40,7 @@ from .model.checkpoints import load_weights
 from .model.classes import label_for_folder, resolve_classes
 from .preprocess import Geometry, Preprocessing, pad_colour, to_input
 from .recording import explain_with_evidence, with_evidence
-from .results import CamResult, ClassExplanation, ImageResult, PathNode
+from .results.records import CamResult, ClassExplanation, ImageResult, PathNode
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
 Weights = str | os.PathLike[str] | nn.Module | None

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.model.bundle import WeightsError, WeightsWarning
 from nestviz.model.checkpoints import load_weights
 from nestviz.model.convert import arch_from_file_name

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 
 from .conftest import write_image
 

@@ -320,7 +320,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real folder run of the CLI: explain, then cam, into the same OUT (the embedded model)."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
 
     work = tmp_path_factory.mktemp("cli-run")
     src = work / "photos"

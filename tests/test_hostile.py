@@ -63,7 +63,7 @@ def test_preprocessing_keeps_timms_pixels_and_bounds_extreme_shapes(fit: str) ->
 def cli(*args: object):  # noqa: ANN201
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -187,7 +187,7 @@ def test_rendering_errors_in_shareable_outputs_name_out_relative_to_the_run(tiny
 # -- output places checked before any work (item 9) ---------------------------------------------------------------
 def test_metrics_out_that_cannot_be_made_is_exit_2_before_any_work(tiny_weights: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestviz.measure as measure
+    import nestviz.metrics.measure as measure
     from .conftest import write_image
 
     monkeypatch.setattr(measure, "run_metrics", lambda *a, **k: pytest.fail("measured before checking --out"))
@@ -474,7 +474,7 @@ def test_a_signal_while_held_is_raised_when_released() -> None:
     """Ctrl-C while torch is imported broke torch (RecursionError, exit 1); while typer parses, it was exit 130 silent."""
     import signal
 
-    from nestviz.cli import hold_interrupts, release_interrupts
+    from nestviz.cli.app import hold_interrupts, release_interrupts
 
     before = signal.getsignal(signal.SIGINT)
     hold_interrupts()
@@ -487,7 +487,7 @@ def test_a_signal_while_held_is_raised_when_released() -> None:
 
 
 def test_ctrl_c_in_a_command_says_interrupted(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestviz.commands as commands
+    import nestviz.cli.common as commands
     from .conftest import write_image
 
     def interrupted(*args: object, **kwargs: object) -> None:

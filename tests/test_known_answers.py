@@ -12,12 +12,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import nestviz
-from nestviz.cli import app
-from nestviz.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
+from nestviz.cli.app import app
+from nestviz.metrics.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
 from nestviz.model.checkpoints import save_nestviz
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.scoring import known_answers as ev
+from nestviz.metrics.scoring import known_answers as ev
 
 from .conftest import TINY_CLASSES, tiny_model
 

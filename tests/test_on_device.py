@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nestviz
-from nestviz.trust import MetricsOptions
+from nestviz.metrics.trust import MetricsOptions
 
 from .conftest import write_image
 from .test_train import CFG, make_shapes, opts

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.defaults import THRESHOLD, TOP_K
 
 from .conftest import REPO

@@ -15,7 +15,7 @@ from nestviz.draw.layout import MAX_ASPECT, child_shares, figure_layout, score_l
 from nestviz.draw.style import PALETTE, rgb
 from nestviz.draw import FORMATS, figure_bytes, write_figure
 from nestviz.draw.vector import cam_figure, gradcat_figure
-from nestviz.results import CamResult, ClassExplanation, ImageResult, PathNode
+from nestviz.results.records import CamResult, ClassExplanation, ImageResult, PathNode
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "svg": b"<?xml", "pdf": b"%PDF-"}
 LABELS = ["French horn", "tabby cat", "espresso", "space shuttle", "golden retriever", "church",

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.defaults import THRESHOLD, CAM_KIND, GRADCAT_SCORE
 from nestviz.model.layers import PatchEmbed
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nestviz.explain.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
-from nestviz.results import decode_vector, encode_vector
+from nestviz.results.records import decode_vector, encode_vector
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
 from nestviz.strategies.records import WHERE_GRID, decision_of, where_map

@@ -138,7 +138,7 @@ def test_cache_follows_xdg_and_the_global_seed_is_left_alone(shapes: Path, tmp_p
 def test_train_cli_errors(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
 
     result = CliRunner().invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "m.safetensors")])
     assert result.exit_code == 2
@@ -211,7 +211,7 @@ def test_an_unwritable_out_is_refused_before_any_work(shapes: Path, tmp_path: Pa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.train import record
 
     def train_cli(out: Path):  # noqa: ANN202
@@ -310,7 +310,7 @@ def test_init_without_img_size_trains_at_the_init_size_and_resampling_says_so(sh
     """Issue 22: ``--init W`` without ``--img-size`` trained at the architecture's default size, silently."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.model.nest import NAMED_CONFIGS
 
     small = tmp_path / "small.safetensors"
@@ -361,7 +361,7 @@ def test_train_reports_progress_warns_of_a_long_warmup_and_says_how_to_resume(sh
     """Issue 22: no progress within an epoch, Ctrl-C printed nothing, --warmup-epochs > --epochs was silent."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.model.nest import NAMED_CONFIGS
 
     monkeypatch.setitem(NAMED_CONFIGS, "tiny_test", CFG)

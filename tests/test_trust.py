@@ -12,14 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from nestviz.api import Nestviz
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.explain.ablation import ablation_block_scores, ablation_gradcat
 from nestviz.explain.cam import cam_maps
 from nestviz.explain.gradcat import block_scores, gradcat, leaf_order
-from nestviz.measure import find_samples, run_metrics
+from nestviz.metrics.measure import find_samples, run_metrics
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Geometry
-from nestviz.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
+from nestviz.metrics.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
 
 from .conftest import TINY_CLASSES, tiny_model, write_image
 from .test_gradcat import hand_built, random_model

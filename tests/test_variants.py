@@ -14,13 +14,13 @@ import nestviz
 from nestviz import api
 from nestviz.api import Nestviz
 from nestviz.batch.outputs import RunOptions
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.defaults import CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, GRADCAT_SCORES, TOP_K, check_choice, check_fit
 from nestviz.explain.ablation import ablation_gradcat
 from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.model.layers import PatchEmbed
-from nestviz.trust import MetricsOptions
+from nestviz.metrics.trust import MetricsOptions
 
 from .conftest import TINY_CLASSES, tiny_model, write_image
 from .test_runner import manifest

@@ -53,7 +53,7 @@ class TrainPrinter:
 
     def interrupted(self, out: Path, argv: list[str]) -> str:
         """The line saying where a run writing ``out`` stopped and how to resume it (``argv``: its command)."""
-        from .train.checkpoint import checkpoint_path
+        from ..train.checkpoint import checkpoint_path
 
         self.stop()
         ckpt = checkpoint_path(out)

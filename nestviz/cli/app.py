@@ -26,17 +26,17 @@ from typing import Optional
 
 import typer
 
-from . import __version__
-from ._text import shown
-from .commands import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
+from .. import __version__
+from .._text import shown
+from .common import (ARCH, BATCH, CAM_KIND_OPT, CLASSES, DEVICE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PARTIAL,
                        EXIT_UNEXPECTED, EXIT_USAGE, FIT, FORMAT, FULL_SIZE, GRADCAT_SCORE_OPT, JSON, MAX_PIXELS,
                        NO_RENDER, OUT, OVERWRITE, QUIET, SAVE_MAPS, SHARD, THRESHOLD_OPT, TREE, WEIGHTS,
                        check_fit_option, check_out_folder, check_variant_options, fail, find_inputs,
                        load_or_fail, note_top_k)
-from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
-from .commands import evaluate, info, predict, train
-from .metrics_cli import metrics
-from .strategies_cli import strategies
+from ..defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, TOP_K
+from .common import evaluate, info, predict, train
+from .metrics import metrics
+from .strategies import strategies
 
 app = typer.Typer(
     name="nestviz",
@@ -139,10 +139,10 @@ class FolderArgs:
 
 def run_mode(a: FolderArgs) -> None:
     """Shared body of explain / cam / annotate: folder mode over any mix of files and folders."""
-    from .batch.discover import has_multiple_roots, parse_shard, shard as take_shard
-    from .batch.runner import RunOptions
-    from .draw import figure_format
-    from .model.checkpoints import load_weights_identity
+    from ..batch.discover import has_multiple_roots, parse_shard, shard as take_shard
+    from ..batch.runner import RunOptions
+    from ..draw import figure_format
+    from ..model.checkpoints import load_weights_identity
 
     try:
         fmt = figure_format(a.fmt)
@@ -183,7 +183,7 @@ def run_mode(a: FolderArgs) -> None:
                       render=not a.no_render, save_maps=a.save_maps, overwrite=a.overwrite, batch_size=a.batch_size,
                       shard=part, multi_root=multi_root, fit=fit, tree=a.tree, full_size=a.full_size,
                       cam_kind=cam_kind, gradcat_score=gradcat_score)
-    from .reports import run_with_progress
+    from .tables import run_with_progress
 
     with sigterm_interrupts():
         summary = run_with_progress(items, opts, load_model, weights_id, a.json_out, a.quiet, ignore_sigint)

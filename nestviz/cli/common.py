@@ -15,8 +15,8 @@ from typing import Optional
 
 import typer
 
-from ._text import shown
-from .defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, FITS, GRADCAT_SCORE, GRADCAT_SCORES, PREDICT_FIT, THRESHOLD,
+from .._text import shown
+from ..defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, FITS, GRADCAT_SCORE, GRADCAT_SCORES, PREDICT_FIT, THRESHOLD,
                        TOP_K, check_choice)
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -68,7 +68,7 @@ GRADCAT_SCORE_OPT = typer.Option(GRADCAT_SCORE, "--gradcat-score", help="GradCAT
                                  "root, cam below: four top-level passes per image).")
 def _set_max_pixels(value: Optional[int]) -> Optional[int]:
     if value is not None:  # the environment carries it to the processes that decode and draw
-        from .images import set_max_pixels
+        from ..images import set_max_pixels
 
         set_max_pixels(value)
     return value
@@ -104,7 +104,7 @@ def check_variant_options(cam_kind: str, gradcat_score: str) -> tuple[str, str]:
 
 def check_out_folder(out: Path, flag: str = "--out") -> None:
     """Fail (exit 2) unless the folder ``out`` can be made and written: before any work, creating nothing."""
-    from ._files import check_writable
+    from .._files import check_writable
 
     try:
         check_writable(out)
@@ -127,8 +127,8 @@ def load_or_fail(weights: Optional[Path], arch: Optional[str], device: str, cam_
     one line, and each assumption about the checkpoint (which NesT variant) into one warning line."""
     import warnings
 
-    from .api import Nestviz
-    from .model.bundle import WeightsError, WeightsWarning
+    from ..api import Nestviz
+    from ..model.bundle import WeightsError, WeightsWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", WeightsWarning)
@@ -150,7 +150,7 @@ def warning_lines() -> Iterator[None]:
     says) is printed at once as one ``nestviz: warning:`` line; other warnings as Python shows them."""
     import warnings
 
-    from .model.bundle import WeightsWarning
+    from ..model.bundle import WeightsWarning
 
     shown = warnings.showwarning
 
@@ -168,7 +168,7 @@ def warning_lines() -> Iterator[None]:
 
 def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa: ANN201
     """Discover image files under ``inputs``; no inputs at all is a usage error."""
-    from .batch.discover import discover
+    from ..batch.discover import discover
 
     items, problems = discover(inputs, exclude=exclude or [])
     if not items:
@@ -179,7 +179,7 @@ def find_inputs(inputs: list[Path], exclude: list[Path] | None = None):  # noqa:
 
 
 def emit(record: dict) -> None:  # noqa: ANN001
-    from .batch.runner import dumps
+    from ..batch.runner import dumps
 
     typer.echo(dumps(record))
 
@@ -211,7 +211,7 @@ def predict(
             else:
                 rows.append(r)
     if not json_out and rows:
-        from .reports import print_predictions
+        from .tables import print_predictions
 
         print_predictions(rows, f"nestviz predict ({Path(nv.bundle.source).name})")
     if failed:
@@ -230,7 +230,7 @@ def info(
     if json_out:
         typer.echo(_json.dumps(b.card()))
         return
-    from .reports import print_card
+    from .tables import print_card
 
     print_card(b.card_rows())
 
@@ -251,8 +251,8 @@ def evaluate(
     model class are named and left out (exit code 3)."""
     import json as _json
 
-    from .train.data import read_label_names
-    from .train.evaluate import evaluate_folder
+    from ..train.data import read_label_names
+    from ..metrics.evaluate import evaluate_folder
 
     if not data_dir.is_dir():
         fail(f"{data_dir}: not a directory")
@@ -266,7 +266,7 @@ def evaluate(
     if json_out:
         typer.echo(_json.dumps(report.to_json()))
     else:
-        from .reports import print_evaluation
+        from .tables import print_evaluation
 
         print_evaluation(report, data_dir)
     for f in report.failed:
@@ -317,11 +317,11 @@ def train(
     log_every: int = typer.Option(50, "--log-every", min=1, help="When stderr is not a terminal, a progress line every N steps (a terminal gets a live line)."),
 ) -> None:
     """Train a NesT on a class-per-folder dataset and write a nestviz weights file."""
-    from .devices import resolve_device, resolve_precision
-    from .model.bundle import WeightsError
-    from .train.loop import TrainOptions, train as run_training
-    from .train.record import train_config
-    from .train_cli import TrainPrinter
+    from ..devices import resolve_device, resolve_precision
+    from ..model.bundle import WeightsError
+    from ..train.loop import TrainOptions, train as run_training
+    from ..train.record import train_config
+    from .train import TrainPrinter
 
     _check_paths((train_dir, "training folder", True), (val, "validation folder", True), (resume, "checkpoint", False))
     try:

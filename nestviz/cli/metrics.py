@@ -1,4 +1,4 @@
-"""``nestviz metrics``: the command and its table, over :func:`nestviz.measure.metrics`.
+"""``nestviz metrics``: the command and its table, over :func:`nestviz.metrics.measure.metrics`.
 
 Heavy modules (torch, rich) load inside the command, so ``nestviz --help`` stays fast.
 """
@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from ._text import shown
-from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, MAX_PIXELS, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
+from .._text import shown
+from .common import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, MAX_PIXELS, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
                        WEIGHTS, check_fit_option, check_out_folder, check_variant_options, fail, load_or_fail)
 
 # (metric key, heading, better) in table order; nested keys are joined with "."
@@ -55,7 +55,7 @@ def metrics(
     max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
-    from .trust import METHODS, MetricsOptions
+    from ..metrics.trust import METHODS, MetricsOptions
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or any(m not in METHODS for m in chosen):
@@ -67,12 +67,12 @@ def metrics(
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
     nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
     if evidence is not None:
-        from .known_answers_cli import evidence_command
+        from .evidence import evidence_command
 
         return evidence_command(inputs, evidence, nv, batch_size, fit, quiet, json_out, out)
     report = _measure(inputs, boxes, limit, opts, nv, batch_size, fit, quiet or json_out)
     if out is not None:
-        from .measure import write_outputs
+        from ..metrics.measure import write_outputs
 
         write_outputs(report, out)
     if json_out:
@@ -102,9 +102,9 @@ def _check_places(boxes: Optional[Path], evidence: Optional[Path], out: Optional
 def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], opts: Any, nv: Any, batch_size: int,
              fit: str, quiet: bool) -> Any:
     """Find the samples (each left-out image one line on stderr) and score them, with a progress bar unless quiet."""
-    from .boxes import BoxFileError
-    from .measure import find_samples, run_metrics
-    from .reports import progress_bar
+    from ..metrics.boxes import BoxFileError
+    from ..metrics.measure import find_samples, run_metrics
+    from .tables import progress_bar
 
     try:
         samples, skipped = find_samples(inputs, nv.bundle.class_names, boxes, limit)
