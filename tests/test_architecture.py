@@ -123,7 +123,7 @@ def test_only_the_cli_installs_signal_handlers() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("signal", "setitimer", "siginterrupt") \
                     and isinstance(node.value, ast.Name) and node.value.id == "signal":
                 users.add(name)
-    assert users == {"nestviz.cli.app"}
+    assert users == {"nestviz.cli.signals"}
 
 
 def test_modules_are_small() -> None:

@@ -474,7 +474,7 @@ def test_a_signal_while_held_is_raised_when_released() -> None:
     """Ctrl-C while torch is imported broke torch (RecursionError, exit 1); while typer parses, it was exit 130 silent."""
     import signal
 
-    from nestviz.cli.app import hold_interrupts, release_interrupts
+    from nestviz.cli.signals import hold_interrupts, release_interrupts
 
     before = signal.getsignal(signal.SIGINT)
     hold_interrupts()
@@ -487,7 +487,7 @@ def test_a_signal_while_held_is_raised_when_released() -> None:
 
 
 def test_ctrl_c_in_a_command_says_interrupted(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestviz.cli.common as commands
+    import nestviz.cli.model as commands
     from .conftest import write_image
 
     def interrupted(*args: object, **kwargs: object) -> None:

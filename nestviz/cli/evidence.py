@@ -22,7 +22,7 @@ ROWS = (
 COLUMNS = ("gradcat", "cam", "centre", "random", "occlusion")
 
 
-def evidence_command(inputs: list[Path], evidence: Path, nv: Any, batch_size: int, fit: str, quiet: bool,
+def evidence_command(inputs: list[Path], evidence: Path, nv: Any, *, batch_size: int, fit: str, quiet: bool,
                      json_out: bool, out: Optional[Path]) -> None:
     """Find the images with evidence boxes, score them, print the table or the JSON (and write it under ``out``)."""
     from .._files import atomic_write_bytes

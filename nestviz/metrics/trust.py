@@ -46,7 +46,7 @@ BASELINES = ("centre", "random", "occlusion")
 EVAL_SIDE = 256  # localization is scored in the image frame scaled so its longer side is at most this
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MetricsOptions:
     """How ``nestviz metrics`` measures; the defaults are the documented protocol."""
 
