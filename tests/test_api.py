@@ -24,8 +24,9 @@ from nestviz.images import ImageReadError, load_rgb
 from nestviz.preprocess import Preprocessing, to_input
 from nestviz.results.display import Result
 from nestviz.results.records import ImageResult
+from .helpers import REPO, TINY_CLASSES, write_image
+from .model_helpers import tiny_model
 
-from .conftest import REPO, TINY_CLASSES, tiny_model, write_image
 
 
 default_gradcat = functools.partial(variants.paths, score=GRADCAT_SCORE, cam_kind=CAM_KIND)

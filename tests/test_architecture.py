@@ -89,7 +89,7 @@ from PIL import Image
 from nestviz.batch.runner import render_outputs
 from nestviz.draw import figure_bytes
 import nestviz.draw.raster, nestviz.draw.vector
-from tests.test_render import make_result
+from tests.helpers import make_result
 Image.new("RGB", (64, 48), (90, 120, 30)).save({str(tmp_path / 'in.png')!r})
 files = {{"gradcat": {str(tmp_path / 'g.png')!r}, "cam": {str(tmp_path / 'c.png')!r}}}
 render_outputs({str(tmp_path / 'in.png')!r}, make_result(), files, "png")

@@ -15,8 +15,9 @@ from nestviz.cli.app import app
 from nestviz.model.bundle import WeightsError, WeightsWarning
 from nestviz.model.checkpoints import load_weights
 from nestviz.model.convert import arch_from_file_name
+from .helpers import write_image
+from .model_helpers import TINY_JX, tiny_model
 
-from .conftest import TINY_JX, tiny_model, write_image
 
 SMALL_JX = TINY_JX.with_(depths=(1, 1, 3))
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from nestviz.api import Nestviz
 from nestviz.cli.app import app
+from .helpers import TINY_CLASSES, write_image
 
-from .conftest import TINY_CLASSES, write_image
 
 runner = CliRunner()
 

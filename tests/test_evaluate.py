@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nestviz.cli.app import app
+from .helpers import write_image
 
-from .conftest import write_image
 
 
 def dataset(root: Path, folders: dict[str, int]) -> Path:

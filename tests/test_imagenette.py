@@ -9,8 +9,8 @@ import pytest
 
 from nestviz.api import Nestviz
 from nestviz.metrics.evaluate import evaluate_folder
+from .helpers import SHARED
 
-from .conftest import SHARED
 
 TAR = SHARED / "data" / "imagenette.tar"
 pytestmark = pytest.mark.skipif(not TAR.exists(), reason="needs ../shared/data/imagenette.tar")

@@ -14,8 +14,8 @@ from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_ma
 from nestviz.strategies.records import WHERE_GRID, decision_of, where_map
 from nestviz.strategies.report import find_strategies
 
-from .conftest import TINY, tiny_model
 from .strategies_synth import planted_records
+from .model_helpers import TINY, tiny_model
 
 
 def blobs(sizes: list[int], dim: int = 12, spread: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

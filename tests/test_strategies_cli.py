@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from nestviz.cli.app import app
 
-from .conftest import REPO, write_image
 from .strategies_synth import planted_records, write_run
+from .helpers import REPO, write_image
 
 runner = CliRunner()
 CONTRACT = {"label", "class_index", "images", "strategies"}

@@ -11,48 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from nestviz.train.augment import MosaicTiles, mosaic_batch, region_weights
-from nestviz.model import Nest, NestConfig
-from nestviz.train.loop import TrainOptions, checkpoint_path, region_logits, region_loss, train
+from nestviz.model import Nest
+from nestviz.train.loop import checkpoint_path, region_logits, region_loss, train
 from nestviz.model.checkpoints import load_weights, read_safetensors
-
-CFG = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
-                 depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)
-SHAPES = {"c0": "red square", "c1": "green disc", "c2": "blue bar"}
-
-
-def make_shapes(root: Path, per_class: int = 12, seed: int = 0) -> Path:
-    """Coloured shapes at random places on grey noise, one folder per class."""
-    rng = np.random.default_rng(seed)
-    for folder in SHAPES:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            bg = rng.integers(90, 160, (40, 40, 3), dtype=np.uint8)
-            im = Image.fromarray(bg)
-            d = ImageDraw.Draw(im)
-            x, y = (int(v) for v in rng.integers(2, 20, 2))
-            if folder == "c0":
-                d.rectangle((x, y, x + 16, y + 16), fill=(230, 30, 30))
-            elif folder == "c1":
-                d.ellipse((x, y, x + 16, y + 16), fill=(30, 220, 30))
-            else:
-                d.rectangle((x, y, x + 18, y + 6), fill=(30, 30, 230))
-            im.save(root / folder / f"{i:02d}.png")
-    return root
+from .model_helpers import CFG, make_shapes, opts, SHAPES
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes(tmp_path_factory.mktemp("shapes"))
-
-
-def opts(**kw) -> TrainOptions:  # noqa: ANN003
-    base = dict(epochs=6, batch_size=8, lr=3e-3, warmup_epochs=1, precision="fp32", mix_prob=0.0, eval_every=1,
-                seed=3)
-    base.update(kw)
-    return TrainOptions(**base)
 
 
 def test_loss_falls_and_output_is_complete(shapes: Path, tmp_path: Path) -> None:

@@ -21,10 +21,9 @@ from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.model.layers import PatchEmbed
 from nestviz.metrics.trust import MetricsOptions
+from .helpers import class_folders, manifest, TINY_CLASSES, write_image
+from .model_helpers import tiny_model
 
-from .conftest import TINY_CLASSES, tiny_model, write_image
-from .test_runner import manifest
-from .test_trust import class_folders
 
 runner = CliRunner()
 OTHER_CAM = next(k for k in CAM_KINDS if k != CAM_KIND)
