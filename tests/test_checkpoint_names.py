@@ -112,7 +112,7 @@ def test_the_cli_prints_one_warning_line_or_refuses_with_exit_2(tmp_path: Path, 
 
 
 def test_custom_shapes_warn_what_was_assumed(tmp_path: Path) -> None:
-    from .conftest import TINY
+    from .model_helpers import TINY
 
     with pytest.warns(WeightsWarning, match=r"none of nestviz's named sizes: heads \(1, 1, 1\) and plain pooling"):
         load_weights(write(tmp_path / "model.safetensors", TINY))

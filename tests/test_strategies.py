@@ -183,7 +183,7 @@ def test_the_taps_hear_the_pass_and_the_vectors_read_the_chosen_cells() -> None:
 
 def test_every_explaining_mode_records_evidence_from_its_own_pass(tiny_weights, tmp_path) -> None:  # noqa: ANN001
     import nestviz
-    from .conftest import write_image
+    from .helpers import write_image
 
     nv = nestviz.load(tiny_weights, device="cpu")
     calls = []
