@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
 from nestviz.explain.cam import cam, localize  # noqa: E402
-from nestviz.measure import find_samples  # noqa: E402
-from nestviz.scoring.localization import box_iou, covers_view  # noqa: E402
+from nestviz.metrics.measure import find_samples  # noqa: E402
+from nestviz.metrics.scoring.localization import box_iou, covers_view  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,8 @@
     nv = nestviz.load("nest_tiny_jx.safetensors")  # or a model object: nestviz.load(model, class_names=...)
 
 The pure computation lives in ``nestviz.explain.gradcat`` and ``nestviz.explain.cam``
-(``nestviz.explain`` is that package, and calling it is the one-call helper above).
+(``nestviz.explain`` is that package, and calling it is the one-call helper above; ``nestviz.metrics``
+likewise is the metrics package and its helper).
 Importing the package is cheap: torch and the model code load on first use, so
 ``nestviz --help`` stays fast.
 """
@@ -24,11 +25,12 @@ _LAZY = {
     "load": "api", "Nestviz": "api", "predict": "api", "class_maps": "api", "clear_cache": "api",
     "Nest": "model.nest", "NestConfig": "model.nest", "named_config": "model.nest",
     "load_weights": "model.checkpoints", "save_nestviz": "model.checkpoints",
-    "metrics": "measure", "MetricsReport": "measure", "check_evidence": "known_answers", "EvidenceReport": "known_answers",
-    "ImageResult": "results", "ClassExplanation": "results", "PathNode": "results", "CamResult": "results",
-    "Result": "display", "write_figure": "draw", "FITS": "defaults",
+    "MetricsReport": "metrics.measure", "check_evidence": "metrics.known_answers",
+    "EvidenceReport": "metrics.known_answers", "ImageResult": "results.records", "ClassExplanation": "results.records",
+    "PathNode": "results.records", "CamResult": "results.records", "Result": "results.display",
+    "write_figure": "draw", "FITS": "defaults",
 }
-__all__ = ["__version__", "explain", *_LAZY]
+__all__ = ["__version__", "explain", "metrics", *_LAZY]
 
 
 def __dir__() -> list[str]:
@@ -36,20 +38,29 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-class _CallableExplain(types.ModuleType):
-    """The type of the ``nestviz.explain`` package: a module of methods that is also the one-call helper."""
+_HELPERS = {"explain": ("api", "explain"), "metrics": ("metrics.measure", "metrics")}  # package -> its one-call helper
+
+
+class _CallablePackage(types.ModuleType):
+    """The type of a feature package that is also its one-call helper: ``nestviz.explain`` (the explanation
+    methods; calling it is ``nestviz.api.explain``) and ``nestviz.metrics`` (the metrics feature; calling it is
+    ``nestviz.metrics.measure.metrics``). The helper loads on the first call."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         import importlib
 
-        return importlib.import_module(".api", __name__).explain(*args, **kwargs)
+        module, function = _HELPERS[self.__name__.rpartition(".")[2]]
+        return getattr(importlib.import_module(f".{module}", __name__), function)(*args, **kwargs)
+
+
+from . import explain, metrics  # noqa: E402 - their __init__ import nothing: this stays cheap
+
+explain.__class__ = metrics.__class__ = _CallablePackage
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name == "explain":
-        return importlib.import_module(".explain", __name__)
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'nestviz' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """``python -m nestviz`` runs the command-line interface."""
 
 try:
-    from .cli import main
+    from .cli.app import main
 except KeyboardInterrupt:  # Ctrl-C while the command line itself loads: no traceback
     import sys
 

@@ -2,7 +2,7 @@
 
     import nestviz
     nv = nestviz.load()                       # the embedded default model, or load("ckpt.safetensors")
-    [res] = nv.explain("cat.jpg", top_k=4)    # ImageResult: predictions with GradCAT paths
+    [res] = nv.explain("cat.jpg", top_k=4)    # Result (an ImageResult that draws itself): predictions with GradCAT paths
     [res] = nv.cam(["cat.jpg", pil_image])    # predictions with CAMs, boxes and peaks
 
 Images are paths, PIL images, numpy arrays (H, W[, C]) or tensors (C, H, W), one or a list.
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESHOLD, check_cam_kind, check_fit,
                        check_gradcat_score)
 from .devices import resolve_device
-from .display import Result
+from .results.display import Result
 from .explain.cam import cam, cam_maps_of_pass, localize
 from .explain import variants
 from .explain.common import explaining, finite_rows, select_classes
@@ -40,7 +40,7 @@ from .model.checkpoints import load_weights
 from .model.classes import label_for_folder, resolve_classes
 from .preprocess import Geometry, Preprocessing, pad_colour, to_input
 from .recording import explain_with_evidence, with_evidence
-from .results import CamResult, ClassExplanation, ImageResult, PathNode
+from .results.records import CamResult, ClassExplanation, PathNode
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
 Weights = str | os.PathLike[str] | nn.Module | None
@@ -168,7 +168,7 @@ class Nestviz:
 
     # -- the work -------------------------------------------------------------------------------
     def run(self, batch: Sequence[Prepared | ImageLike] | ImageLike, mode: str = "predict", *, top_k: int = 5,
-            classes: Sequence[int] | None = None, threshold: float = THRESHOLD, sign: float = 1.0) -> list[ImageResult]:
+            classes: Sequence[int] | None = None, threshold: float = THRESHOLD, sign: float = 1.0) -> list[Result]:
         """Run ``mode`` on images (one forward pass for the batch): one result per image, in order.
 
         ``batch``: images from :meth:`prepare`, or what it takes (prepared here with the mode's default fit).
@@ -180,7 +180,7 @@ class Nestviz:
         fit, items = PREDICT_FIT if mode == "predict" else EXPLAIN_FIT, [batch] if isinstance(batch, Prepared) else as_list(batch)
         batch = [p if isinstance(p, Prepared) else self.prepare(p, fit) for p in items]
         ok = [p for p in batch if p.failure is None]
-        results: dict[int, ImageResult] = {}
+        results: dict[int, Result] = {}
         if ok:
             x = torch.stack([p.tensor for p in ok]).to(self.device)
             out, found = explain_with_evidence(self, x, mode, top_k, classes, sign)  # = self._explain(...), heard
@@ -209,7 +209,7 @@ class Nestviz:
         return _Explained(logits.float().softmax(dim=1).cpu(), chosen.cpu(), paths,
                           None if maps is None else maps.float().cpu())
 
-    def _result(self, prep: Prepared, out: _Explained, i: int, threshold: float) -> ImageResult:
+    def _result(self, prep: Prepared, out: _Explained, i: int, threshold: float) -> Result:
         """Image ``i`` of a batch's explanations, every location converted to original-image pixels."""
         geo = prep.geometry
         assert geo is not None
@@ -238,10 +238,10 @@ class Nestviz:
         return 1 + int((probs > probs[c]).sum())
 
     def _many(self, images: ImageLike | Iterable[ImageLike], mode: str, batch_size: int, fit: str,
-              **kw) -> list[ImageResult]:
+              **kw) -> list[Result]:
         """Results for every image (each keeps its picture, to show and save itself); the first
         unreadable one raises its :class:`ImageReadError`."""
-        results: list[ImageResult] = []
+        results: list[Result] = []
         for batch in self.prepared_batches(as_list(images), batch_size, fit=fit, keep=True):
             failed = next((p.failure for p in batch if p.failure is not None), None)
             if failed is not None:
@@ -250,13 +250,13 @@ class Nestviz:
         return results
 
     def predict(self, images: ImageLike | Iterable[ImageLike], top_k: int = 5, batch_size: int = 16,
-                fit: str = PREDICT_FIT) -> list[ImageResult]:
+                fit: str = PREDICT_FIT) -> list[Result]:
         """Top-k classes and probabilities per image."""
         return self._many(images, "predict", batch_size, fit, top_k=top_k)
 
     def explain(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
                 classes: Sequence[int | str] | None = None, batch_size: int = 16,
-                fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+                fit: str = EXPLAIN_FIT) -> list[Result]:
         """GradCAT paths for the top-k classes (or the named ``classes``) of each image.
 
         ``fit`` says how the image becomes the model's square: crop (timm's centre crop), pad
@@ -266,14 +266,14 @@ class Nestviz:
                           classes=self.resolve_classes(classes) if classes else None)
 
     def cam(self, images: ImageLike | Iterable[ImageLike], top_k: int = 1, classes: Sequence[int | str] | None = None,
-            threshold: float = THRESHOLD, batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+            threshold: float = THRESHOLD, batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[Result]:
         """Class activation maps, weak-localization boxes and peaks for the top-k (or named) classes."""
         return self._many(images, "cam", batch_size, fit, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
 
     def annotate(self, images: ImageLike | Iterable[ImageLike], top_k: int = 4,
                  classes: Sequence[int | str] | None = None, threshold: float = THRESHOLD,
-                 batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[ImageResult]:
+                 batch_size: int = 16, fit: str = EXPLAIN_FIT) -> list[Result]:
         """GradCAT and CAM together, from one forward pass."""
         return self._many(images, "annotate", batch_size, fit, top_k=top_k, threshold=threshold,
                           classes=self.resolve_classes(classes) if classes else None)
@@ -321,7 +321,7 @@ def clear_cache() -> None:
 
 
 def predict(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
-            arch: str | None = None, device: str = "auto", top_k: int = 5, fit: str = PREDICT_FIT) -> list[ImageResult]:
+            arch: str | None = None, device: str = "auto", top_k: int = 5, fit: str = PREDICT_FIT) -> list[Result]:
     """One-call prediction; the model is loaded once per (weights, device) and reused."""
     return _cached(weights, arch, device).predict(images, top_k=top_k, fit=fit)
 
@@ -329,7 +329,7 @@ def predict(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLi
 def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
             arch: str | None = None, device: str = "auto", top_k: int = 4,
             classes: Sequence[int | str] | None = None, fit: str = EXPLAIN_FIT,
-            gradcat_score: str = GRADCAT_SCORE) -> list[ImageResult]:
+            gradcat_score: str = GRADCAT_SCORE) -> list[Result]:
     """One-call GradCAT: ``nestviz.explain("cat.jpg")[0].predictions[0].path``."""
     nv = _cached(weights, arch, device, gradcat_score=gradcat_score)
     return nv.explain(images, top_k=top_k, classes=classes, fit=fit)
@@ -338,7 +338,7 @@ def explain(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLi
 def class_maps(images: ImageLike | Iterable[ImageLike], *, weights: str | os.PathLike[str] | None = None,
                arch: str | None = None, device: str = "auto", top_k: int = 1,
                classes: Sequence[int | str] | None = None, threshold: float = THRESHOLD,
-               fit: str = EXPLAIN_FIT, cam_kind: str = CAM_KIND) -> list[ImageResult]:
+               fit: str = EXPLAIN_FIT, cam_kind: str = CAM_KIND) -> list[Result]:
     """One-call CAM: ``nestviz.class_maps("cat.jpg")[0].predictions[0].cam.box``."""
     nv = _cached(weights, arch, device, cam_kind=cam_kind)
     return nv.cam(images, top_k=top_k, classes=classes, threshold=threshold, fit=fit)

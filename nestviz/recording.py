@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .explain.evidence import EvidenceVectors, PassTaps, evidence_vectors
-from .results import Evidence, ImageResult
+from .results.records import Evidence, ImageResult
 
 
 def explain_with_evidence(nv: Any, x: Any, mode: str, *args: Any) -> tuple[Any, list[EvidenceVectors] | None]:

@@ -16,30 +16,21 @@ os.environ.update({"XDG_CACHE_HOME": f"{_HOME}/cache", "XDG_CONFIG_HOME": f"{_HO
                    "HF_HOME": f"{_HOME}/huggingface", "HF_HUB_CACHE": f"{_HOME}/huggingface/hub",
                    "HF_HUB_OFFLINE": "1", "MPLCONFIGDIR": f"{_HOME}/matplotlib", "TORCH_HOME": f"{_HOME}/torch"})
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from nestviz.model import NAMED_CONFIGS, Nest, NestConfig
+from nestviz.model import NAMED_CONFIGS, NestConfig
 from nestviz.preprocess import Preprocessing
 from nestviz.model.checkpoints import save_nestviz
+from .helpers import TINY_CLASSES, write_image
+from .model_helpers import tiny_model, TINY_NAMED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 torch.set_num_threads(1)
 
-TINY = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
-                  depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)
-TINY_CLASSES = ["red thing", "green thing", "blue thing"]
 
 # nest_tiny_jx's heads and padding at a tiny size; with TINY_NAMED, tiny stand-ins for timm's named
 # sizes (nest_tiny alone has 17M parameters), so named architectures are tested on tiny random weights.
-TINY_JX = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(12, 24, 24), num_heads=(3, 6, 12),
-                     depths=(1, 1, 2), num_classes=5, mlp_ratio=2.0, pad_type="same")
-TINY_NAMED = {"nest_tiny": TINY_JX.with_(pad_type=""), "nest_tiny_jx": TINY_JX,
-              "nest_small": TINY_JX.with_(depths=(1, 1, 3), pad_type=""), "nest_small_jx": TINY_JX.with_(depths=(1, 1, 3))}
 
 
 @pytest.fixture
@@ -50,30 +41,12 @@ def tiny_named(monkeypatch: pytest.MonkeyPatch) -> dict[str, NestConfig]:
     return TINY_NAMED
 
 
-def tiny_model(seed: int = 0, cfg: NestConfig = TINY) -> Nest:
-    torch.manual_seed(seed)
-    model = Nest(cfg).eval()
-    with torch.no_grad():  # larger random weights than the init, so outputs differ clearly between inputs
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-level, 3-class NesT at 32 px saved in nestviz's format."""
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_nestviz(path, tiny_model(), TINY_CLASSES, Preprocessing(input_size=32, crop_pct=0.875),
                  {"trained_with": "conftest"})
-    return path
-
-
-def write_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, fmt: str | None = None) -> Path:
-    """A small random-colour image (deterministic per seed)."""
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, format=fmt)
     return path
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nestviz.results import encode_vector
+from nestviz.results.records import encode_vector
 
 LEAF, TOP, GRID = 32, 48, 8
 SIZE = (64, 48)  # image width, height

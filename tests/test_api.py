@@ -22,10 +22,11 @@ from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.images import ImageReadError, load_rgb
 from nestviz.preprocess import Preprocessing, to_input
-from nestviz.display import Result
-from nestviz.results import ImageResult
+from nestviz.results.display import Result
+from nestviz.results.records import ImageResult
+from .helpers import REPO, TINY_CLASSES, write_image
+from .model_helpers import tiny_model
 
-from .conftest import REPO, TINY_CLASSES, tiny_model, write_image
 
 
 default_gradcat = functools.partial(variants.paths, score=GRADCAT_SCORE, cam_kind=CAM_KIND)

@@ -1,4 +1,5 @@
-"""The package's shape: which module may import which, module and function sizes, who handles signals."""
+"""The package's shape: which room (package or top-level module) may import which (``MAY_IMPORT``), who
+imports typer, rich and the CLI, who handles signals, module and function sizes."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def reachable(name: str) -> set[str]:
 
 
 def test_the_import_walk_sees_the_package() -> None:
-    assert {"nestviz.api", "nestviz.cli", "nestviz.draw", "nestviz.explain.gradcat", "nestviz.batch.runner",
+    assert {"nestviz.api", "nestviz.cli.app", "nestviz.draw", "nestviz.explain.gradcat", "nestviz.batch.runner",
             "nestviz.model.nest", "nestviz.train.loop", "nestviz._files"} <= set(modules())
     assert "nestviz.explain.gradcat" in imports("nestviz.api")
     assert "nestviz.model.nest" in reachable("nestviz.api")
@@ -66,18 +67,87 @@ def test_no_import_cycles() -> None:
         assert name not in reachable(name), f"{name} imports itself through {sorted(reachable(name))}"
 
 
+# The packages ("rooms") and which other rooms each may import, anywhere in its code. A room is a package
+# of nestviz (cli, metrics, ...) or a top-level module (api, defaults, ...); "nestviz" is the package's
+# __init__. The README's development section lists the same rooms (test_the_readme_lists_every_room).
+MAY_IMPORT: dict[str, set[str]] = {
+    "nestviz": {"explain", "metrics"},  # the two packages that are also one-call helpers
+    "__main__": {"cli"},
+    "cli": {"nestviz", "api", "batch", "metrics", "strategies", "train", "model", "draw", "results", "images",
+            "devices", "defaults", "_files", "_text"},  # the thin layer over everything else
+    "api": {"explain", "model", "recording", "results", "images", "preprocess", "devices", "defaults"},
+    "metrics": {"api", "explain", "model", "batch", "train", "draw", "preprocess", "defaults", "_files"},
+    "batch": {"draw", "results", "images", "defaults", "_files", "_text"},  # handed the API's object, never the model
+    "strategies": {"batch", "draw", "results", "images", "_files"},  # reads a run's records: no model
+    "train": {"explain", "model", "images", "preprocess", "_files"},
+    "recording": {"explain", "results"},
+    "explain": {"model", "defaults"},
+    "model": {"preprocess", "_files"},
+    "draw": {"results", "defaults", "_files", "_text"},  # a figure worker starts light
+    "results": {"draw", "images"},
+    "images": set(), "preprocess": {"defaults"}, "devices": set(), "defaults": set(), "_files": set(), "_text": set(),
+    "resources": set(),  # package data
+}
+NO_TORCH = ("nestviz.draw", "nestviz.strategies")  # never import torch, at any depth
+
+
+def room(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "nestviz"
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_each_room_imports_only_what_the_table_allows(name: str) -> None:
+    here = room(name)
+    assert here in MAY_IMPORT, f"{name}: a new room; add it to MAY_IMPORT and to the README's development section"
+    bad = sorted(m for m in imports(name) if room(m) != here and room(m) not in MAY_IMPORT[here])
+    assert not bad, f"{name} imports {bad}, outside what {here} may import"
+
+
 @pytest.mark.parametrize("room, forbidden", [
     ("nestviz.draw", ("nestviz.model", "nestviz.explain", "nestviz.api", "nestviz.preprocess", "nestviz.devices")),
     ("nestviz.batch", ("nestviz.model", "nestviz.explain", "nestviz.api")),
-    ("nestviz.explain", ("nestviz.api", "nestviz.results", "nestviz.draw", "nestviz.batch")),
+    ("nestviz.explain", ("nestviz.api", "nestviz.results", "nestviz.draw", "nestviz.batch", "nestviz.cli",
+                         "nestviz.metrics")),
     ("nestviz.model", ("nestviz.api", "nestviz.explain", "nestviz.draw", "nestviz.batch")),
     ("nestviz.strategies", ("nestviz.model", "nestviz.explain", "nestviz.api", "nestviz.preprocess", "nestviz.devices",
-                            "nestviz.cli", "nestviz.commands")),
+                            "nestviz.cli")),
 ])
 def test_each_room_keeps_out_of_the_others(room: str, forbidden: tuple[str, ...]) -> None:
+    """What the table implies at any depth, stated for the rooms that must stay light."""
     for name in (m for m in modules() if m == room or m.startswith(room + ".")):
         bad = sorted(m for m in reachable(name) if m.startswith(forbidden))
         assert not bad, f"{name} reaches {bad}"
+
+
+def test_nothing_imports_the_cli_but_the_entry_point() -> None:
+    users = {n for n in modules() if room(n) != "cli" and any(room(m) == "cli" for m in imports(n))}
+    assert users == {"nestviz.__main__"}
+
+
+def third_party(name: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(modules()[name].read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add((node.module or "").split(".")[0])
+    return found
+
+
+def test_only_the_cli_imports_typer_and_rich() -> None:
+    users = {n for n in modules() if third_party(n) & {"typer", "rich"}}
+    assert users and all(room(n) == "cli" for n in users), sorted(u for u in users if room(u) != "cli")
+
+
+def test_the_readme_lists_every_room() -> None:
+    """The development section's tree names each package and top-level module, and no other."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    tree = readme[readme.index("## Development"):].split("```text\n", 1)[1].split("```", 1)[0]
+    listed = {line.split()[0].rstrip("/").removesuffix(".py") for line in tree.splitlines()
+              if line.startswith("  ") and not line.startswith("   ") and line.strip()}
+    rooms = {room(n) for n in modules()} - {"nestviz"} | {"__init__", "resources"}
+    assert listed == rooms
 
 
 def test_drawing_starts_without_torch(tmp_path: Path) -> None:
@@ -89,7 +159,7 @@ from PIL import Image
 from nestviz.batch.runner import render_outputs
 from nestviz.draw import figure_bytes
 import nestviz.draw.raster, nestviz.draw.vector
-from tests.test_render import make_result
+from tests.helpers import make_result
 Image.new("RGB", (64, 48), (90, 120, 30)).save({str(tmp_path / 'in.png')!r})
 files = {{"gradcat": {str(tmp_path / 'g.png')!r}, "cam": {str(tmp_path / 'c.png')!r}}}
 render_outputs({str(tmp_path / 'in.png')!r}, make_result(), files, "png")
@@ -102,8 +172,10 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH")
     assert (tmp_path / "g.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_strategies_never_import_torch() -> None:
-    """``nestviz strategies`` reads records and draws: no module of it imports torch, at any depth."""
+@pytest.mark.parametrize("package", NO_TORCH)
+def test_drawing_and_strategies_never_import_torch(package: str) -> None:
+    """``nestviz strategies`` reads records and draws, figures are drawn in light workers: no module of these
+    packages imports torch, at any depth."""
     def imports_torch(name: str) -> bool:
         for node in ast.walk(ast.parse(modules()[name].read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -112,7 +184,7 @@ def test_strategies_never_import_torch() -> None:
                 return True
         return False
 
-    for name in (m for m in modules() if m == "nestviz.strategies" or m.startswith("nestviz.strategies.")):
+    for name in (m for m in modules() if m == package or m.startswith(package + ".")):
         assert not [d for d in {name} | reachable(name) if imports_torch(d)], name
 
 
@@ -123,7 +195,7 @@ def test_only_the_cli_installs_signal_handlers() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("signal", "setitimer", "siginterrupt") \
                     and isinstance(node.value, ast.Name) and node.value.id == "signal":
                 users.add(name)
-    assert users == {"nestviz.cli"}
+    assert users == {"nestviz.cli.signals"}
 
 
 def test_modules_are_small() -> None:

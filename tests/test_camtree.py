@@ -7,8 +7,8 @@ import torch
 
 from nestviz.explain.camtree import cam_gradcat, logit_share_heat
 from nestviz.explain.gradcat import gradcat
+from .model_helpers import expected_nodes, hand_built, random_model
 
-from .test_gradcat import expected_nodes, hand_built, random_model
 
 torch.set_num_threads(1)
 

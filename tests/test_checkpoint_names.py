@@ -11,12 +11,13 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.model.bundle import WeightsError, WeightsWarning
 from nestviz.model.checkpoints import load_weights
 from nestviz.model.convert import arch_from_file_name
+from .helpers import write_image
+from .model_helpers import TINY_JX, tiny_model
 
-from .conftest import TINY_JX, tiny_model, write_image
 
 SMALL_JX = TINY_JX.with_(depths=(1, 1, 3))
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
@@ -111,7 +112,7 @@ def test_the_cli_prints_one_warning_line_or_refuses_with_exit_2(tmp_path: Path, 
 
 
 def test_custom_shapes_warn_what_was_assumed(tmp_path: Path) -> None:
-    from .conftest import TINY
+    from .model_helpers import TINY
 
     with pytest.warns(WeightsWarning, match=r"none of nestviz's named sizes: heads \(1, 1, 1\) and plain pooling"):
         load_weights(write(tmp_path / "model.safetensors", TINY))

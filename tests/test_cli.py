@@ -16,9 +16,9 @@ import torch
 from typer.testing import CliRunner
 
 from nestviz.api import Nestviz
-from nestviz.cli import app
+from nestviz.cli.app import app
+from .helpers import TINY_CLASSES, write_image
 
-from .conftest import TINY_CLASSES, write_image
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def test_version() -> None:
 
 
 def test_help_does_not_import_torch() -> None:
-    code = ("import sys; sys.argv = ['nestviz', '--help']\nimport nestviz.cli as c\ntry:\n    c.main()\n"
+    code = ("import sys; sys.argv = ['nestviz', '--help']\nimport nestviz.cli.app as c\ntry:\n    c.main()\n"
             "except SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("NO-TORCH")

@@ -12,7 +12,7 @@ from nestviz.draw.layout import _dim_outside, panel_picture
 from nestviz.draw.pixels import font, rounded_box, text, text_mask
 from nestviz.draw.raster import HEAT_ALPHA, _colormap, _with_heat, cam_image, gradcat_image
 from nestviz.draw.style import DIM
-from tests.test_render import image, make_result
+from tests.helpers import image, make_result
 
 SPOTS = [(40.0, 30.0), (40.5, 30.25), (7.75, 3.5), (0.0, 0.0), (-3.5, 12.0), (119.9, 58.1)]  # last two: cut off
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
+from .helpers import write_image
 
-from .conftest import write_image
 
 
 def dataset(root: Path, folders: dict[str, int]) -> Path:

@@ -9,8 +9,8 @@ from nestviz.explain.cam import cam, cam_maps
 from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.flow import forward_flow, layer_flow, redistribute
 from nestviz.model.layers import TransformerLayer
+from .model_helpers import hand_built, random_model
 
-from .test_gradcat import hand_built, random_model
 
 torch.set_num_threads(1)
 

@@ -323,7 +323,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real folder run of the CLI: explain, then cam, into the same OUT (the embedded model)."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
 
     work = tmp_path_factory.mktemp("cli-run")
     src = work / "photos"
@@ -399,11 +399,12 @@ def test_the_page_redraws_the_recorded_box_for_a_224_px_timm_model(browser: Any,
     folder run writes it: the page's box at the recorded threshold is the recorded one for every class."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.model import NestConfig
     from nestviz.model.checkpoints import save_nestviz
     from nestviz.preprocess import Preprocessing
-    from tests.conftest import tiny_model, write_image
+    from tests.helpers import write_image
+    from tests.model_helpers import tiny_model
 
     cfg = NestConfig(img_size=224, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
                      depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)

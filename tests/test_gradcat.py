@@ -2,62 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from nestviz.explain.gradcat import BlockNode, block_box, gradcat, walk
 from nestviz.model import Nest, NestConfig
+from .model_helpers import expected_nodes, hand_built, random_model
 
 torch.set_num_threads(1)
-
-
-def random_model(seed: int = 0, **cfg) -> Nest:
-    """A small NesT with larger-than-init random weights, so explanations differ clearly between inputs."""
-    base = dict(img_size=32, patch_size=2, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
-                depths=(1, 1, 1), num_classes=5, mlp_ratio=2.0)
-    torch.manual_seed(seed)
-    model = Nest(NestConfig(**{**base, **cfg})).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model
-
-
-def hand_built(block: int, pad_type: str = "") -> Nest:
-    """3-level, 1-channel NesT of 4x4 leaf blocks of ``block`` px whose class-0 logit is "how bright".
-
-    Tokens carry [brightness, 1, 0, 0]: the transformer layers are identities (zero output
-    projections), every aggregation copies the brightness (conv centre tap) and rebuilds the
-    constant channel (conv bias), and its LayerNorm maps dark to 0 and is increasing in brightness.
-    The constant channel matters: a LayerNorm fed by a single channel is scale-invariant, which
-    would make every A . dY/dA below it vanish. The head reads the brightness channel.
-    """
-    cfg = NestConfig(img_size=4 * block, in_chans=1, patch_size=1, num_levels=3, embed_dims=(4, 4, 4),
-                     num_heads=(1, 1, 1), depths=(1, 1, 1), num_classes=2, mlp_ratio=1.0, pad_type=pad_type)
-    model = Nest(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.patch_embed.proj.weight[0, 0, 0, 0] = 1.0
-        model.patch_embed.proj.bias[1] = 1.0
-        for level in model.levels[1:]:
-            level.pool.conv.weight[0, 0, 1, 1] = 1.0
-            level.pool.conv.bias[1] = 1.0
-            level.pool.norm.weight[0] = 1.0
-            level.pool.norm.bias[:2] = torch.tensor([1 / math.sqrt(3), 1.0])  # LN of [0, 1, 0, 0] -> [0, 1, 0, 0]
-        model.norm.weight[0] = 1.0
-        model.norm.bias[0] = 1 / math.sqrt(3)
-        model.head.weight[:, 0] = torch.tensor([1.0, -1.0])
-    return model
-
-
-def expected_nodes(leaf: int) -> list[int]:
-    """Node ids root -> leaf of leaf ``leaf`` in a 3-level tree (4x4 leaves, 2x2 level-2 blocks)."""
-    r, c = divmod(leaf, 4)
-    return [0, (r // 2) * 2 + c // 2, leaf]
 
 
 @pytest.mark.parametrize("pad_type", ["", "same"])

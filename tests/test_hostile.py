@@ -63,7 +63,7 @@ def test_preprocessing_keeps_timms_pixels_and_bounds_extreme_shapes(fit: str) ->
 def cli(*args: object):  # noqa: ANN201
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -75,7 +75,7 @@ def records_of(out: Path) -> list[dict]:
 def test_rich_markup_in_file_names_is_shown_as_written(tiny_weights: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """'d/[/]x.jpg' was a MarkupError (exit 1), '[bold]B.jpg' printed as a bold 'B.jpg', a [link=...] a hyperlink."""
-    from .conftest import write_image
+    from .helpers import write_image
 
     monkeypatch.chdir(tmp_path)
     write_image(tmp_path / "d" / "[" / "]x.jpg")
@@ -89,7 +89,7 @@ def test_rich_markup_in_file_names_is_shown_as_written(tiny_weights: Path, tmp_p
 def test_control_characters_in_names_are_escaped_and_drawn(tiny_weights: Path, tmp_path: Path) -> None:
     """ESC and CR reached the terminal raw; a CR or U+2028 failed in Pillow's text layout and ended the run
     (two images: the figures are drawn in the main process)."""
-    from .conftest import write_image
+    from .helpers import write_image
 
     write_image(tmp_path / "d" / "a\x1b[31mred\rb.jpg")
     write_image(tmp_path / "d" / "c\u2028d.jpg", seed=1)
@@ -109,7 +109,7 @@ def test_shown_escapes_controls_bidi_and_undecodable_bytes() -> None:
 
 
 def test_a_name_that_is_not_utf8_is_processed_and_recorded_losslessly(tiny_weights: Path, tmp_path: Path) -> None:
-    from .conftest import write_image
+    from .helpers import write_image
 
     folder = tmp_path / "u"
     write_image(folder / "ok.jpg")
@@ -131,7 +131,7 @@ def test_a_figure_that_fails_with_few_images_is_that_images_error(tiny_weights: 
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """With two images or fewer the figures are drawn in this process: a failure there ended the run."""
     import nestviz.batch.runner as runner
-    from .conftest import write_image
+    from .helpers import write_image
 
     original = runner.render_outputs
 
@@ -151,7 +151,7 @@ def test_a_figure_that_fails_with_few_images_is_that_images_error(tiny_weights: 
 
 def test_a_name_of_255_bytes_gets_its_outputs(tiny_weights: Path, tmp_path: Path) -> None:
     """The figure name (+12 bytes) and the temporary file (+14 more) were longer than the file system allows."""
-    from .conftest import write_image
+    from .helpers import write_image
 
     long_name = "é" * 120 + "a" * 10 + ".jpg"  # 254 bytes
     assert len(long_name.encode()) == 254
@@ -167,7 +167,7 @@ def test_a_name_of_255_bytes_gets_its_outputs(tiny_weights: Path, tmp_path: Path
 def test_rendering_errors_in_shareable_outputs_name_out_relative_to_the_run(tiny_weights: Path, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import nestviz.batch.runner as runner
-    from .conftest import write_image
+    from .helpers import write_image
 
     def render(image_path: str, result: object, files: dict[str, str], *args: object) -> None:
         target = Path(next(iter(files.values())))
@@ -187,8 +187,8 @@ def test_rendering_errors_in_shareable_outputs_name_out_relative_to_the_run(tiny
 # -- output places checked before any work (item 9) ---------------------------------------------------------------
 def test_metrics_out_that_cannot_be_made_is_exit_2_before_any_work(tiny_weights: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestviz.measure as measure
-    from .conftest import write_image
+    import nestviz.metrics.measure as measure
+    from .helpers import write_image
 
     monkeypatch.setattr(measure, "run_metrics", lambda *a, **k: pytest.fail("measured before checking --out"))
     write_image(tmp_path / "val" / "red thing" / "a.png")
@@ -201,7 +201,7 @@ def test_metrics_out_that_cannot_be_made_is_exit_2_before_any_work(tiny_weights:
 def test_train_cache_dir_that_cannot_be_made_is_exit_2_before_any_work(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import nestviz.train.loop as loop
-    from .conftest import write_image
+    from .helpers import write_image
 
     monkeypatch.setattr(loop, "decode_split", lambda *a, **k: pytest.fail("decoded before checking --cache-dir"))
     for c in ("a", "b"):
@@ -254,7 +254,7 @@ def assert_manifest_valid(out: Path) -> list[dict]:
 
 def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_completes(tiny_weights: Path, tmp_path: Path,
                                                                        small_disk) -> None:  # noqa: ANN001
-    from .conftest import write_image
+    from .helpers import write_image
 
     disk, remount = small_disk
     remount("600k")  # room for about 5 of the 12 images' figures (random pixels: about 100 KB each)
@@ -275,7 +275,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_completes(tiny_weig
 
 
 def test_a_disk_full_before_the_first_image_is_exit_2(tiny_weights: Path, tmp_path: Path, small_disk) -> None:  # noqa: ANN001
-    from .conftest import write_image
+    from .helpers import write_image
 
     disk, remount = small_disk
     for n in range(3):
@@ -313,7 +313,7 @@ def rewritten_weights(src: Path, dst: Path, tensor: str | None = None, value: fl
 def test_non_finite_weights_are_refused_at_load_naming_the_tensor(tiny_weights: Path, tmp_path: Path, value: float,
                                                                   count: str) -> None:
     bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", "head.bias", value)
-    from .conftest import write_image
+    from .helpers import write_image
 
     result = cli("predict", write_image(tmp_path / "a.png"), "--weights", bad, "--json")
     assert result.exit_code == 2 and result.stdout == ""
@@ -325,7 +325,7 @@ def test_a_model_object_with_non_finite_weights_is_refused() -> None:
 
     import nestviz
     from nestviz.model.bundle import WeightsError
-    from .conftest import tiny_model
+    from .model_helpers import tiny_model
 
     model = tiny_model()
     with torch.no_grad():
@@ -340,7 +340,8 @@ def overflowing_weights(path: Path) -> Path:
 
     from nestviz.model.checkpoints import save_nestviz
     from nestviz.preprocess import Preprocessing
-    from .conftest import TINY_CLASSES, tiny_model
+    from .helpers import TINY_CLASSES
+    from .model_helpers import tiny_model
 
     model = tiny_model()
     with torch.no_grad():
@@ -354,7 +355,7 @@ def overflowing_weights(path: Path) -> Path:
 
 def test_a_non_finite_output_is_that_images_error(tmp_path: Path) -> None:
     """predict printed "probability": NaN (not JSON) ranking every class first; cam --no-render recorded ok NaN maps."""
-    from .conftest import write_image
+    from .helpers import write_image
 
     weights = overflowing_weights(tmp_path / "overflow.safetensors")
     img = write_image(tmp_path / "a.png")
@@ -375,7 +376,7 @@ def test_a_non_finite_output_is_that_images_error(tmp_path: Path) -> None:
 ])
 def test_bad_preprocessing_metadata_is_exit_2_naming_the_field(tiny_weights: Path, tmp_path: Path, field: str,
                                                                value: object, problem: str) -> None:
-    from .conftest import write_image
+    from .helpers import write_image
 
     bad = rewritten_weights(tiny_weights, tmp_path / "bad.safetensors", preprocessing={field: value})
     img = write_image(tmp_path / "a.png")  # in its own process, under a memory limit: a 2^20 px resize takes 23 GB
@@ -395,7 +396,7 @@ def test_a_config_asking_for_terabytes_is_a_mismatch_not_an_allocation(tiny_weig
 
 # -- output folders as inputs (item 12) ---------------------------------------------------------------------------
 def test_an_output_folder_given_as_input_is_not_explained(tiny_weights: Path, tmp_path: Path) -> None:
-    from .conftest import write_image
+    from .helpers import write_image
 
     write_image(tmp_path / "in" / "cat.png")
     assert cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "o", "-q").exit_code == 0
@@ -409,7 +410,7 @@ def test_an_output_folder_given_as_input_is_not_explained(tiny_weights: Path, tm
 
 
 def test_out_equal_to_the_input_says_so(tiny_weights: Path, tmp_path: Path) -> None:
-    from .conftest import write_image
+    from .helpers import write_image
 
     write_image(tmp_path / "in" / "cat.png")
     result = cli("explain", tmp_path / "in", "--weights", tiny_weights, "--out", tmp_path / "in")
@@ -456,7 +457,7 @@ def test_a_108_megapixel_photo_is_refused_with_the_way_through(tiny_weights: Pat
 
 def test_max_pixels_lets_a_trusted_large_image_through_in_every_process(tiny_weights: Path, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from .conftest import write_image
+    from .helpers import write_image
 
     keep_the_pixel_limit(monkeypatch)
     monkeypatch.setenv("NESTVIZ_MAX_PIXELS", "10000")  # stands for Pillow's limit: 120 x 100 pixels are over it
@@ -474,7 +475,7 @@ def test_a_signal_while_held_is_raised_when_released() -> None:
     """Ctrl-C while torch is imported broke torch (RecursionError, exit 1); while typer parses, it was exit 130 silent."""
     import signal
 
-    from nestviz.cli import hold_interrupts, release_interrupts
+    from nestviz.cli.signals import hold_interrupts, release_interrupts
 
     before = signal.getsignal(signal.SIGINT)
     hold_interrupts()
@@ -487,8 +488,8 @@ def test_a_signal_while_held_is_raised_when_released() -> None:
 
 
 def test_ctrl_c_in_a_command_says_interrupted(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestviz.commands as commands
-    from .conftest import write_image
+    import nestviz.cli.model as commands
+    from .helpers import write_image
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -502,7 +503,7 @@ def test_sigterm_stops_training_with_a_message_and_no_temporary_file(tmp_path: P
     """SIGTERM was exit 143 without a word, and could leave OUT.ckpt.*.tmp behind."""
     import signal
 
-    from .conftest import write_image
+    from .helpers import write_image
 
     for c in ("a", "b"):
         for n in range(4):
@@ -556,7 +557,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
 def test_kill_9_of_the_main_process_ends_the_figure_workers(tiny_weights: Path, tmp_path: Path) -> None:
     import signal
 
-    from .conftest import write_image
+    from .helpers import write_image
 
     for n in range(40):
         write_image(tmp_path / "in" / f"i{n:02d}.png", seed=n)
@@ -585,7 +586,7 @@ def test_two_commands_at_once_leave_thumbnails_with_both_marks(tiny_weights: Pat
     from nestviz.draw.thumbnail import write_thumbnail
     from nestviz.images import load_rgb
     from nestviz.model.checkpoints import load_weights_identity
-    from .conftest import write_image
+    from .helpers import write_image
 
     for n in range(3):
         write_image(tmp_path / "in" / f"i{n}.png", seed=n)

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 
 from nestviz.model.bundle import WeightsError
 from nestviz.model.checkpoints import load_weights, load_weights_identity
+from .model_helpers import TINY_JX, tiny_model
 
-from .conftest import TINY_JX, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = "hf-hub:timm/nest_tiny_jx.goog_in1k"

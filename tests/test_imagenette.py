@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from nestviz.api import Nestviz
-from nestviz.train.evaluate import evaluate_folder
+from nestviz.metrics.evaluate import evaluate_folder
+from .helpers import SHARED
 
-from .conftest import SHARED
 
 TAR = SHARED / "data" / "imagenette.tar"
 pytestmark = pytest.mark.skipif(not TAR.exists(), reason="needs ../shared/data/imagenette.tar")
@@ -39,7 +39,7 @@ def test_default_model_accuracy_on_a_validation_sample(val_sample: Path) -> None
 
 def test_default_model_points_at_the_right_quadrant_of_mosaics(val_sample: Path) -> None:
     from nestviz.train.data import scan_class_folders
-    from nestviz.train.pointing import pointing_game
+    from nestviz.metrics.pointing import pointing_game
 
     ds = scan_class_folders(val_sample)
     by_class: dict[int, list[str]] = {}

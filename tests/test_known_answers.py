@@ -12,14 +12,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import nestviz
-from nestviz.cli import app
-from nestviz.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
+from nestviz.cli.app import app
+from nestviz.metrics.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
 from nestviz.model.checkpoints import save_nestviz
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.scoring import known_answers as ev
+from nestviz.metrics.scoring import known_answers as ev
+from .helpers import TINY_CLASSES
+from .model_helpers import tiny_model
 
-from .conftest import TINY_CLASSES, tiny_model
 
 runner = CliRunner()
 # blocks of 4 x 4 tokens of 2 px: 16 leaf blocks of 8 x 8 px, so a 6 px patch fits inside one

@@ -14,8 +14,8 @@ from torch import nn
 from nestviz.model.checkpoints import load_weights
 from nestviz.train.locality import box_masks, contrast_cam, locality_loss, occlude, occlusion_boxes
 from nestviz.train.loop import train
+from .model_helpers import CFG, make_shapes, opts
 
-from .test_train import CFG, make_shapes, opts
 
 
 class PooledCells(nn.Module):

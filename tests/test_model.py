@@ -9,8 +9,8 @@ import torch
 
 from nestviz.model.layers import blockify, deblockify
 from nestviz.model.nest import NAMED_CONFIGS, Nest, NestConfig, count_params, named_config, resize_state_dict
+from .model_helpers import TINY, tiny_model
 
-from .conftest import TINY, tiny_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "timm_parity.pt"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import nestviz
-from nestviz.trust import MetricsOptions
+from nestviz.metrics.trust import MetricsOptions
+from .helpers import write_image
+from .model_helpers import CFG, make_shapes, opts
 
-from .conftest import write_image
-from .test_train import CFG, make_shapes, opts
 
 
 @pytest.fixture

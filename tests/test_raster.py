@@ -13,7 +13,7 @@ from nestviz.draw.layout import centre, figure_layout, nice_ticks, panel_picture
 from nestviz.draw.style import PALETTE, rgb
 from nestviz.draw.raster import HEAT_ALPHA, _colormap, cam_image, gradcat_image, png_bytes
 from nestviz.draw.vector import cam_figure, gradcat_figure
-from tests.test_render import LABELS, by_gid, make_result
+from tests.helpers import by_gid, LABELS, make_result
 
 GREY = (128, 128, 128)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.defaults import THRESHOLD, TOP_K
+from .helpers import REPO
 
-from .conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 

@@ -10,50 +10,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from nestviz.preprocess import Preprocessing, plan_geometry
 from nestviz.draw.layout import MAX_ASPECT, child_shares, figure_layout, score_labels, view
 from nestviz.draw.style import PALETTE, rgb
 from nestviz.draw import FORMATS, figure_bytes, write_figure
 from nestviz.draw.vector import cam_figure, gradcat_figure
-from nestviz.results import CamResult, ClassExplanation, ImageResult, PathNode
+from .helpers import by_gid, image, LABELS, make_result
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "svg": b"<?xml", "pdf": b"%PDF-"}
-LABELS = ["French horn", "tabby cat", "espresso", "space shuttle", "golden retriever", "church",
-          "parachute", "a very long label that cannot possibly fit above a panel of this size at all"]
-
-
-def make_result(width: int = 64, height: int = 48, k: int = 2, levels: int = 3, size: int = 32) -> ImageResult:
-    """A plausible result: per class, a root-to-leaf path of nested quadrants and a CAM, all in original pixels."""
-    geo = plan_geometry(width, height, Preprocessing(input_size=size))
-    region = geo.box_to_original((0.0, 0.0, float(size), float(size)))
-    preds = []
-    for r in range(k):
-        box, path = (0.0, 0.0, float(size), float(size)), []
-        for level in range(levels, 0, -1):
-            chosen = (r + level) % 4 if level > 1 else None
-            scores = [(1 if q == chosen else -1) * (0.1 * level + 0.01 * q + 0.001 * r) for q in range(4)]
-            path.append(PathNode(level, 0, geo.box_to_original(box), 0.5, scores if level > 1 else None, chosen))
-            if chosen is not None:
-                x0, y0, x1, y1 = box
-                mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-                box = [(x0, y0, mx, my), (mx, y0, x1, my), (x0, my, mx, y1), (mx, my, x1, y1)][chosen]
-        raw = np.arange(16, dtype=np.float32).reshape(4, 4) * (r + 1) - 3.0
-        cam = CamResult(raw, region, geo.box_to_original((16, 16, 32, 32)), geo.point_to_original(28, 28), 0.2)
-        preds.append(ClassExplanation(r + 1, r, LABELS[r % len(LABELS)], 0.5 / (r + 1), path, cam))
-    return ImageResult("img.jpg", width, height, region, preds, [2 ** (levels - 1 - i) for i in range(levels)])
-
-
-def image(width: int = 64, height: int = 48) -> Image.Image:
-    rng = np.random.default_rng(0)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-
-
-def by_gid(fig: Figure, gid: str) -> list[Artist]:
-    return [a for ax in fig.axes for a in ax.get_children() if a.get_gid() == gid]
 
 
 # -- files (through the path users take: nestviz.draw) ---------------------------------------------------

@@ -10,8 +10,9 @@ import nestviz
 from nestviz.explain import variants
 from nestviz.explain.ablation import ablation_gradcat
 from nestviz.explain.camtree import cam_gradcat
+from .helpers import TINY_CLASSES, write_image
+from .model_helpers import TINY_JX, tiny_model
 
-from .conftest import TINY_CLASSES, TINY_JX, tiny_model, write_image
 
 
 @pytest.mark.parametrize("cfg", [None, TINY_JX], ids=["plain", "same-padding"])

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.defaults import THRESHOLD, CAM_KIND, GRADCAT_SCORE
 from nestviz.explain.cam import localize
 from nestviz.model.layers import PatchEmbed
+from .helpers import manifest, write_image
 
-from .conftest import write_image
 
 runner = CliRunner()
 
@@ -40,13 +40,6 @@ def build_tree(root: Path) -> dict[str, str]:
     (root / ".hidden.jpg").write_bytes((root / "a" / "cat.jpg").read_bytes())
     os.symlink(root, root / "b" / "loop")  # a symlink loop back to the root
     return expected
-
-
-def manifest(out: Path) -> list[dict]:
-    lines = []
-    for part in sorted(out.glob("manifest*.jsonl")):
-        lines += [json.loads(line) for line in part.read_text().splitlines() if line.strip()]
-    return lines
 
 
 def invoke(*args: object):  # noqa: ANN201

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from nestviz.explain.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
-from nestviz.results import decode_vector, encode_vector
+from nestviz.results.records import decode_vector, encode_vector
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
 from nestviz.strategies.records import WHERE_GRID, decision_of, where_map
 from nestviz.strategies.report import find_strategies
 
-from .conftest import TINY, tiny_model
 from .strategies_synth import planted_records
+from .model_helpers import TINY, tiny_model
 
 
 def blobs(sizes: list[int], dim: int = 12, spread: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +183,7 @@ def test_the_taps_hear_the_pass_and_the_vectors_read_the_chosen_cells() -> None:
 
 def test_every_explaining_mode_records_evidence_from_its_own_pass(tiny_weights, tmp_path) -> None:  # noqa: ANN001
     import nestviz
-    from .conftest import write_image
+    from .helpers import write_image
 
     nv = nestviz.load(tiny_weights, device="cpu")
     calls = []

@@ -10,10 +10,10 @@ from pathlib import Path
 from PIL import Image
 from typer.testing import CliRunner
 
-from nestviz.cli import app
+from nestviz.cli.app import app
 
-from .conftest import REPO, write_image
 from .strategies_synth import planted_records, write_run
+from .helpers import REPO, write_image
 
 runner = CliRunner()
 CONTRACT = {"label", "class_index", "images", "strategies"}
@@ -104,7 +104,7 @@ def test_failed_records_are_left_out_and_named(tmp_path: Path) -> None:
 
 def test_strategies_never_import_torch(tmp_path: Path) -> None:
     out = write_run(tmp_path / "run", planted_records(20, 8, other=3), images=tmp_path)
-    code = ("import sys; from nestviz.cli import main; sys.argv = ['nestviz', 'strategies', sys.argv[1], '-q']\n"
+    code = ("import sys; from nestviz.cli.app import main; sys.argv = ['nestviz', 'strategies', sys.argv[1], '-q']\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, cwd=REPO)

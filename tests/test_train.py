@@ -11,48 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from nestviz.train.augment import MosaicTiles, mosaic_batch, region_weights
-from nestviz.model import Nest, NestConfig
-from nestviz.train.loop import TrainOptions, checkpoint_path, region_logits, region_loss, train
+from nestviz.model import Nest
+from nestviz.train.loop import checkpoint_path, region_logits, region_loss, train
 from nestviz.model.checkpoints import load_weights, read_safetensors
-
-CFG = NestConfig(img_size=32, patch_size=4, num_levels=3, embed_dims=(8, 16, 16), num_heads=(2, 2, 4),
-                 depths=(1, 1, 1), num_classes=3, mlp_ratio=2.0)
-SHAPES = {"c0": "red square", "c1": "green disc", "c2": "blue bar"}
-
-
-def make_shapes(root: Path, per_class: int = 12, seed: int = 0) -> Path:
-    """Coloured shapes at random places on grey noise, one folder per class."""
-    rng = np.random.default_rng(seed)
-    for folder in SHAPES:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            bg = rng.integers(90, 160, (40, 40, 3), dtype=np.uint8)
-            im = Image.fromarray(bg)
-            d = ImageDraw.Draw(im)
-            x, y = (int(v) for v in rng.integers(2, 20, 2))
-            if folder == "c0":
-                d.rectangle((x, y, x + 16, y + 16), fill=(230, 30, 30))
-            elif folder == "c1":
-                d.ellipse((x, y, x + 16, y + 16), fill=(30, 220, 30))
-            else:
-                d.rectangle((x, y, x + 18, y + 6), fill=(30, 30, 230))
-            im.save(root / folder / f"{i:02d}.png")
-    return root
+from .model_helpers import CFG, make_shapes, opts, SHAPES
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes(tmp_path_factory.mktemp("shapes"))
-
-
-def opts(**kw) -> TrainOptions:  # noqa: ANN003
-    base = dict(epochs=6, batch_size=8, lr=3e-3, warmup_epochs=1, precision="fp32", mix_prob=0.0, eval_every=1,
-                seed=3)
-    base.update(kw)
-    return TrainOptions(**base)
 
 
 def test_loss_falls_and_output_is_complete(shapes: Path, tmp_path: Path) -> None:
@@ -138,7 +107,7 @@ def test_cache_follows_xdg_and_the_global_seed_is_left_alone(shapes: Path, tmp_p
 def test_train_cli_errors(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
 
     result = CliRunner().invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "m.safetensors")])
     assert result.exit_code == 2
@@ -211,7 +180,7 @@ def test_an_unwritable_out_is_refused_before_any_work(shapes: Path, tmp_path: Pa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.train import record
 
     def train_cli(out: Path):  # noqa: ANN202
@@ -310,7 +279,7 @@ def test_init_without_img_size_trains_at_the_init_size_and_resampling_says_so(sh
     """Issue 22: ``--init W`` without ``--img-size`` trained at the architecture's default size, silently."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.model.nest import NAMED_CONFIGS
 
     small = tmp_path / "small.safetensors"
@@ -361,7 +330,7 @@ def test_train_reports_progress_warns_of_a_long_warmup_and_says_how_to_resume(sh
     """Issue 22: no progress within an epoch, Ctrl-C printed nothing, --warmup-epochs > --epochs was silent."""
     from typer.testing import CliRunner
 
-    from nestviz.cli import app
+    from nestviz.cli.app import app
     from nestviz.model.nest import NAMED_CONFIGS
 
     monkeypatch.setitem(NAMED_CONFIGS, "tiny_test", CFG)

@@ -12,17 +12,17 @@ import torch
 from typer.testing import CliRunner
 
 from nestviz.api import Nestviz
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.explain.ablation import ablation_block_scores, ablation_gradcat
 from nestviz.explain.cam import cam_maps
 from nestviz.explain.gradcat import block_scores, gradcat, leaf_order
-from nestviz.measure import find_samples, run_metrics
+from nestviz.metrics.measure import find_samples, run_metrics
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Geometry
-from nestviz.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
+from nestviz.metrics.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
+from .helpers import class_folders, TINY_CLASSES, write_image
+from .model_helpers import hand_built, random_model, tiny_model
 
-from .conftest import TINY_CLASSES, tiny_model, write_image
-from .test_gradcat import hand_built, random_model
 
 
 def bright_leaf(leaf: int, b: int = 8) -> torch.Tensor:
@@ -118,14 +118,6 @@ def test_image_map_lays_the_map_over_the_crop() -> None:
     assert m[:, :10].max() == 1.0 and m[:, 30:].max() == 1.0  # unseen: the map's minimum
     assert m[5, 10] == pytest.approx(1.0) and m[5, 29] == pytest.approx(3.0)  # border pixels of the two cells
     assert np.all(np.diff(m[5, 10:30]) >= 0)
-
-
-def class_folders(root: Path, n: int = 2) -> Path:
-    for k, label in enumerate(TINY_CLASSES):
-        for i in range(n):
-            write_image(root / label / f"{label[:3]}{i}.png", (40 + 4 * i, 36), seed=10 * k + i)
-    write_image(root / "purple thing" / "p0.png", (40, 36), seed=99)
-    return root
 
 
 def test_batch_and_single_give_the_same_scores(tmp_path: Path) -> None:

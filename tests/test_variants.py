@@ -14,17 +14,16 @@ import nestviz
 from nestviz import api
 from nestviz.api import Nestviz
 from nestviz.batch.outputs import RunOptions
-from nestviz.cli import app
+from nestviz.cli.app import app
 from nestviz.defaults import CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, GRADCAT_SCORES, TOP_K, check_choice, check_fit
 from nestviz.explain.ablation import ablation_gradcat
 from nestviz.explain.camtree import cam_gradcat
 from nestviz.explain.gradcat import gradcat
 from nestviz.model.layers import PatchEmbed
-from nestviz.trust import MetricsOptions
+from nestviz.metrics.trust import MetricsOptions
+from .helpers import class_folders, manifest, TINY_CLASSES, write_image
+from .model_helpers import tiny_model
 
-from .conftest import TINY_CLASSES, tiny_model, write_image
-from .test_runner import manifest
-from .test_trust import class_folders
 
 runner = CliRunner()
 OTHER_CAM = next(k for k in CAM_KINDS if k != CAM_KIND)

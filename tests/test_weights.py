@@ -21,8 +21,9 @@ from nestviz.model.checkpoints import (
 )
 from nestviz.model.classes import imagenet_class_names, imagenet_wnids
 from nestviz.model.convert import infer_config, shape_fields
+from .helpers import TINY_CLASSES
+from .model_helpers import TINY, TINY_JX, tiny_model
 
-from .conftest import TINY, TINY_CLASSES, TINY_JX, tiny_model
 
 # One head per level: exactly what shape inference assumes (head dim 32), so a bare state dict
 # is recovered completely and logits can be compared bit for bit.

@@ -13,7 +13,7 @@ import numpy as np
 from .._files import atomic_write_bytes, fit_name
 from .._text import json_text
 from ..defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, THRESHOLD, TOP_K
-from ..results import MAP_FIELDS, ImageResult
+from ..results.records import MAP_FIELDS, ImageResult
 from .discover import InputItem, output_stem
 
 # The figures of each command, by kind, and the name each gets: commands sharing OUT never share a file.

@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 
 from .._files import check_writable, disk_full_text, is_disk_full
 from ..defaults import EXPLAIN_FIT
-from ..results import ImageResult, error_json
+from ..results.records import ImageResult, error_json
 from .discover import InputItem
 from .gallery import merge_predictions, write_gallery
 from .outputs import RunOptions, dumps, planned_outputs, public_json, render_outputs, save_maps

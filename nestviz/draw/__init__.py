@@ -2,7 +2,7 @@
 
 The raster renderer is an order of magnitude faster, which is what folder runs need; vector
 formats keep matplotlib's text and paths. Both draw the same layout (``layout.py``) in the same
-style (``style.py``) from a :class:`nestviz.results.ImageResult`, whose locations are already in
+style (``style.py``) from a :class:`nestviz.results.records.ImageResult`, whose locations are already in
 original-image pixels. Nothing here imports torch or the model: a figure worker starts light.
 """
 
@@ -13,7 +13,7 @@ import os
 from PIL import Image
 
 from .._files import atomic_write_bytes
-from ..results import ImageResult
+from ..results.records import ImageResult
 
 FORMATS = ("png", "jpg", "svg", "pdf")
 KINDS = ("gradcat", "cam")

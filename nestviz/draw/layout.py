@@ -15,7 +15,7 @@ from PIL import Image
 
 from .._text import shown
 from ..defaults import CAM_BOX_REGION
-from ..results import Box, ClassExplanation, ImageResult, PathNode
+from ..results.records import Box, ClassExplanation, ImageResult, PathNode
 from .style import DIM, HEADER_PT, PT, SCORE_PT, TITLE_PT
 
 MAX_ASPECT = 2.0  # panels of wider (taller) images show the part around the model's region

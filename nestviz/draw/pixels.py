@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..results import ClassExplanation
+from ..results.records import ClassExplanation
 from .layout import Panel
 from .style import SCORE_PT, TREE_EDGE, colormap, luminance, rgb
 from .tree import tree_diagram

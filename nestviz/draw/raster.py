@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..results import Box, ClassExplanation, ImageResult
+from ..results.records import Box, ClassExplanation, ImageResult
 from .layout import (CBAR_LABELS, Panel, centre, figure_layout, nice_ticks, panel_picture, score_labels,
                      threshold_value, title_text, view)
 from .pixels import (BLACK, WHITE, Marks, colormap as _colormap, font as _font, outline as _box, rounded_box, text,

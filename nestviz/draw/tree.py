@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..results import ClassExplanation
+from ..results.records import ClassExplanation
 from .layout import child_shares
 
 LABEL_W, BOX_GAP, MAX_BOX_H = 24, 6, 22  # pixels: the row labels' column, between boxes, box height

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ..results import Box, ClassExplanation, ImageResult
+from ..results.records import Box, ClassExplanation, ImageResult
 from .layout import (CBAR, CBAR_LABELS, Panel, centre, figure_layout, header_line_y, nice_ticks, panel_picture, score_labels,
                      threshold_value, title_text, view)
 from .style import (CBAR_LABEL, CMAP, DOT_PT, DPI, HEAT_ALPHA, PATH_PT, PEAK_PT, PT, SCORE_PT, TITLE_PT,

@@ -2,11 +2,6 @@
 (class activation maps). Each takes a model and a batch tensor and answers in model-input
 pixels; ``nestviz.api`` turns that into original-image pixels.
 
-Calling the package is the one-call helper, ``nestviz.explain("cat.jpg")`` (see ``nestviz.api.explain``).
+Calling the package is the one-call helper, ``nestviz.explain("cat.jpg")`` (see ``nestviz.api.explain``;
+``nestviz/__init__.py`` makes the package callable). Nothing is imported here, so importing stays cheap.
 """
-
-import sys
-
-from .. import _CallableExplain
-
-sys.modules[__name__].__class__ = _CallableExplain

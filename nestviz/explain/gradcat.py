@@ -31,7 +31,7 @@ from .common import Box, explaining, select_classes
 
 @dataclass
 class BlockNode:
-    """One visited block of the traversal, with the fields of ``nestviz.results.PathNode`` (which
+    """One visited block of the traversal, with the fields of ``nestviz.results.records.PathNode`` (which
     documents them), but its box in model-input pixels: ``nestviz.api`` maps it onto the image."""
 
     level: int

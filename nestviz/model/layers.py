@@ -99,7 +99,7 @@ class DropPath(nn.Module):
 class TransformerLayer(nn.Module):
     """Pre-norm transformer layer applied to every block independently."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop: float = 0.0,
+    def __init__(self, *, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
@@ -148,7 +148,7 @@ class ConvPool(nn.Module):
 class NestLevel(nn.Module):
     """One level: (optional) aggregation of the previous level, position embedding, transformer layers."""
 
-    def __init__(self, num_blocks: int, block_size: int, dim: int, prev_dim: int | None, num_heads: int,
+    def __init__(self, *, num_blocks: int, block_size: int, dim: int, prev_dim: int | None, num_heads: int,
                  depth: int, mlp_ratio: float, qkv_bias: bool, pad_type: str, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_paths: list[float] | None = None):
         super().__init__()
@@ -157,7 +157,8 @@ class NestLevel(nn.Module):
         self.pool = ConvPool(prev_dim, dim, pad_type) if prev_dim is not None else nn.Identity()
         drop_paths = drop_paths or [0.0] * depth
         self.transformer_encoder = nn.Sequential(*[
-            TransformerLayer(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_paths[i])
+            TransformerLayer(dim=dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop,
+                             attn_drop=attn_drop, drop_path=drop_paths[i])
             for i in range(depth)
         ])
 

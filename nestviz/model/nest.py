@@ -21,7 +21,7 @@ from ..preprocess import Preprocessing
 from .layers import LN_EPS, NestLevel, PatchEmbed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NestConfig:
     """Architecture hyperparameters; the names follow timm's ``Nest.__init__``."""
 
@@ -142,8 +142,9 @@ class Nest(nn.Module):
         levels, prev = [], None
         for i in range(cfg.num_levels):
             levels.append(NestLevel(
-                cfg.grid(i) ** 2, cfg.block_size, cfg.embed_dims[i], prev, cfg.num_heads[i], cfg.depths[i],
-                cfg.mlp_ratio, cfg.qkv_bias, cfg.pad_type, drop_rate, attn_drop_rate, dprs[i].tolist(),
+                num_blocks=cfg.grid(i) ** 2, block_size=cfg.block_size, dim=cfg.embed_dims[i], prev_dim=prev,
+                num_heads=cfg.num_heads[i], depth=cfg.depths[i], mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
+                pad_type=cfg.pad_type, drop=drop_rate, attn_drop=attn_drop_rate, drop_paths=dprs[i].tolist(),
             ))
             prev = cfg.embed_dims[i]
         self.levels = nn.Sequential(*levels)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..batch.manifest import manifest_parts, record_id
-from ..results import decode_vector
+from ..results.records import decode_vector
 
 WHERE_GRID = 8  # cells per side of the where map (normalized image coordinates)
 SAMPLES = 4  # points per where cell and side at which a map is read

@@ -35,7 +35,7 @@ from .data import Split, decode_split, default_cache_dir, read_label_names, scan
 from .record import check_cache_dir, check_weights_out, environment, paths_record, wnid_label_names
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainOptions:
     """The recipe's knobs; defaults are what trained the embedded model."""
 

@@ -1,4 +1,4 @@
-"""``nestviz metrics``: the command and its table, over :func:`nestviz.measure.metrics`.
+"""``nestviz metrics``: the command and its table, over :func:`nestviz.metrics.measure.metrics`.
 
 Heavy modules (torch, rich) load inside the command, so ``nestviz --help`` stays fast.
 """
@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from ._text import shown
-from .commands import (ARCH, BATCH, CAM_KIND_OPT, DEVICE, EXIT_PARTIAL, FIT, MAX_PIXELS, GRADCAT_SCORE_OPT, QUIET, THRESHOLD_OPT,
-                       WEIGHTS, check_fit_option, check_out_folder, check_variant_options, fail, load_or_fail)
+from .._text import shown
+from ..defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, THRESHOLD
+from .common import (EXIT_PARTIAL, ModelChoice, check_fit_option, check_out_folder, check_variant_options, fail,
+                     load_or_fail)
+from .options import (BATCH_SIZE, Arch, Batch, CamKind, Device, Fit, GradcatScore, MaxPixels, Quiet, Threshold,
+                      Weights)
 
 # (metric key, heading, better) in table order; nested keys are joined with "."
 ROWS = (
@@ -27,35 +30,51 @@ ROWS = (
 COLUMNS = ("cam", "gradcat", "centre", "random", "occlusion")
 
 
+# The options only this command has (the shared ones are in options.py).
+Samples = Annotated[list[Path], typer.Argument(help="Image files or class folders (the folder name is the true class).")]
+Boxes = Annotated[Optional[Path], typer.Option(
+    "--boxes", help="Object boxes: a folder of Pascal VOC XML files (matched by file stem), a COCO .json or a "
+    ".csv image,xmin,ymin,xmax,ymax[,label].")]
+EvidenceBoxes = Annotated[Optional[Path], typer.Option(
+    "--evidence", help="Boxes of what the model is known to use (a planted patch, a watermark), as --boxes: score "
+    "the explanations on the decisions that removing it changes (a known-answer check).")]
+Methods = Annotated[str, typer.Option("--methods", help="Explanations to score, comma-separated.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Score this many images, spread over the inputs.")]
+Steps = Annotated[int, typer.Option("--steps", min=2, help="Deletion/insertion: change the pixels in this many steps.")]
+Tolerance = Annotated[float, typer.Option("--tolerance", min=0.0, help="Pointing game tolerance, image pixels.")]
+NoSanity = Annotated[bool, typer.Option("--no-sanity", help="Skip the cascading-randomisation check.")]
+PerClass = Annotated[bool, typer.Option("--per-class", help="Also print one table per true class.")]
+MetricsOut = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Also write metrics.json, per-image metrics.jsonl and metrics-curves.png "
+    "(deletion/insertion) here.")]
+OneJson = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+
+
 def metrics(
-    inputs: list[Path] = typer.Argument(..., help="Image files or class folders (the folder name is the true class)."),
-    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Object boxes: a folder of Pascal VOC XML files "
-                                         "(matched by file stem), a COCO .json or a .csv image,xmin,ymin,xmax,ymax[,label]."),
-    evidence: Optional[Path] = typer.Option(None, "--evidence", help="Boxes of what the model is known to use (a "
-                                            "planted patch, a watermark), as --boxes: score the explanations on the "
-                                            "decisions that removing it changes (a known-answer check)."),
-    methods: str = typer.Option("gradcat,cam", "--methods", help="Explanations to score, comma-separated."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score this many images, spread over the inputs."),
-    steps: int = typer.Option(8, "--steps", min=2, help="Deletion/insertion: change the pixels in this many steps."),
-    tolerance: float = typer.Option(15.0, "--tolerance", min=0.0, help="Pointing game tolerance, image pixels."),
-    threshold: float = THRESHOLD_OPT,
-    no_sanity: bool = typer.Option(False, "--no-sanity", help="Skip the cascading-randomisation check."),
-    cam_kind: str = CAM_KIND_OPT,
-    gradcat_score: str = GRADCAT_SCORE_OPT,
-    fit: str = FIT,
-    per_class: bool = typer.Option(False, "--per-class", help="Also print one table per true class."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write metrics.json, per-image metrics.jsonl "
-                                       "and metrics-curves.png (deletion/insertion) here."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
-    weights: Optional[Path] = WEIGHTS,
-    arch: Optional[str] = ARCH,
-    device: str = DEVICE,
-    batch_size: int = BATCH,
-    quiet: bool = QUIET,
-    max_pixels: Optional[int] = MAX_PIXELS,  # noqa: ARG001 - applied by its callback
+    inputs: Samples,
+    boxes: Boxes = None,
+    evidence: EvidenceBoxes = None,
+    methods: Methods = "gradcat,cam",
+    limit: Limit = None,
+    steps: Steps = 8,
+    tolerance: Tolerance = 15.0,
+    threshold: Threshold = THRESHOLD,
+    no_sanity: NoSanity = False,
+    cam_kind: CamKind = CAM_KIND,
+    gradcat_score: GradcatScore = GRADCAT_SCORE,
+    fit: Fit = EXPLAIN_FIT,
+    per_class: PerClass = False,
+    out: MetricsOut = None,
+    json_out: OneJson = False,
+    weights: Weights = None,
+    arch: Arch = None,
+    device: Device = "auto",
+    batch_size: Batch = BATCH_SIZE,
+    quiet: Quiet = False,
+    max_pixels: MaxPixels = None,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
-    from .trust import METHODS, MetricsOptions
+    from ..metrics.trust import METHODS, MetricsOptions
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or any(m not in METHODS for m in chosen):
@@ -65,14 +84,15 @@ def metrics(
     _check_places(boxes, evidence, out)
     opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
                           cam_kind=cam_kind, gradcat_score=gradcat_score)
-    nv = load_or_fail(weights, arch, device, cam_kind, gradcat_score)
+    nv = load_or_fail(ModelChoice(weights, arch, device), cam_kind, gradcat_score)
     if evidence is not None:
-        from .known_answers_cli import evidence_command
+        from .evidence import evidence_command
 
-        return evidence_command(inputs, evidence, nv, batch_size, fit, quiet, json_out, out)
-    report = _measure(inputs, boxes, limit, opts, nv, batch_size, fit, quiet or json_out)
+        return evidence_command(inputs, evidence, nv, batch_size=batch_size, fit=fit, quiet=quiet,
+                                json_out=json_out, out=out)
+    report = _measure(inputs, boxes, opts, nv, limit=limit, batch_size=batch_size, fit=fit, quiet=quiet or json_out)
     if out is not None:
-        from .measure import write_outputs
+        from ..metrics.measure import write_outputs
 
         write_outputs(report, out)
     if json_out:
@@ -99,12 +119,12 @@ def _check_places(boxes: Optional[Path], evidence: Optional[Path], out: Optional
         check_out_folder(out)
 
 
-def _measure(inputs: list[Path], boxes: Optional[Path], limit: Optional[int], opts: Any, nv: Any, batch_size: int,
+def _measure(inputs: list[Path], boxes: Optional[Path], opts: Any, nv: Any, *, limit: Optional[int], batch_size: int,
              fit: str, quiet: bool) -> Any:
     """Find the samples (each left-out image one line on stderr) and score them, with a progress bar unless quiet."""
-    from .boxes import BoxFileError
-    from .measure import find_samples, run_metrics
-    from .reports import progress_bar
+    from ..metrics.boxes import BoxFileError
+    from ..metrics.measure import find_samples, run_metrics
+    from .tables import progress_bar
 
     try:
         samples, skipped = find_samples(inputs, nv.bundle.class_names, boxes, limit)

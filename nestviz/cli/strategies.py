@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .commands import EXIT_PARTIAL, EXIT_USAGE, fail
+from .common import EXIT_PARTIAL, EXIT_USAGE, fail
 
 RUN_DIR = typer.Argument(..., help="The output folder of an explain, cam or annotate run (its --out).")
 
@@ -26,7 +26,7 @@ def strategies(
     and what the model saw there) and flag those to read first. Writes DIR/strategies.json, DIR/strategies.html
     (linked from the gallery) and one montage per strategy in DIR/strategies/."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: a threaded eigh waits for busy cores
-    from .strategies import COMMANDS, StrategiesError, dumps, find, summary_lines
+    from ..strategies import COMMANDS, StrategiesError, dumps, find, summary_lines
 
     if command is not None and command not in COMMANDS:
         fail(f"--command must be one of {', '.join(COMMANDS)}, got {command!r}")

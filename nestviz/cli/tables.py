@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ._text import shown
-from .results import ImageResult
+from .._text import shown
+from ..results.records import ImageResult
 
 
 def _cell(value: Any) -> Text:
@@ -135,7 +135,7 @@ def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
     ``quiet``); a failure's error line on stderr in every case."""
     import typer
 
-    from .batch.outputs import dumps, public_json
+    from ..batch.outputs import dumps, public_json
 
     def on_record(record: dict) -> None:
         if record.get("status") == "error":
@@ -151,7 +151,7 @@ def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
 def run_with_progress(items, opts, load_model, weights_id, json_out, quiet, worker_init=None):  # noqa: ANN001, ANN201
     """Run folder mode with a progress bar and a closing summary on stderr (unless ``quiet``); ``worker_init``
     runs first in each figure-drawing process (the CLI's makes them leave Ctrl-C to the main process)."""
-    from .batch.runner import run_folder
+    from ..batch.runner import run_folder
 
     on_record = on_record_printer(json_out, quiet)
     if quiet:

@@ -153,7 +153,7 @@ class ClassExplanation:
             d["peak"] = [round(v, 2) for v in self.cam.peak]
             d["threshold"] = self.cam.threshold
             if maps:
-                from .draw.style import CMAP  # not at the top: nestviz.draw imports this module
+                from ..draw.style import CMAP  # not at the top: nestviz.draw imports this module
 
                 d.update(cam_map=self.cam.map_json(), cam_region=[round(v, 2) for v in self.cam.region],
                          cam_size=self.cam.size, cam_cmap=CMAP)

@@ -1,4 +1,4 @@
-"""``nestviz metrics --evidence``: the known-answer check's table, over :mod:`nestviz.known_answers`."""
+"""``nestviz metrics --evidence``: the known-answer check's table, over :mod:`nestviz.metrics.known_answers`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from ._text import shown
-from .commands import EXIT_PARTIAL, fail
+from .._text import shown
+from .common import EXIT_PARTIAL, fail
 
 # (metric key, heading) in table order; every metric is a rate or a mean over the evidence-caused decisions
 ROWS = (
@@ -22,13 +22,13 @@ ROWS = (
 COLUMNS = ("gradcat", "cam", "centre", "random", "occlusion")
 
 
-def evidence_command(inputs: list[Path], evidence: Path, nv: Any, batch_size: int, fit: str, quiet: bool,
+def evidence_command(inputs: list[Path], evidence: Path, nv: Any, *, batch_size: int, fit: str, quiet: bool,
                      json_out: bool, out: Optional[Path]) -> None:
     """Find the images with evidence boxes, score them, print the table or the JSON (and write it under ``out``)."""
-    from ._files import atomic_write_bytes
-    from .boxes import BoxFileError
-    from .known_answers import find_evidence, run_evidence
-    from .reports import progress_bar
+    from .._files import atomic_write_bytes
+    from ..metrics.boxes import BoxFileError
+    from ..metrics.known_answers import find_evidence, run_evidence
+    from .tables import progress_bar
 
     try:
         samples, skipped = find_evidence(inputs, evidence)

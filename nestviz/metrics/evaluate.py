@@ -11,7 +11,7 @@ import torch
 from ..api import Nestviz
 from ..defaults import PREDICT_FIT
 from ..model.classes import imagenet_wnids
-from .data import FolderDataset, scan_class_folders
+from ..train.data import FolderDataset, scan_class_folders
 
 
 @dataclass

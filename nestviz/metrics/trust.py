@@ -14,7 +14,7 @@ scores them with the field's protocols, beside baselines on the same images:
 
 Baselines: ``centre`` (centred boxes, the image centre), ``random`` (a random map, point, order
 and child), ``occlusion`` (the class-probability drop when each leaf block is set to the mean).
-The metric functions are pure (``nestviz.scoring``); this module runs the model for them.
+The metric functions are pure (``nestviz.metrics.scoring``); this module runs the model for them.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
-from .explain import variants
-from .explain.cam import cam_maps_of_pass, localize
-from .explain.gradcat import GradcatOutput, block_box, leaf_order
-from .explain.perturb import class_probs, occlusion_drops, randomized_top
-from .model.nest import Nest
-from .preprocess import Geometry
+from ..defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
+from ..explain import variants
+from ..explain.cam import cam_maps_of_pass, localize
+from ..explain.gradcat import GradcatOutput, block_box, leaf_order
+from ..explain.perturb import class_probs, occlusion_drops, randomized_top
+from ..model.nest import Nest
+from ..preprocess import Geometry
 from .scoring import faithfulness as fa
 from .scoring import localization as lo
 from .scoring.sanity import spearman
@@ -46,7 +46,7 @@ BASELINES = ("centre", "random", "occlusion")
 EVAL_SIDE = 256  # localization is scored in the image frame scaled so its longer side is at most this
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MetricsOptions:
     """How ``nestviz metrics`` measures; the defaults are the documented protocol."""
 

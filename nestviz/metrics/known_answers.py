@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batch.discover import discover
+from ..batch.discover import discover
 from .boxes import image_key, read_boxes
-from .defaults import EXPLAIN_FIT
-from .explain.common import explaining
-from .explain.gradcat import block_box
-from .explain.perturb import class_probs, occlusion_drops
-from .preprocess import Geometry
+from ..defaults import EXPLAIN_FIT
+from ..explain.common import explaining
+from ..explain.gradcat import block_box
+from ..explain.perturb import class_probs, occlusion_drops
+from ..preprocess import Geometry
 from .scoring import known_answers as ev
 
 METHODS = ("gradcat", "cam")
@@ -257,7 +257,7 @@ def check_evidence(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
              options: EvidenceOptions | None = None, fit: str = EXPLAIN_FIT) -> EvidenceReport:
     """The known-answer check on a model (default: the embedded one, or ``model``, a loaded ``Nestviz``, with
     its explanation variants) over images with evidence ``boxes`` (see the module)."""
-    from .api import Nestviz
+    from ..api import Nestviz
 
     nv = model or Nestviz.load(weights, device=device)
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)

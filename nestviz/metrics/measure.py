@@ -1,7 +1,7 @@
 """``nestviz.metrics(...)``: score a model's explanations on the user's own images (and boxes).
 
 Finds the images, their true classes (the class folder's name, or the box file's object name,
-as a WordNet id or a label) and boxes, runs ``nestviz.trust`` batch by batch and returns a
+as a WordNet id or a label) and boxes, runs ``nestviz.metrics.trust`` batch by batch and returns a
 :class:`MetricsReport`. Images of a class the model lacks are counted and listed, not fatal.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._files import atomic_write_bytes
-from .api import Nestviz
-from .defaults import EXPLAIN_FIT, check_fit
-from .batch.discover import discover
+from .._files import atomic_write_bytes
+from ..api import Nestviz
+from ..defaults import EXPLAIN_FIT, check_fit
+from ..batch.discover import discover
 from .boxes import BoxFileError, ObjectBox, image_key, read_boxes
-from .model.classes import match_class
+from ..model.classes import match_class
 from .trust import MetricsOptions, aggregate, cascade, score_batch
 
 
@@ -127,7 +127,7 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
 
 def write_outputs(report: MetricsReport, out_dir: str | os.PathLike[str]) -> list[Path]:
     """``metrics.json``, per-image ``metrics.jsonl`` and ``metrics-curves.png`` under ``out_dir``."""
-    from .draw.curves import curves_png  # matplotlib loads only when a plot is asked for
+    from ..draw.curves import curves_png  # matplotlib loads only when a plot is asked for
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 from PIL import Image
 
-from .draw.style import COMPACT_JPEG_QUALITY
-from .results import ImageResult, box_text
+from ..draw.style import COMPACT_JPEG_QUALITY
+from .records import ImageResult, box_text
 
 PREVIEW_WIDTH = 720  # pixels: the notebook view's figure previews (a 10-class figure is 2,200 px wide)
 
@@ -41,13 +41,13 @@ class Result(ImageResult):
         """The picture, or the image file read again (a result from a path that was not kept)."""
         if self.picture is not None:
             return self.picture
-        from .images import load_rgb
+        from ..images import load_rgb
 
         return load_rgb(self.image)
 
     def figure_bytes(self, kind: str | None = None, fmt: str = "png", **options: Any) -> bytes:
         """One figure's file bytes; ``kind`` defaults to the first of :meth:`kinds`."""
-        from .draw import figure_bytes
+        from ..draw import figure_bytes
 
         return figure_bytes(self._kind(kind), self.image_for_figures(), self, fmt, **options)
 
@@ -56,7 +56,7 @@ class Result(ImageResult):
 
         ``options`` go to the renderer (``tree=True``: the tree diagram beside each panel).
         """
-        from .draw import write_figure
+        from ..draw import write_figure
 
         write_figure(self._kind(kind), self.image_for_figures(), self, path, **options)
         return Path(path)
@@ -96,7 +96,7 @@ class Result(ImageResult):
         """A figure as a compact JPEG at most ``width`` pixels wide: what the notebook view embeds."""
         import io
 
-        from .draw import figure_bytes
+        from ..draw import figure_bytes
 
         data = figure_bytes(self._kind(kind), self.image_for_figures(), self, "jpg", compact=True)
         im = Image.open(io.BytesIO(data))

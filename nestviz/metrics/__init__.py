@@ -1,0 +1,13 @@
+"""How far to trust the explanations, and the model: ``nestviz metrics`` and ``nestviz evaluate``.
+
+- ``measure``: ``nestviz.metrics(...)``, images, true classes and boxes in, a ``MetricsReport`` out.
+- ``trust``: the metric passes (one explanation pass, shared occlusions, the randomisation cascade).
+- ``known_answers``: ``nestviz.check_evidence(...)``, the known-answer check (``metrics --evidence``).
+- ``boxes``: object-box files (Pascal VOC, COCO, CSV).
+- ``evaluate``: accuracy on a class-per-folder dataset; ``pointing``: the pointing game on 2x2 mosaics.
+- ``scoring/``: the pure metric functions, arrays in and numbers out.
+
+Calling the package is the one-call helper, ``nestviz.metrics("val/", boxes="boxes/")`` (see
+``nestviz.metrics.measure.metrics``; ``nestviz/__init__.py`` makes the package callable). Nothing is
+imported here, so importing stays cheap.
+"""
