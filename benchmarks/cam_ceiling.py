@@ -4,7 +4,7 @@
 
 For each photo with object boxes this builds the *box oracle*: the object boxes drawn as a mask
 on the model's input, averaged down to the top map's cells (6 x 6 for the default model) and
-laid over the image exactly as a CAM is (``nestviz.metrics.trust.image_map``). Its MaxBoxAccV2 is the
+laid over the image exactly as a CAM is (``nestviz.evaluation.trust.image_map``). Its MaxBoxAccV2 is the
 ceiling of any explanation at that resolution and that fit: if the CAM is far below it, the
 map's *shape* is what fails, not its size. It also prints, at the threshold that maximises the
 IoU-0.5 rate, how the CAM's best box compares in area with the object box it matches.
@@ -23,10 +23,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.explain.cam import cam  # noqa: E402
-from nestviz.metrics.measure import find_samples  # noqa: E402
-from nestviz.metrics.scoring import localization as lo  # noqa: E402
-from nestviz.metrics.trust import image_map  # noqa: E402
+from nestviz.methods.cam import cam  # noqa: E402
+from nestviz.evaluation.measure import find_samples  # noqa: E402
+from nestviz.evaluation.scoring import localization as lo  # noqa: E402
+from nestviz.evaluation.trust import image_map  # noqa: E402
 
 
 def box_oracle(gt: np.ndarray, geo, cells: int) -> torch.Tensor:  # noqa: ANN001

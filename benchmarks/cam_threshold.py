@@ -3,7 +3,7 @@
     python benchmarks/cam_threshold.py IMAGES --boxes BOXES [--weights W] [--cam-kind flow] [--fit crop]
 
 The default box is the largest region of the CAM (of the true class) above a threshold, as a
-fraction of the map's range (``nestviz.explain.cam.localize``). The standard WSOL protocol
+fraction of the map's range (``nestviz.methods.cam.localize``). The standard WSOL protocol
 (Choe et al. 2020) allows a small labelled set for choosing it; this prints, for each threshold,
 the share of images whose box reaches IoU 0.5 with an object box and the share whose box covers
 more than 95% of the model's view.
@@ -20,9 +20,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.explain.cam import cam, localize  # noqa: E402
-from nestviz.metrics.measure import find_samples  # noqa: E402
-from nestviz.metrics.scoring.localization import box_iou, covers_view  # noqa: E402
+from nestviz.methods.cam import cam, localize  # noqa: E402
+from nestviz.evaluation.measure import find_samples  # noqa: E402
+from nestviz.evaluation.scoring.localization import box_iou, covers_view  # noqa: E402
 
 
 def main() -> None:

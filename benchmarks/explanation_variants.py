@@ -3,7 +3,7 @@
     python benchmarks/explanation_variants.py IMAGES --boxes BOXES [--weights W] [--fit crop]
 
 For each photo's true class, every variant gives a top-level map (or a finer one); each is scored
-as a CAM (MaxBoxAccV2 and peak in an object box, ``nestviz.metrics.trust``'s protocol) and, for top-level
+as a CAM (MaxBoxAccV2 and peak in an object box, ``nestviz.evaluation.trust``'s protocol) and, for top-level
 maps, as GradCAT's cam score (the path through the map's exact split: agreement of the root's and
 the next level's choice with occlusion, leaf centre in a box). Also printed: the leaf an
 occlusion-greedy path reaches and occlusion's single most harmful leaf (how often they are in a
@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
 from nestviz.defaults import EXPLAIN_FIT  # noqa: E402
-from nestviz.explain.cam import class_weights, localize  # noqa: E402
-from nestviz.explain.camtree import logit_share_heat  # noqa: E402
-from nestviz.explain.flow import forward_flow, layer_flow, redistribute  # noqa: E402
-from nestviz.explain.gradcat import block_box, walk  # noqa: E402
-from nestviz.explain.perturb import occlusion_drops  # noqa: E402
-from nestviz.metrics.measure import find_samples  # noqa: E402
+from nestviz.methods.cam import class_weights, localize  # noqa: E402
+from nestviz.methods.camtree import logit_share_heat  # noqa: E402
+from nestviz.methods.flow import forward_flow, layer_flow, redistribute  # noqa: E402
+from nestviz.methods.gradcat import block_box, walk  # noqa: E402
+from nestviz.methods.perturb import occlusion_drops  # noqa: E402
+from nestviz.evaluation.measure import find_samples  # noqa: E402
 from nestviz.model.layers import blockify  # noqa: E402
-from nestviz.metrics.scoring import localization as lo  # noqa: E402
-from nestviz.metrics.trust import EVAL_SIDE, image_map  # noqa: E402
+from nestviz.evaluation.scoring import localization as lo  # noqa: E402
+from nestviz.evaluation.trust import EVAL_SIDE, image_map  # noqa: E402
 
 BATCH = 32
 

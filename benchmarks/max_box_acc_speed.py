@@ -17,7 +17,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nestviz.metrics.scoring.localization import max_box_acc  # noqa: E402
+from nestviz.evaluation.scoring.localization import max_box_acc  # noqa: E402
 
 
 def smooth_maps(n: int, cells: int, size: int = 224, seed: int = 0) -> list[np.ndarray]:

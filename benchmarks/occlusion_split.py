@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
-from nestviz.explain.cam import cam_maps  # noqa: E402
-from nestviz.explain.perturb import occlusion_drops  # noqa: E402
-from nestviz.metrics.measure import find_samples  # noqa: E402
+from nestviz.methods.cam import cam_maps  # noqa: E402
+from nestviz.methods.perturb import occlusion_drops  # noqa: E402
+from nestviz.evaluation.measure import find_samples  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ in the top-left corner, a text watermark in the bottom-right corner, on three cl
 ``heldout/<shortcut>/``, val photos of the other nine classes with the patch pasted and its box as VOC
 XML. ``train`` fine-tunes the default weights on ``train/`` at their own size (``nestviz train --init``,
 ``CACHE/model.safetensors``; a cut-off run resumes from its checkpoint). ``score`` runs the known-answer
-check of ``nestviz metrics --evidence`` (``nestviz.metrics.known_answers``) on each shortcut's held-out photos: the
+check of ``nestviz metrics --evidence`` (``nestviz.evaluation.known_answers``) on each shortcut's held-out photos: the
 decisions that removing the patch changes, scored for every GradCAT node score and every CAM kind,
 beside occlusion, the centre and random.
 """
@@ -77,7 +77,7 @@ def score(args: argparse.Namespace) -> None:
 
 def _caused(base, root: Path, limit: int | None):
     """The held-out photos whose top class the patch decides (removing it changes it), and the default's summary."""
-    from nestviz.metrics.known_answers import find_evidence, run_evidence
+    from nestviz.evaluation.known_answers import find_evidence, run_evidence
 
     samples, _ = find_evidence([root / "images"], root / "evidence")
     if limit and len(samples) > limit:
@@ -88,7 +88,7 @@ def _caused(base, root: Path, limit: int | None):
 
 
 def _methods(nv, samples) -> dict:
-    from nestviz.metrics.known_answers import EvidenceOptions, run_evidence
+    from nestviz.evaluation.known_answers import EvidenceOptions, run_evidence
 
     return run_evidence(nv, samples, EvidenceOptions(baselines=False)).summary["methods"]
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 from nestviz.api import Nestviz  # noqa: E402
 from nestviz.defaults import CAM_KIND, GRADCAT_SCORE, SIGNED_SCORES  # noqa: E402
 from nestviz.train.data import scan_class_folders  # noqa: E402
-from nestviz.metrics.evaluate import folder_to_class  # noqa: E402
-from nestviz.metrics.pointing import pointing_game  # noqa: E402
+from nestviz.evaluation.evaluate import folder_to_class  # noqa: E402
+from nestviz.evaluation.pointing import pointing_game  # noqa: E402
 
 
 def imagenette_val(tar: Path, cache: Path) -> Path:

@@ -7,7 +7,7 @@
     report = nestviz.check_evidence("patched/", "patch_boxes/")  # do they find what the model is known to use?
     nv = nestviz.load("nest_tiny_jx.safetensors")  # or a model object: nestviz.load(model, class_names=...)
 
-The pure computation lives in ``nestviz.explain.gradcat`` and ``nestviz.explain.cam``
+The pure computation lives in ``nestviz.methods.gradcat`` and ``nestviz.methods.cam``
 (``nestviz.explain`` is that package, and calling it is the one-call helper above; ``nestviz.metrics``
 likewise is the metrics package and its helper).
 Importing the package is cheap: torch and the model code load on first use, so
@@ -16,46 +16,26 @@ Importing the package is cheap: torch and the model code load on first use, so
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "api", "Nestviz": "api", "predict": "api", "class_maps": "api", "clear_cache": "api",
+    "explain": "api", "class_maps": "api", "predict": "api", "load": "api", "Nestviz": "api", "clear_cache": "api",
+    "metrics": "evaluation.measure", "MetricsReport": "evaluation.measure",
     "Nest": "model.nest", "NestConfig": "model.nest", "named_config": "model.nest",
     "load_weights": "model.checkpoints", "save_nestviz": "model.checkpoints",
-    "MetricsReport": "metrics.measure", "check_evidence": "metrics.known_answers",
-    "EvidenceReport": "metrics.known_answers", "ImageResult": "results.records", "ClassExplanation": "results.records",
+    "check_evidence": "evaluation.known_answers",
+    "EvidenceReport": "evaluation.known_answers", "ImageResult": "results.records", "ClassExplanation": "results.records",
     "PathNode": "results.records", "CamResult": "results.records", "Result": "results.display",
     "write_figure": "draw", "FITS": "defaults",
 }
-__all__ = ["__version__", "explain", "metrics", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __dir__() -> list[str]:
     """The entry points (lazy names included), so that ``dir(nestviz)`` and tab completion show them."""
     return sorted(set(globals()) | set(__all__))
-
-
-_HELPERS = {"explain": ("api", "explain"), "metrics": ("metrics.measure", "metrics")}  # package -> its one-call helper
-
-
-class _CallablePackage(types.ModuleType):
-    """The type of a feature package that is also its one-call helper: ``nestviz.explain`` (the explanation
-    methods; calling it is ``nestviz.api.explain``) and ``nestviz.metrics`` (the metrics feature; calling it is
-    ``nestviz.metrics.measure.metrics``). The helper loads on the first call."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import importlib
-
-        module, function = _HELPERS[self.__name__.rpartition(".")[2]]
-        return getattr(importlib.import_module(f".{module}", __name__), function)(*args, **kwargs)
-
-
-from . import explain, metrics  # noqa: E402 - their __init__ import nothing: this stays cheap
-
-explain.__class__ = metrics.__class__ = _CallablePackage
 
 
 def __getattr__(name: str) -> Any:

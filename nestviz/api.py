@@ -30,10 +30,10 @@ from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESH
                        check_gradcat_score)
 from .devices import resolve_device
 from .results.display import Result
-from .explain.cam import cam, cam_maps_of_pass, localize
-from .explain import variants
-from .explain.common import explaining, finite_rows, select_classes
-from .explain.gradcat import BlockNode
+from .methods.cam import cam, cam_maps_of_pass, localize
+from .methods import variants
+from .methods.common import explaining, finite_rows, select_classes
+from .methods.gradcat import BlockNode
 from .images import ImageReadError, array_to_image, load_rgb, to_rgb
 from .model.bundle import ModelBundle, bundle_from_model
 from .model.checkpoints import load_weights

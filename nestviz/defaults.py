@@ -7,10 +7,10 @@ non-square photo are not seen), ``pad`` letterboxes the whole image with the mea
 
 ``cam_kind``: ``logit`` is Zhou et al.'s CAM (its mean is the class logit), ``contrast`` the same
 minus the mean of all classes' maps, ``flow`` the contrast map traced back through the top
-level's attention to the cells its evidence came from (see ``nestviz.explain.cam.cam_maps``). ``gradcat_score``:
+level's attention to the cells its evidence came from (see ``nestviz.methods.cam.cam_maps``). ``gradcat_score``:
 ``gradient`` is the paper's score (a child's gradient contribution), ``cam`` the child's share of
-the class logit in the CAM's exact split of it (see ``nestviz.explain.camtree``), ``ablation`` the
-drop in the class probability when the child is removed (see ``nestviz.explain.ablation``),
+the class logit in the CAM's exact split of it (see ``nestviz.methods.camtree``), ``ablation`` the
+drop in the class probability when the child is removed (see ``nestviz.methods.ablation``),
 ``root-ablation`` the ablation score at the root and the cam score below it.
 """
 
@@ -22,7 +22,7 @@ PREDICT_FIT = "crop"  # predict and evaluate: timm's eval transform, the one acc
 TOP_K = {"predict": 5, "explain": 4, "cam": 1, "annotate": 4}  # classes shown / explained by default
 # The CAM box: the 8-connected region above THRESHOLD that holds the peak ("peak"), so that box and peak tell one
 # story, or the largest such region ("largest", before issue 22; MaxBoxAccV2 scores every region either way).
-# Only explain.cam.box_region reads it; measure both with nestviz metrics (GT-known loc, box covers view).
+# Only methods.cam.box_region reads it; measure both with nestviz metrics (GT-known loc, box covers view).
 CAM_BOX_REGIONS = ("peak", "largest")
 CAM_BOX_REGION = "peak"
 THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)

@@ -1,11 +1,11 @@
 """What a folder run records beyond the explanation: the evidence of each image's first explained class
-(``nestviz.explain.evidence``), heard during the pass ``nestviz.api`` makes anyway, placed in original pixels."""
+(``nestviz.methods.evidence``), heard during the pass ``nestviz.api`` makes anyway, placed in original pixels."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .explain.evidence import EvidenceVectors, PassTaps, evidence_vectors
+from .methods.evidence import EvidenceVectors, PassTaps, evidence_vectors
 from .results.records import Evidence, ImageResult
 
 

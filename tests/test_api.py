@@ -16,10 +16,10 @@ from PIL import Image
 import nestviz
 from nestviz import api
 from nestviz.api import Nestviz
-from nestviz.explain.cam import cam, localize
-from nestviz.explain import variants
-from nestviz.explain.camtree import cam_gradcat
-from nestviz.explain.gradcat import gradcat
+from nestviz.methods.cam import cam, localize
+from nestviz.methods import variants
+from nestviz.methods.camtree import cam_gradcat
+from nestviz.methods.gradcat import gradcat
 from nestviz.images import ImageReadError, load_rgb
 from nestviz.preprocess import Preprocessing, to_input
 from nestviz.results.display import Result
@@ -183,9 +183,9 @@ def test_one_call_helpers_and_their_bounded_clearable_cache(tiny_weights: Path, 
 
 
 def test_nestviz_explain_is_the_helper_and_the_package(tiny_weights: Path, images: list[Path]) -> None:
-    import nestviz.explain.gradcat as module
+    import nestviz.methods.gradcat as module
 
-    assert nestviz.explain.gradcat is module
+    assert nestviz.methods.gradcat is module
     [res] = nestviz.explain(images[0], weights=tiny_weights, device="cpu", top_k=1)
     assert res.predictions[0].path
     nestviz.clear_cache()

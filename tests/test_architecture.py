@@ -56,9 +56,9 @@ def reachable(name: str) -> set[str]:
 
 
 def test_the_import_walk_sees_the_package() -> None:
-    assert {"nestviz.api", "nestviz.cli.app", "nestviz.draw", "nestviz.explain.gradcat", "nestviz.batch.runner",
+    assert {"nestviz.api", "nestviz.cli.app", "nestviz.draw", "nestviz.methods.gradcat", "nestviz.batch.runner",
             "nestviz.model.nest", "nestviz.train.loop", "nestviz._files"} <= set(modules())
-    assert "nestviz.explain.gradcat" in imports("nestviz.api")
+    assert "nestviz.methods.gradcat" in imports("nestviz.api")
     assert "nestviz.model.nest" in reachable("nestviz.api")
 
 
@@ -68,20 +68,20 @@ def test_no_import_cycles() -> None:
 
 
 # The packages ("rooms") and which other rooms each may import, anywhere in its code. A room is a package
-# of nestviz (cli, metrics, ...) or a top-level module (api, defaults, ...); "nestviz" is the package's
+# of nestviz (cli, evaluation, ...) or a top-level module (api, defaults, ...); "nestviz" is the package's
 # __init__. The README's development section lists the same rooms (test_the_readme_lists_every_room).
 MAY_IMPORT: dict[str, set[str]] = {
-    "nestviz": {"explain", "metrics"},  # the two packages that are also one-call helpers
+    "nestviz": set(),  # its entry points load lazily, by name
     "__main__": {"cli"},
-    "cli": {"nestviz", "api", "batch", "metrics", "strategies", "train", "model", "draw", "results", "images",
+    "cli": {"nestviz", "api", "batch", "evaluation", "strategies", "train", "model", "draw", "results", "images",
             "devices", "defaults", "_files", "_text"},  # the thin layer over everything else
-    "api": {"explain", "model", "recording", "results", "images", "preprocess", "devices", "defaults"},
-    "metrics": {"api", "explain", "model", "batch", "train", "draw", "preprocess", "defaults", "_files"},
+    "api": {"methods", "model", "recording", "results", "images", "preprocess", "devices", "defaults"},
+    "evaluation": {"api", "methods", "model", "batch", "train", "draw", "preprocess", "defaults", "_files"},
     "batch": {"draw", "results", "images", "defaults", "_files", "_text"},  # handed the API's object, never the model
     "strategies": {"batch", "draw", "results", "images", "_files"},  # reads a run's records: no model
-    "train": {"explain", "model", "images", "preprocess", "_files"},
-    "recording": {"explain", "results"},
-    "explain": {"model", "defaults"},
+    "train": {"methods", "model", "images", "preprocess", "_files"},
+    "recording": {"methods", "results"},
+    "methods": {"model", "defaults"},
     "model": {"preprocess", "_files"},
     "draw": {"results", "defaults", "_files", "_text"},  # a figure worker starts light
     "results": {"draw", "images"},
@@ -105,12 +105,12 @@ def test_each_room_imports_only_what_the_table_allows(name: str) -> None:
 
 
 @pytest.mark.parametrize("room, forbidden", [
-    ("nestviz.draw", ("nestviz.model", "nestviz.explain", "nestviz.api", "nestviz.preprocess", "nestviz.devices")),
-    ("nestviz.batch", ("nestviz.model", "nestviz.explain", "nestviz.api")),
-    ("nestviz.explain", ("nestviz.api", "nestviz.results", "nestviz.draw", "nestviz.batch", "nestviz.cli",
-                         "nestviz.metrics")),
-    ("nestviz.model", ("nestviz.api", "nestviz.explain", "nestviz.draw", "nestviz.batch")),
-    ("nestviz.strategies", ("nestviz.model", "nestviz.explain", "nestviz.api", "nestviz.preprocess", "nestviz.devices",
+    ("nestviz.draw", ("nestviz.model", "nestviz.methods", "nestviz.api", "nestviz.preprocess", "nestviz.devices")),
+    ("nestviz.batch", ("nestviz.model", "nestviz.methods", "nestviz.api")),
+    ("nestviz.methods", ("nestviz.api", "nestviz.results", "nestviz.draw", "nestviz.batch", "nestviz.cli",
+                         "nestviz.evaluation")),
+    ("nestviz.model", ("nestviz.api", "nestviz.methods", "nestviz.draw", "nestviz.batch")),
+    ("nestviz.strategies", ("nestviz.model", "nestviz.methods", "nestviz.api", "nestviz.preprocess", "nestviz.devices",
                             "nestviz.cli")),
 ])
 def test_each_room_keeps_out_of_the_others(room: str, forbidden: tuple[str, ...]) -> None:

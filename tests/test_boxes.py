@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nestviz.metrics.boxes import BoxFileError, ObjectBox, image_key, read_boxes
+from nestviz.evaluation.boxes import BoxFileError, ObjectBox, image_key, read_boxes
 
 
 def voc(width: int, height: int, *objects: tuple[str, int, int, int, int]) -> str:

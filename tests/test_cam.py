@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.explain.cam import box_region, cam, cam_maps, largest_region, localize, upsample_bilinear
+from nestviz.methods.cam import box_region, cam, cam_maps, largest_region, localize, upsample_bilinear
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)

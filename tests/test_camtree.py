@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nestviz.explain.camtree import cam_gradcat, logit_share_heat
-from nestviz.explain.gradcat import gradcat
+from nestviz.methods.camtree import cam_gradcat, logit_share_heat
+from nestviz.methods.gradcat import gradcat
 from .model_helpers import expected_nodes, hand_built, random_model
 
 

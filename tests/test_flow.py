@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nestviz.explain.cam import cam, cam_maps
-from nestviz.explain.camtree import cam_gradcat
-from nestviz.explain.flow import forward_flow, layer_flow, redistribute
+from nestviz.methods.cam import cam, cam_maps
+from nestviz.methods.camtree import cam_gradcat
+from nestviz.methods.flow import forward_flow, layer_flow, redistribute
 from nestviz.model.layers import TransformerLayer
 from .model_helpers import hand_built, random_model
 

@@ -25,7 +25,7 @@ if CHROMIUM is None:
     pytest.skip("no Chromium (apt-get install chromium)", allow_module_level=True)
 
 from nestviz.batch.gallery import gallery_data, write_gallery  # noqa: E402
-from nestviz.explain.cam import localize  # noqa: E402
+from nestviz.methods.cam import localize  # noqa: E402
 from tests.gallery_synth import REPO, real_run, synthetic_run  # noqa: E402
 
 N = 5000

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.explain.gradcat import BlockNode, block_box, gradcat, walk
+from nestviz.methods.gradcat import BlockNode, block_box, gradcat, walk
 from nestviz.model import Nest, NestConfig
 from .model_helpers import expected_nodes, hand_built, random_model
 

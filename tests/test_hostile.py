@@ -187,7 +187,7 @@ def test_rendering_errors_in_shareable_outputs_name_out_relative_to_the_run(tiny
 # -- output places checked before any work (item 9) ---------------------------------------------------------------
 def test_metrics_out_that_cannot_be_made_is_exit_2_before_any_work(tiny_weights: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestviz.metrics.measure as measure
+    import nestviz.evaluation.measure as measure
     from .helpers import write_image
 
     monkeypatch.setattr(measure, "run_metrics", lambda *a, **k: pytest.fail("measured before checking --out"))

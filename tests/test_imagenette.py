@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nestviz.api import Nestviz
-from nestviz.metrics.evaluate import evaluate_folder
+from nestviz.evaluation.evaluate import evaluate_folder
 from .helpers import SHARED
 
 
@@ -39,7 +39,7 @@ def test_default_model_accuracy_on_a_validation_sample(val_sample: Path) -> None
 
 def test_default_model_points_at_the_right_quadrant_of_mosaics(val_sample: Path) -> None:
     from nestviz.train.data import scan_class_folders
-    from nestviz.metrics.pointing import pointing_game
+    from nestviz.evaluation.pointing import pointing_game
 
     ds = scan_class_folders(val_sample)
     by_class: dict[int, list[str]] = {}

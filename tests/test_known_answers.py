@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import nestviz
 from nestviz.cli.app import app
-from nestviz.metrics.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
+from nestviz.evaluation.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
 from nestviz.model.checkpoints import save_nestviz
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Preprocessing, plan_geometry
-from nestviz.metrics.scoring import known_answers as ev
+from nestviz.evaluation.scoring import known_answers as ev
 from .helpers import TINY_CLASSES
 from .model_helpers import tiny_model
 

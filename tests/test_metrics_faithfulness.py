@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.metrics.scoring.faithfulness import (
+from nestviz.evaluation.scoring.faithfulness import (
     auc, deletion_batch, gaussian_blur, insertion_batch, order_from_map, path_agreement, perturbation_steps,
 )
 

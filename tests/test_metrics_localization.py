@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nestviz.metrics.scoring.localization import (
+from nestviz.evaluation.scoring.localization import (
     box_iou, boxes_at_thresholds, centred_map, connected_boxes, covers_view, max_box_acc,
     normalize_map, pointing_hits,
 )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.metrics.scoring.sanity import average_ranks, spearman
+from nestviz.evaluation.scoring.sanity import average_ranks, spearman
 
 
 def test_average_ranks_share_ties():

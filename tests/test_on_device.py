@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nestviz
-from nestviz.metrics.trust import MetricsOptions
+from nestviz.evaluation.trust import MetricsOptions
 from .helpers import write_image
 from .model_helpers import CFG, make_shapes, opts
 

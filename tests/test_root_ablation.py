@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import nestviz
-from nestviz.explain import variants
-from nestviz.explain.ablation import ablation_gradcat
-from nestviz.explain.camtree import cam_gradcat
+from nestviz.methods import variants
+from nestviz.methods.ablation import ablation_gradcat
+from nestviz.methods.camtree import cam_gradcat
 from .helpers import TINY_CLASSES, write_image
 from .model_helpers import TINY_JX, tiny_model
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from nestviz.cli.app import app
 from nestviz.defaults import THRESHOLD, CAM_KIND, GRADCAT_SCORE
-from nestviz.explain.cam import localize
+from nestviz.methods.cam import localize
 from nestviz.model.layers import PatchEmbed
 from .helpers import manifest, write_image
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.explain.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
+from nestviz.methods.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
 from nestviz.results.records import decode_vector, encode_vector
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from nestviz.api import Nestviz
 from nestviz.cli.app import app
-from nestviz.explain.ablation import ablation_block_scores, ablation_gradcat
-from nestviz.explain.cam import cam_maps
-from nestviz.explain.gradcat import block_scores, gradcat, leaf_order
-from nestviz.metrics.measure import find_samples, run_metrics
+from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat
+from nestviz.methods.cam import cam_maps
+from nestviz.methods.gradcat import block_scores, gradcat, leaf_order
+from nestviz.evaluation.measure import find_samples, run_metrics
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Geometry
-from nestviz.metrics.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
+from nestviz.evaluation.trust import MetricsOptions, image_map, leaf_pixel_order, score_batch
 from .helpers import class_folders, TINY_CLASSES, write_image
 from .model_helpers import hand_built, random_model, tiny_model
 

@@ -16,11 +16,11 @@ from nestviz.api import Nestviz
 from nestviz.batch.outputs import RunOptions
 from nestviz.cli.app import app
 from nestviz.defaults import CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, GRADCAT_SCORES, TOP_K, check_choice, check_fit
-from nestviz.explain.ablation import ablation_gradcat
-from nestviz.explain.camtree import cam_gradcat
-from nestviz.explain.gradcat import gradcat
+from nestviz.methods.ablation import ablation_gradcat
+from nestviz.methods.camtree import cam_gradcat
+from nestviz.methods.gradcat import gradcat
 from nestviz.model.layers import PatchEmbed
-from nestviz.metrics.trust import MetricsOptions
+from nestviz.evaluation.trust import MetricsOptions
 from .helpers import class_folders, manifest, TINY_CLASSES, write_image
 from .model_helpers import tiny_model
 

@@ -1,4 +1,4 @@
-"""``nestviz metrics --evidence``: the known-answer check's table, over :mod:`nestviz.metrics.known_answers`."""
+"""``nestviz metrics --evidence``: the known-answer check's table, over :mod:`nestviz.evaluation.known_answers`."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def evidence_command(inputs: list[Path], evidence: Path, nv: Any, *, batch_size:
                      json_out: bool, out: Optional[Path]) -> None:
     """Find the images with evidence boxes, score them, print the table or the JSON (and write it under ``out``)."""
     from .._files import atomic_write_bytes
-    from ..metrics.boxes import BoxFileError
-    from ..metrics.known_answers import find_evidence, run_evidence
+    from ..evaluation.boxes import BoxFileError
+    from ..evaluation.known_answers import find_evidence, run_evidence
     from .tables import progress_bar
 
     try:

@@ -1,4 +1,4 @@
-"""``nestviz metrics``: the command and its table, over :func:`nestviz.metrics.measure.metrics`.
+"""``nestviz metrics``: the command and its table, over :func:`nestviz.evaluation.measure.metrics`.
 
 Heavy modules (torch, rich) load inside the command, so ``nestviz --help`` stays fast.
 """
@@ -74,7 +74,7 @@ def metrics(
     max_pixels: MaxPixels = None,  # noqa: ARG001 - applied by its callback
 ) -> None:
     """Score GradCAT and CAM on your images: localization against object boxes, faithfulness, sanity, with baselines."""
-    from ..metrics.trust import METHODS, MetricsOptions
+    from ..evaluation.trust import METHODS, MetricsOptions
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or any(m not in METHODS for m in chosen):
@@ -92,7 +92,7 @@ def metrics(
                                 json_out=json_out, out=out)
     report = _measure(inputs, boxes, opts, nv, limit=limit, batch_size=batch_size, fit=fit, quiet=quiet or json_out)
     if out is not None:
-        from ..metrics.measure import write_outputs
+        from ..evaluation.measure import write_outputs
 
         write_outputs(report, out)
     if json_out:
@@ -122,8 +122,8 @@ def _check_places(boxes: Optional[Path], evidence: Optional[Path], out: Optional
 def _measure(inputs: list[Path], boxes: Optional[Path], opts: Any, nv: Any, *, limit: Optional[int], batch_size: int,
              fit: str, quiet: bool) -> Any:
     """Find the samples (each left-out image one line on stderr) and score them, with a progress bar unless quiet."""
-    from ..metrics.boxes import BoxFileError
-    from ..metrics.measure import find_samples, run_metrics
+    from ..evaluation.boxes import BoxFileError
+    from ..evaluation.measure import find_samples, run_metrics
     from .tables import progress_bar
 
     try:

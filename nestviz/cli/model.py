@@ -83,7 +83,7 @@ def evaluate(
 ) -> None:
     """Top-1, top-5 and per-class accuracy on a class-per-folder dataset; class folders that match no
     model class are named and left out (exit code 3)."""
-    from ..metrics.evaluate import evaluate_folder
+    from ..evaluation.evaluate import evaluate_folder
     from ..train.data import read_label_names
 
     if not data_dir.is_dir():

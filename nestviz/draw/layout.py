@@ -289,7 +289,7 @@ def score_labels(pred: ClassExplanation, to_px, panel: Panel) -> list[ScoreLabel
 
 def threshold_value(lo: float, hi: float, threshold: float) -> float:
     """Where the box threshold lies on a map's scale: ``threshold`` of the way from its min to its max
-    (as ``explain.cam.localize`` thresholds the min-max normalized map)."""
+    (as ``methods.cam.localize`` thresholds the min-max normalized map)."""
     return lo + threshold * (hi - lo)
 
 

@@ -52,7 +52,7 @@ class CamResult:
     the contrast map with each cell's evidence moved to the cells the top level's attention took it from, same mean.
 
     ``region`` is where the map lies in the original image (the model input's crop); ``size`` the model input's
-    side, the pixels ``box`` and ``peak`` were found at (``nestviz.explain.cam.localize``): the box bounds the region
+    side, the pixels ``box`` and ``peak`` were found at (``nestviz.methods.cam.localize``): the box bounds the region
     above ``threshold`` of the map's range that holds the peak, the maximum.
     """
 
@@ -77,7 +77,7 @@ class CamResult:
 
 @dataclass
 class Evidence:
-    """What the model saw at the evidence of an image's first explained class (``nestviz.explain.evidence``):
+    """What the model saw at the evidence of an image's first explained class (``nestviz.methods.evidence``):
     the top-level ``cells`` (row-major on a ``grid`` of rows x columns) holding the most class evidence, their
     ``box`` in original pixels, and the model's features there: ``leaf`` (the leaf-level tokens' mean, then their
     maximum) and ``top`` (the mean top-level feature), and how much of the image looks like it (``extent``). The

@@ -7,7 +7,7 @@
   one small place (its members' evidence boxes, averaged on the where grid, hold ``place_mass`` of their mass in
   ``place_cells`` cells, 1/16 of the image) while its tightness reaches ``place_tightness`` and exceeds the
   class's by ``place_gain``. Either way the pattern must be small: in the median member, at most ``extent_max`` of
-  the image looks like the evidence (``nestviz.explain.evidence``); sky or water behind an object is tight too,
+  the image looks like the evidence (``nestviz.methods.evidence``); sky or water behind an object is tight too,
   but it is everywhere. A pasted patch, a logo or a watermark.
 - ``border``: the mean where map holds at least ``border_mass`` of its mass in the outer band (``border_band`` of
   each side: 44% of the image's area for 0.125, so a map spread evenly holds 0.44).

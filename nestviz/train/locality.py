@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..explain.cam import class_weights
+from ..methods.cam import class_weights
 from ..model.nest import Nest
 
 

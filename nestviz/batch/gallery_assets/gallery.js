@@ -604,7 +604,7 @@
     return panel;
   }
 
-  /* The CAM as nestviz.explain.cam.localize sees it, in float32 as numpy computes it (Math.fround after each
+  /* The CAM as nestviz.methods.cam.localize sees it, in float32 as numpy computes it (Math.fround after each
    * operation): the recorded map (cam_map: float32 values) upsampled bilinearly to the input side S (half-pixel
    * centres, edges clamped), scaled to [0, 1]. canvas: that map in the colour map lut; box(threshold): the bounding
    * box [x0, y0, x1, y1) (input pixels) of the 8-connected region >= threshold that nestviz boxes (D.cam_box_region,

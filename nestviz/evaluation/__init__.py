@@ -7,7 +7,6 @@
 - ``evaluate``: accuracy on a class-per-folder dataset; ``pointing``: the pointing game on 2x2 mosaics.
 - ``scoring/``: the pure metric functions, arrays in and numbers out.
 
-Calling the package is the one-call helper, ``nestviz.metrics("val/", boxes="boxes/")`` (see
-``nestviz.metrics.measure.metrics``; ``nestviz/__init__.py`` makes the package callable). Nothing is
-imported here, so importing stays cheap.
+The one-call helper ``nestviz.metrics("val/", boxes="boxes/")`` is ``nestviz.evaluation.measure.metrics``.
+Nothing is imported here, so importing stays cheap.
 """

@@ -4,7 +4,7 @@ Conventions (shared by every function here):
 
 - A box is ``[x0, y0, x1, y1]`` in float pixels with exclusive ends: area ``(x1-x0)*(y1-y0)``;
   pixel ``(col i, row j)`` is ``[i, j, i+1, j+1]``. An ImageNet/VOC box with inclusive ``xmax``
-  becomes ``x1 = xmax + 1`` (``nestviz.metrics.boxes`` does this), which makes our IoU equal to the
+  becomes ``x1 = xmax + 1`` (``nestviz.evaluation.boxes`` does this), which makes our IoU equal to the
   ``+1`` IoU of wsolevaluation on integer boxes.
 - A threshold ``t`` selects the pixels whose min-max normalised score is ``>= t``; regions are
   8-connected (as OpenCV's contours are). At ``t = 0`` the whole map is one region.

@@ -50,13 +50,13 @@ def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIN
     of the evidence softmax reads; what every class gains everywhere (the object being an object,
     the photo being a photo) cancels, and what sets the class apart remains. ``flow``: the contrast
     map with each cell's evidence moved back to the cells the top level's attention gathered it from
-    (``nestviz.explain.flow``; pass that module's ``flow``), same mean.
+    (``nestviz.methods.flow``; pass that module's ``flow``), same mean.
     """
     weight, bias = class_weights(model, kind)
     maps = torch.einsum("bchw,bkc->bkhw", features, weight[classes])
     if kind == "flow":
         if flow is None:
-            raise ValueError("the flow CAM needs the top level's attention flow: see nestviz.explain.flow.forward_flow")
+            raise ValueError("the flow CAM needs the top level's attention flow: see nestviz.methods.flow.forward_flow")
         maps = redistribute(maps, flow)
     if bias is not None:
         maps = maps + bias[classes][..., None, None]

@@ -1,7 +1,7 @@
 """``nestviz.metrics(...)``: score a model's explanations on the user's own images (and boxes).
 
 Finds the images, their true classes (the class folder's name, or the box file's object name,
-as a WordNet id or a label) and boxes, runs ``nestviz.metrics.trust`` batch by batch and returns a
+as a WordNet id or a label) and boxes, runs ``nestviz.evaluation.trust`` batch by batch and returns a
 :class:`MetricsReport`. Images of a class the model lacks are counted and listed, not fatal.
 """
 

@@ -34,9 +34,9 @@ import torch
 from ..batch.discover import discover
 from .boxes import image_key, read_boxes
 from ..defaults import EXPLAIN_FIT
-from ..explain.common import explaining
-from ..explain.gradcat import block_box
-from ..explain.perturb import class_probs, occlusion_drops
+from ..methods.common import explaining
+from ..methods.gradcat import block_box
+from ..methods.perturb import class_probs, occlusion_drops
 from ..preprocess import Geometry
 from .scoring import known_answers as ev
 

@@ -1,7 +1,7 @@
 """Known-answer scores: does an explanation point at evidence the model is known to use?
 
 Pure functions on boxes and points in one frame (``[x0, y0, x1, y1]``, exclusive ends, as
-everywhere in ``nestviz.metrics.scoring``). The evidence is a box (a planted patch, a watermark); an
+everywhere in ``nestviz.evaluation.scoring``). The evidence is a box (a planted patch, a watermark); an
 explanation answers with a region (GradCAT's leaf block) or a point (CAM's peak).
 """
 

@@ -2,12 +2,12 @@
 
 NesT's head is linear on the mean of the normalized top map, so the logit splits exactly over
 the top map's cells: logit_c = b_c + sum_cells (w_c . f(cell)) / cells. At the root this share of
-a child quadrant is the paper's gradient score itself (``nestviz.explain.gradcat``: at the top
+a child quadrant is the paper's gradient score itself (``nestviz.methods.gradcat``: at the top
 level A * dY/dA summed over channels is (w_c . f) / cells). ``kind`` is the CAM's
-(``nestviz.explain.cam.cam_maps``): ``logit`` splits the logit, ``contrast`` the logit minus the
+(``nestviz.methods.cam.cam_maps``): ``logit`` splits the logit, ``contrast`` the logit minus the
 mean logit (w_c - mean(w)), what sets the class apart from the others, so that the path
 descends through the same map that ``cam`` draws (``flow``: that map traced back through the top
-level's attention, ``nestviz.explain.flow``, which keeps the split exact). Below the root this variant keeps
+level's attention, ``nestviz.methods.flow``, which keeps the split exact). Below the root this variant keeps
 reading the same decomposition (a child's score is the logit share of the top cells over its
 pixels, a cell split between children counting by area) where the paper reads A * dY/dA at the
 child's own level. The scores are in logit units and add up: the children's shares make their

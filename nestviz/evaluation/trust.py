@@ -14,7 +14,7 @@ scores them with the field's protocols, beside baselines on the same images:
 
 Baselines: ``centre`` (centred boxes, the image centre), ``random`` (a random map, point, order
 and child), ``occlusion`` (the class-probability drop when each leaf block is set to the mean).
-The metric functions are pure (``nestviz.metrics.scoring``); this module runs the model for them.
+The metric functions are pure (``nestviz.evaluation.scoring``); this module runs the model for them.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
-from ..explain import variants
-from ..explain.cam import cam_maps_of_pass, localize
-from ..explain.gradcat import GradcatOutput, block_box, leaf_order
-from ..explain.perturb import class_probs, occlusion_drops, randomized_top
+from ..methods import variants
+from ..methods.cam import cam_maps_of_pass, localize
+from ..methods.gradcat import GradcatOutput, block_box, leaf_order
+from ..methods.perturb import class_probs, occlusion_drops, randomized_top
 from ..model.nest import Nest
 from ..preprocess import Geometry
 from .scoring import faithfulness as fa
@@ -55,7 +55,7 @@ class MetricsOptions:
     tolerance: float = 15.0  # pointing game, in pixels of the image
     threshold: float = THRESHOLD  # CAM box threshold: the tool's default
     cam_kind: str = CAM_KIND  # nestviz.defaults.CAM_KINDS
-    gradcat_score: str = GRADCAT_SCORE  # nestviz.defaults.GRADCAT_SCORES (ablation: nestviz.explain.ablation)
+    gradcat_score: str = GRADCAT_SCORE  # nestviz.defaults.GRADCAT_SCORES (ablation: nestviz.methods.ablation)
     sanity: bool = True
     seed: int = 0
 
