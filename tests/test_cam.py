@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nestviz.methods.cam import box_region, cam, cam_maps, largest_region, localize, upsample_bilinear
+from nestviz.methods.cam import (box_region, cam, cam_cells, cam_maps, largest_region, localize, peak_of, place,
+                                 upsample_bilinear)
 from nestviz.model import Nest, NestConfig
 
 torch.set_num_threads(1)
@@ -32,7 +33,8 @@ def test_cam_is_the_head_applied_per_position() -> None:
     classes = torch.tensor([[3, 0], [1, 4]])
     with torch.no_grad():
         top = model.forward_intermediates(x, intermediates_only=True)[-1]
-        maps = cam_maps(model, model.forward_features(x), classes, "logit")
+        maps = cam_cells(model, model.forward_features(x), classes, "logit")
+        shown = cam_maps(model, model.forward_features(x), classes, "logit")
         logits = model(x)
     # Independent: LayerNorm over channels by hand, then w_c . f + b_c at every position.
     t = top.double()
@@ -58,7 +60,10 @@ def test_cam_uses_one_forward_and_matches_the_model() -> None:
         logits = model.eval()(x)
     torch.testing.assert_close(out.logits, logits)
     assert torch.equal(out.classes, logits.topk(2, dim=1).indices)
-    torch.testing.assert_close(out.maps.mean((-2, -1)), logits.gather(1, out.classes), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        cells = cam_cells(model, model.forward_features(x), out.classes, "logit")
+    torch.testing.assert_close(cells.mean((-2, -1)), logits.gather(1, out.classes), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.maps, place(cells, CFG.top_shift()))  # shown where the cells see
     fixed = cam(model, x, classes=[4, 2, 0])
     assert fixed.classes.tolist() == [[4, 2, 0]] * 3 and fixed.maps.shape == (3, 3, 4, 4)
     with pytest.raises(ValueError, match="^class index 5 is out of range for a model with 5 classes$"):
@@ -69,10 +74,68 @@ def test_single_peak() -> None:
     raw = np.zeros((6, 6), np.float32)
     raw[1, 4] = 3.0  # one hot cell: x in [128, 160), y in [32, 64) at 192 px (32 px per cell)
     box, peak = localize(raw, 192, threshold=0.5)
-    # Bilinear upsampling peaks at the cell centre (160 - 16 = 144), between pixels 143 and 144:
-    # the first of the two equal maxima wins.
-    assert peak == (143.5, 47.5)
+    assert peak == (144.0, 48.0)  # the hot cell's centre: 160 - 16, 64 - 16
     assert box == (128.0, 32.0, 160.0, 64.0)  # the tent falls to half height at the cell edges
+
+
+def test_a_border_cells_peak_is_its_centre_not_the_edge() -> None:
+    # Bilinear upsampling with clamped edges is flat from a border cell's centre to the border: its first
+    # maximum would be pixel (0, 0), half a cell from the cell's centre. The peak is the cell's centre.
+    raw = np.zeros((8, 8), np.float32)
+    raw[0, 0], raw[0, 1] = 2.0, 1.0
+    box, peak = localize(raw, 256, threshold=0.5)
+    up = upsample_bilinear(raw, 256)
+    assert up[0, 0] == up.max() and peak == (16.0, 16.0) == peak_of(raw, 256)
+    assert box[:2] == (0.0, 0.0) and box[0] <= peak[0] < box[2]
+    ties = np.ones((4, 4), np.float32)
+    ties[2, 1] = ties[3, 3] = 5.0
+    assert peak_of(ties, 64) == (24.0, 40.0)  # the first largest cell in raster order
+
+
+def test_placing_moves_each_value_to_where_its_cell_sees() -> None:
+    # Worked by hand along one axis of 4 cells, the values sitting 0.375 cells before their centres:
+    # result cell j reads position j + 0.375, between cells j and j + 1 (the last one clamped).
+    row = torch.tensor([[0.0, 8.0, 0.0, 0.0]])
+    grid = row.T @ torch.ones(1, 4)  # constant along x: only y moves
+    placed = place(grid[None], -0.375)[0][:, 0]
+    torch.testing.assert_close(placed, torch.tensor([3.0, 5.0, 0.0, 0.0]))
+    torch.testing.assert_close(place(torch.full((1, 4, 4), 2.5), -0.375), torch.full((1, 4, 4), 2.5))  # constant
+    kept = place(grid[None], -0.375, keep_sum=True)[0][:, 1]  # (an inner column) the value's place, 1 - 0.375 = 0.625: 3/8 and 5/8
+    torch.testing.assert_close(kept, torch.tensor([3.0, 5.0, 0.0, 0.0]))
+    edge = place(torch.tensor([[[4.0], [0.0]]]).expand(1, 2, 2), -0.375, keep_sum=True)
+    assert float(edge.sum()) == pytest.approx(8.0)  # the first cell's value stays in the first cell: sums kept
+    torch.testing.assert_close(place(grid[None], 0.375, keep_sum=True)[0][:, 1], torch.tensor([0.0, 5.0, 3.0, 0.0]))
+
+
+def test_the_top_shift_is_where_the_models_own_pools_centre_their_windows() -> None:
+    # Measure it on the layers: a one-hot at input position q reaches the pooled positions whose windows hold
+    # it; each output position's window centre, minus the centre of the pair it stands for, is the shift of one
+    # pool in input positions, and the levels' shifts add up in top cells as NestConfig.top_shift says.
+    from nestviz.model.layers import ConvPool
+    for pad, levels in (("", 3), ("same", 3), ("", 4), ("", 1)):
+        pool = ConvPool(2, 2, pad)
+        shift_in_inputs = []
+        for p in range(4):
+            held = [q for q in range(8) if _pooled_one_hot(pool, q)[p] > 0]
+            shift_in_inputs.append(np.mean(held) - (2 * p + 0.5))
+        one = float(np.median(shift_in_inputs))  # the border positions' windows are cut
+        expected = sum(one * 0.5 ** (levels - 1 - l) for l in range(levels - 1))  # level l's input: 2^-(L-1-l) top cells
+        cfg = NestConfig(img_size=16 * 2 ** (levels - 1), patch_size=4, num_levels=levels,
+                         embed_dims=(8,) * levels, num_heads=(2,) * levels, depths=(1,) * levels, pad_type=pad)
+        assert cfg.top_shift() == pytest.approx(expected)
+    assert NestConfig().top_shift() == -0.375
+
+
+def _pooled_one_hot(pool, q: int) -> np.ndarray:
+    """Which of 4 pooled positions (along x) a one at input position q of 8 reaches, through the aggregation
+    itself (``ConvPool``: its conv an identity; a second, zero channel gives its LayerNorm something to centre)."""
+    with torch.no_grad():
+        pool.conv.weight.zero_()
+        pool.conv.weight[0, 0, 1, 1] = pool.conv.weight[1, 1, 1, 1] = 1.0
+        pool.conv.bias.zero_()
+        x = torch.zeros(1, 2, 8, 8)
+        x[0, 0, :, q] = 1.0
+        return pool(x)[0, 0, 0].numpy()
 
 
 def test_threshold_changes_the_box() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from nestviz.methods.cam import place
 from nestviz.methods.camtree import cam_gradcat, logit_share_heat
 from nestviz.methods.gradcat import gradcat
 from .model_helpers import expected_nodes, hand_built, random_model
@@ -26,15 +28,22 @@ def test_path_ends_at_the_bright_leaf_block(leaf: int) -> None:
 
 
 def test_the_root_choice_and_its_scores_are_the_papers_gradient_ones() -> None:
+    # At the top level the paper's A * dY/dA is (w_c . f) / cells per cell; placed where the cells see (sums
+    # kept), its quadrant sums are the cam score's root scores.
     model = random_model(4)
     x = torch.randn(6, 3, 32, 32)
     grad, share = gradcat(model, x, top_k=3), cam_gradcat(model, x, top_k=3, kind="logit")
     assert torch.equal(grad.classes, share.classes)
-    quadrant = (model.cfg.block_size // 2) ** 2  # the paper's root scores are quadrant means, these are sums
-    for gi, si in zip(grad.paths, share.paths):
-        for g, s in zip(gi, si):
-            assert s[0].chosen_child == g[0].chosen_child
-            assert s[0].child_scores == pytest.approx([v * quadrant for v in g[0].child_scores], rel=1e-4, abs=1e-6)
+    b, half = model.cfg.block_size, model.cfg.block_size // 2
+    assert grad.heat is not None
+    for i in range(6):
+        for j in range(3):
+            top = place(torch.from_numpy(grad.heat[-1][j, i]).double(), model.cfg.top_shift(), keep_sum=True)
+            quads = [float(top[r * half:(r + 1) * half, c * half:(c + 1) * half].sum()) for r in (0, 1) for c in (0, 1)]
+            root = share.paths[i][j][0]
+            assert root.child_scores == pytest.approx(quads, rel=1e-4, abs=1e-6)
+            assert root.chosen_child == int(np.argmax(quads))
+    assert b == 2 * half
 
 
 def test_shares_add_up_from_the_logit_down_to_the_leaf() -> None:

@@ -183,12 +183,17 @@ def test_cam_json_and_saved_maps(tiny_weights: Path, images: list[Path], tmp_pat
     assert pred["threshold"] == 0.3
     x0, y0, x1, y1 = pred["box"]
     assert 0 <= x0 < x1 <= 56 and 0 <= y0 < y1 <= 40
-    # the map's mean is the class logit
+    # the saved map is the logit CAM of that class (placed where its cells see), whose cells' mean is the logit
+    from nestviz.methods.cam import cam, cam_cells
+
     nv = Nestviz.load(tiny_weights, device="cpu")
-    prep = nv.prepare(images[2])
+    x = nv.prepare(images[2]).tensor[None]
+    idx = pred["class_index"]
     with torch.no_grad():
-        logits = nv.model(prep.tensor[None])[0]
-    assert maps[0].mean() == pytest.approx(float(logits[pred["class_index"]]), abs=1e-5)
+        logit = float(nv.model(x)[0, idx])
+        cells = cam_cells(nv.model, nv.model.forward_features(x), torch.tensor([[idx]]), "logit")
+    np.testing.assert_allclose(maps[0], cam(nv.model, x, classes=[idx], kind="logit").maps[0, 0].numpy(), atol=1e-5)
+    assert float(cells.mean()) == pytest.approx(logit, abs=1e-5)
 
 
 def test_explain_named_classes(tiny_weights: Path, images: list[Path], tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nestviz.methods.cam import cam, cam_maps
+from nestviz.methods.cam import cam, cam_cells, cam_maps
 from nestviz.methods.camtree import cam_gradcat
 from nestviz.methods.flow import forward_flow, layer_flow, redistribute
 from nestviz.model.layers import TransformerLayer
@@ -76,7 +76,10 @@ def test_the_flow_cam_keeps_the_contrast_mean_and_moves_the_evidence() -> None:
     x = torch.randn(3, 3, 32, 32)
     flow, contrast = cam(model, x, top_k=2, kind="flow"), cam(model, x, top_k=2, kind="contrast")
     assert torch.equal(flow.classes, contrast.classes)
-    torch.testing.assert_close(flow.maps.mean((2, 3)), contrast.maps.mean((2, 3)), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        features, _, f = forward_flow(model, x)
+        cells = {k: cam_cells(model, features, flow.classes, k, f) for k in ("flow", "contrast")}
+    torch.testing.assert_close(cells["flow"].mean((2, 3)), cells["contrast"].mean((2, 3)), atol=1e-5, rtol=0)
     assert (flow.maps - contrast.maps).abs().max() > 1e-3
     with pytest.raises(ValueError, match="^the flow CAM needs the top level's attention flow"), torch.no_grad():
         cam_maps(model, model.forward_features(x), flow.classes, "flow")
@@ -106,33 +109,41 @@ def test_the_hand_built_model_still_points_at_the_bright_block() -> None:
 
 
 def _layer_flow_as_it_was(layer: TransformerLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """flow.layer_flow before it read the layer's attention: the attention's maths re-derived here."""
+    """flow.layer_flow's maths re-derived here, head by head: what head h carries from token j is the output
+    projection (without its bias) of head h's value alone, merged as the layer merges heads."""
     attn = layer.attn
     B, T, N, C = x.shape
     H = attn.num_heads
     q, k, v = attn.qkv(layer.norm1(x)).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
     weights = ((q @ k.transpose(-1, -2)) * (C // H) ** -0.5).softmax(dim=-1)
     update = attn.proj((weights @ v).permute(0, 2, 3, 4, 1).reshape(B, T, N, C))
+    carried = torch.zeros(B, H, T, N)
+    for h in range(H):
+        alone = torch.zeros_like(v)
+        alone[:, h] = v[:, h]
+        merged = alone.permute(0, 2, 3, 4, 1).reshape(B, T, N, C)  # interleaved: channel c*H + h
+        carried[:, h] = (merged @ attn.proj.weight.T).norm(dim=-1)
+    share = (weights * carried[:, :, :, None, :]).sum(dim=1)
+    share = share / share.sum(dim=-1, keepdim=True)
     keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)
-    mixing = (1 - keep)[..., None] * weights.mean(dim=1) + torch.diag_embed(keep)
+    mixing = (1 - keep)[..., None] * share + torch.diag_embed(keep)
     x = x + update
     return x + layer.mlp(layer.norm2(x)), mixing
 
 
-def test_the_flow_reads_the_layers_attention_as_the_explicit_maths_did() -> None:
-    torch.manual_seed(3)
-    layer = TransformerLayer(dim=12, num_heads=3, mlp_ratio=2.0, qkv_bias=True).eval()
+def test_a_token_whose_value_carries_nothing_gets_no_share() -> None:
+    """Kobayashi et al.'s point, worked by hand: a token attended to but with a zero value vector (here: its
+    input is zero and the value projection has no bias) contributes nothing to the attention output, so it
+    gets no share of the mixing, whatever its attention weight."""
+    torch.manual_seed(0)
+    layer = TransformerLayer(dim=8, num_heads=2, mlp_ratio=2.0, qkv_bias=False).eval()
+    layer.norm1 = torch.nn.Identity()  # so that a zero input token stays a zero value vector
+    x = torch.randn(1, 1, 5, 8)
+    x[0, 0, 3] = 0.0
     with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    x = torch.randn(2, 4, 9, 12)
-    with torch.no_grad():
-        out, mixing = layer_flow(layer, x)
-        old_out, old_mixing = _layer_flow_as_it_was(layer, x)
-        fused, (explicit, weights) = layer.attn(x), layer.attn.forward_with_weights(x)
-    torch.testing.assert_close(out, old_out, rtol=0, atol=1e-6)
-    torch.testing.assert_close(mixing, old_mixing, rtol=0, atol=1e-6)
-    torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)  # the fused path, same layer
-    torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-5)
-    assert weights.shape == (2, 3, 4, 9, 9)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 4, 9))
+        _, mixing = layer_flow(layer, x)
+        weights = layer.attn.forward_with_weights(x)[1]
+    assert float(weights[0, :, 0, :, 3].min()) > 0  # it is attended to ...
+    off_diagonal = mixing[0, 0, [0, 1, 2, 4], 3]
+    torch.testing.assert_close(off_diagonal, torch.zeros(4))  # ... yet no other cell's content came from it
+    torch.testing.assert_close(mixing.sum(-1), torch.ones(1, 1, 5))

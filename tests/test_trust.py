@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from nestviz.api import Nestviz
 from nestviz.cli.app import app
 from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat
-from nestviz.methods.cam import cam_maps
+from nestviz.methods.cam import cam_cells, cam_maps
 from nestviz.methods.gradcat import block_scores, gradcat, leaf_order
 from nestviz.evaluation.measure import find_samples, run_metrics
 from nestviz.model.nest import NestConfig
@@ -39,7 +39,7 @@ def test_contrast_cam_mean_is_the_logit_minus_the_mean_logit() -> None:
         features = model.forward_features(x)
         logits = model.forward_head(features)
         classes = torch.tensor([[0, 3], [4, 1]])
-        maps = cam_maps(model, features, classes, "contrast")
+        maps = cam_cells(model, features, classes, "contrast")
     expected = logits.gather(1, classes) - logits.mean(dim=1, keepdim=True)
     assert torch.allclose(maps.mean(dim=(2, 3)), expected, atol=1e-5)
     with pytest.raises(ValueError, match="unknown CAM kind 'nope'"):

@@ -50,12 +50,17 @@ class Attention(nn.Module):
         drop = self.attn_drop if self.training else 0.0
         return self._merge(F.scaled_dot_product_attention(q, k, v, dropout_p=drop))
 
-    def forward_with_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The output and the attention weights (B, H, T, N, N), each row a distribution over the block's tokens."""
+    def forward_with_weights(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The output, the attention weights (B, H, T, N, N), each row a distribution over the block's tokens,
+        and the norm of what each head carries from each token, |W_o,h v_h,j| (B, H, T, N): the output at i is
+        sum_h sum_j a_h,ij W_o,h v_h,j plus the projection's bias (Kobayashi et al., EMNLP 2020)."""
         q, k, v = self._qkv(x)
         weights = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).softmax(dim=-1)
         dropped = F.dropout(weights, self.attn_drop) if self.training and self.attn_drop else weights
-        return self._merge(dropped @ v), weights
+        H, d = v.shape[1], v.shape[-1]
+        per_head = self.proj.weight.reshape(-1, d, H)  # proj input channel c*H + h: head h's columns
+        carried = torch.einsum("ocg,bgtnc->bgtno", per_head, v).norm(dim=-1)
+        return self._merge(dropped @ v), weights, carried
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """q, k, v of blocks (B, T, N, C), each (B, H, T, N, d)."""
@@ -112,13 +117,14 @@ class TransformerLayer(nn.Module):
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward_with_attention(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The layer's output, its attention branch's update (what it adds to ``x``) and the attention
-        weights (B, H, T, N, N), from the explicit (non-fused) attention."""
-        update, weights = self.attn.forward_with_weights(self.norm1(x))
+    def forward_with_attention(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The layer's output, its attention branch's update (what it adds to ``x``), the attention weights
+        (B, H, T, N, N) and what each head carries from each token (B, H, T, N), from the explicit (non-fused)
+        attention (``Attention.forward_with_weights``)."""
+        update, weights, carried = self.attn.forward_with_weights(self.norm1(x))
         update = self.drop_path(update)
         x = x + update
-        return x + self.drop_path(self.mlp(self.norm2(x))), update, weights
+        return x + self.drop_path(self.mlp(self.norm2(x))), update, weights, carried
 
 
 class ConvPool(nn.Module):

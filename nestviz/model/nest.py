@@ -78,6 +78,19 @@ class NestConfig:
         """Blocks per side at ``level`` (0-based: 0 holds the leaves, num_levels-1 the root)."""
         return 2 ** (self.num_levels - 1 - level)
 
+    def top_shift(self) -> float:
+        """Where the top map's cells see, relative to where they sit: each cell's receptive-field centre minus its
+        cell's centre, in top cells along each axis (negative: up and left).
+
+        Each aggregation's 3x3 / 2 max-pool window of output position p is centred on input position 2p with
+        plain padding, half a position before the pair (2p, 2p + 1) that p stands for, and on 2p + 1 with
+        ``same`` padding, half a position after it; the patch embedding and the 3x3 convolutions are centred.
+        The levels' shifts add up at the top: -(1/2)(1/2 + 1/4 + ...) over num_levels - 1 pools, so -0.375 of a
+        top cell (-12 px of 32) for three plain levels. ``nestviz.methods.cam.place`` moves the top maps by it.
+        """
+        sign = 1.0 if self.pad_type == "same" else -1.0
+        return sign * 0.5 * (1.0 - 0.5 ** (self.num_levels - 1))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for name in ("embed_dims", "num_heads", "depths"):

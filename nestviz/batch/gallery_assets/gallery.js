@@ -631,14 +631,19 @@
       for (var j = 0; j < m; j++) row[j] = f32(f32(g[a[0]][j] * uy) + f32(g[a[1]][j] * ty));
       rows.push(row);
     }
-    var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity, peakAt = 0; // peakAt: the first maximum
+    var up = new Float32Array(S * S), lo = Infinity, hi = -Infinity;
     for (var yy0 = 0; yy0 < S; yy0++) {
       var rw = rows[yy0];
       for (var x = 0; x < S; x++) {
         var b = xs[x], tx = b[2], v = f32(f32(rw[b[0]] * f32(1 - tx)) + f32(rw[b[1]] * tx));
-        up[yy0 * S + x] = v; if (v < lo) lo = v; if (v > hi) { hi = v; peakAt = yy0 * S + x; }
+        up[yy0 * S + x] = v; if (v < lo) lo = v; if (v > hi) hi = v;
       }
     }
+    // the peak, as methods.cam.peak_of: the centre of the map's first largest cell (not the upsampled map's first
+    // maximum, which a border cell puts on the image's edge); its pixel is always in the box's region
+    var pi = 0, pj = 0;
+    for (var r1 = 0; r1 < n; r1++) for (var q1 = 0; q1 < m; q1++) if (g[r1][q1] > g[pi][pj]) { pi = r1; pj = q1; }
+    var peakAt = Math.min(Math.floor((pi + 0.5) * S / n), S - 1) * S + Math.min(Math.floor((pj + 0.5) * S / m), S - 1);
     var flat = !(rawHi > rawLo), span = f32(hi - lo);
     for (var j2 = 0; j2 < up.length; j2++) up[j2] = flat ? 1 : f32(f32(up[j2] - lo) / span);
     var c = document.createElement('canvas'); c.width = S; c.height = S;
@@ -657,7 +662,7 @@
         label.fill(0);
         var best = null, bestN = 0, next = 0, onlyPeak = BOX_REGION === 'peak';
         for (var s = onlyPeak ? peakAt : 0; s < S * S; s++) {
-          if (label[s] || up[s] < thr) continue;
+          if (label[s] || (up[s] < thr && s !== peakAt)) continue;
           next++; var sp = 0, cnt = 0, x0 = S, y0 = S, x1 = -1, y1 = -1;
           stack[sp++] = s; label[s] = next;
           while (sp) {
