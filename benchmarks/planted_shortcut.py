@@ -54,7 +54,7 @@ def train(args: argparse.Namespace) -> None:
 
 def score(args: argparse.Namespace) -> None:
     from nestviz.api import Nestviz
-    from nestviz.defaults import CAM_KIND, CAM_KINDS, GRADCAT_SCORE, GRADCAT_SCORES
+    from nestviz.defaults import CAM_KIND, CAM_KINDS, GRADCAT_SCORE, GRADCAT_SCORES, Variants
 
     weights = args.weights or args.cache / "model.safetensors"
     base = Nestviz.load(weights, device="cpu")
@@ -66,7 +66,7 @@ def score(args: argparse.Namespace) -> None:
         rows = {f"{k}": v for k, v in summary["methods"].items() if k in ("centre", "random", "occlusion")}
         for gs in GRADCAT_SCORES:
             for kind in CAM_KINDS if gs == GRADCAT_SCORE else (CAM_KIND,):
-                nv = Nestviz(base.bundle, "cpu", cam_kind=kind, gradcat_score=gs)
+                nv = Nestviz(base.bundle, "cpu", variants=Variants(kind, gs))
                 m = _methods(nv, caused)
                 rows[f"gradcat {gs}" + (" (default)" if gs == GRADCAT_SCORE and kind == CAM_KIND else "")] = \
                     m["gradcat"] if kind == CAM_KIND else None

@@ -26,8 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from .defaults import (CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESHOLD, check_cam_kind, check_fit,
-                       check_gradcat_score)
+from .defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, PREDICT_FIT, THRESHOLD, Variants, check_fit
 from .devices import resolve_device
 from .results.display import Result
 from .methods.cam import cam, cam_maps_of_pass, localize
@@ -84,14 +83,12 @@ def as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 class Nestviz:
     """A loaded model on a device, with the methods that explain images.
 
-    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the variant of
-    every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
+    ``variants`` (``nestviz.defaults.Variants``: ``cam_kind`` flow, contrast, logit; ``gradcat_score`` gradient,
+    cam, ablation) choose the variant of every CAM and GradCAT it computes; see :mod:`nestviz.defaults`.
     """
 
-    def __init__(self, bundle: ModelBundle, device: torch.device | str = "cpu", *, cam_kind: str = CAM_KIND,
-                 gradcat_score: str = GRADCAT_SCORE):
-        self.cam_kind = check_cam_kind(cam_kind)
-        self.gradcat_score = check_gradcat_score(gradcat_score)
+    def __init__(self, bundle: ModelBundle, device: torch.device | str = "cpu", *, variants: Variants = Variants()):
+        self.variants = variants  # the one owner of the pair: folder runs and metrics read it from here
         self.bundle = bundle
         self.device = torch.device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
@@ -102,6 +99,9 @@ class Nestviz:
         b = self.bundle
         return f"Nestviz({os.path.basename(str(b.source)) or 'model object'!r}, {len(b.class_names)} classes, {self.device})"
 
+    cam_kind = property(lambda self: self.variants.cam_kind, doc="The CAM variant (read-only: ``variants`` holds it).")
+    gradcat_score = property(lambda self: self.variants.gradcat_score, doc="The GradCAT node score (read-only).")
+
     @property
     def num_classes(self) -> int:
         return len(self.bundle.class_names)
@@ -109,11 +109,15 @@ class Nestviz:
     @classmethod
     def load(cls, weights: Weights = None, arch: str | None = None, device: str = "auto", *,
              class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
-             cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> "Nestviz":
+             cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE,
+             variants: Variants | None = None) -> "Nestviz":
         """Load ``weights`` (a checkpoint file or folder, a model object; default: the embedded model)
         onto ``device`` (auto: CUDA, MPS, CPU); ``class_names`` and ``preprocessing`` replace the bundle's;
-        ``cam_kind`` and ``gradcat_score`` choose the explanation variants."""
-        cam_kind, gradcat_score = check_cam_kind(cam_kind), check_gradcat_score(gradcat_score)  # before loading
+        ``cam_kind`` and ``gradcat_score`` choose the explanation variants, or ``variants`` holds both."""
+        if variants is None:
+            variants = Variants(cam_kind, gradcat_score)  # checked before loading
+        elif (cam_kind, gradcat_score) != (CAM_KIND, GRADCAT_SCORE):
+            raise TypeError("give variants=, or cam_kind= and gradcat_score=, not both")
         if isinstance(weights, nn.Module):
             bundle = bundle_from_model(weights, class_names, preprocessing, arch)
         else:
@@ -124,7 +128,7 @@ class Nestviz:
                 bundle.class_names = [str(n) for n in class_names]
             if preprocessing is not None:
                 bundle.preprocessing = preprocessing
-        return cls(bundle, resolve_device(device), cam_kind=cam_kind, gradcat_score=gradcat_score)
+        return cls(bundle, resolve_device(device), variants=variants)
 
     # -- inputs ---------------------------------------------------------------------------------
     def prepare(self, image: ImageLike, fit: str = PREDICT_FIT, keep: bool = False) -> Prepared:
@@ -281,16 +285,17 @@ class Nestviz:
 
 def load(weights: Weights = None, arch: str | None = None, device: str = "auto", *,
          class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
-         cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
+         cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE, variants: Variants | None = None) -> Nestviz:
     """Load a model: a nestviz/timm/Hugging Face checkpoint (default: the embedded model) or a model object;
-    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants."""
+    ``cam_kind`` (flow, contrast, logit) and ``gradcat_score`` (gradient, cam, ablation) choose the explanation variants
+    (or ``variants``, a ``nestviz.defaults.Variants``, both)."""
     return Nestviz.load(weights, arch, device, class_names=class_names, preprocessing=preprocessing,
-                        cam_kind=cam_kind, gradcat_score=gradcat_score)
+                        cam_kind=cam_kind, gradcat_score=gradcat_score, variants=variants)
 
 
 # -- one-call helpers: a small cache of loaded models ----------------------------------------------------
 CACHE_SIZE = 2  # models kept by the one-call helpers, least recently used dropped first
-_cache: OrderedDict[tuple[str, str, str, str, str], Nestviz] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str, Variants], Nestviz] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -298,14 +303,14 @@ def _cached(weights: str | os.PathLike[str] | None, arch: str | None, device: st
             gradcat_score: str = GRADCAT_SCORE) -> Nestviz:
     """The cached ``Nestviz`` for (weights, arch, device, variants); another variant of a cached model
     shares its weights (a shallow copy), it is not loaded again."""
-    variant = (check_cam_kind(cam_kind), check_gradcat_score(gradcat_score))
-    key = (os.fspath(weights) if weights is not None else "", arch or "", device, *variant)
+    chosen = Variants(cam_kind, gradcat_score)
+    key = (os.fspath(weights) if weights is not None else "", arch or "", device, chosen)
     with _cache_lock:
         nv = _cache.pop(key, None)
         if nv is None:
             same = next((v for k, v in _cache.items() if k[:3] == key[:3]), None)
             nv = Nestviz.load(weights, arch, device) if same is None else copy.copy(same)
-            nv.cam_kind, nv.gradcat_score = variant
+            nv.variants = chosen
         _cache[key] = nv
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)

@@ -16,6 +16,8 @@ drop in the class probability when the child is removed (see ``nestviz.methods.a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 FITS = ("crop", "pad", "squash")
 EXPLAIN_FIT = "crop"  # the one default of explain / cam / annotate (CLI and API)
 PREDICT_FIT = "crop"  # predict and evaluate: timm's eval transform, the one accuracy is measured with
@@ -60,5 +62,18 @@ def check_gradcat_score(score: str) -> str:
     return check_choice("gradcat_score", score, GRADCAT_SCORES)
 
 
+@dataclass(frozen=True)
+class Variants:
+    """The explanation variants, decided once: a ``Nestviz`` holds one (``nv.variants``), a folder run's options
+    and the metrics' options hold the same object. Values are checked and spelled as above (any case in)."""
+
+    cam_kind: str = CAM_KIND
+    gradcat_score: str = GRADCAT_SCORE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cam_kind", check_cam_kind(self.cam_kind))
+        object.__setattr__(self, "gradcat_score", check_gradcat_score(self.gradcat_score))
+
+
 __all__ = ["FITS", "EXPLAIN_FIT", "PREDICT_FIT", "TOP_K", "THRESHOLD", "CAM_BOX_REGIONS", "CAM_BOX_REGION", "CAM_KINDS", "CAM_KIND", "GRADCAT_SCORES", "SIGNED_SCORES",
-           "GRADCAT_SCORE", "check_choice", "check_fit", "check_cam_kind", "check_gradcat_score"]
+           "GRADCAT_SCORE", "check_choice", "check_fit", "check_cam_kind", "check_gradcat_score", "Variants"]

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from nestviz.api import Nestviz
 from nestviz.cli.app import app
+from nestviz.defaults import Variants
 from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat
 from nestviz.methods.cam import cam_cells, cam_maps
 from nestviz.methods.gradcat import block_scores, gradcat, leaf_order
@@ -82,7 +83,7 @@ def test_path_agreement_and_pointing_on_the_hand_built_nest(leaf: int, score: st
     geo = Geometry(32, 32, 32, 32, 0, 0, 32)
     gt = np.array([[c * 8, r * 8, c * 8 + 8, r * 8 + 8]], float)
     [rec] = score_batch(model, x, torch.tensor([0]), [geo], [gt], ["x"], ["bright"],
-                        MetricsOptions(gradcat_score=score, sanity=False, tolerance=0.0))
+                        MetricsOptions(variants=Variants(gradcat_score=score), sanity=False, tolerance=0.0))
     assert rec.values["gradcat"]["path_agreement"] == {"level_3": 1.0, "level_2": 1.0}
     assert rec.values["gradcat"]["pointing"] is True
     assert rec.values["occlusion"]["pointing"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from nestviz import api
 from nestviz.api import Nestviz
 from nestviz.batch.outputs import RunOptions
 from nestviz.cli.app import app
-from nestviz.defaults import CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, GRADCAT_SCORES, TOP_K, check_choice, check_fit
+from nestviz.defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, GRADCAT_SCORES, TOP_K, Variants,
+                              check_choice, check_fit)
 from nestviz.methods.ablation import ablation_gradcat
 from nestviz.methods.cam import cam
 from nestviz.methods.camtree import cam_gradcat
@@ -109,7 +111,7 @@ def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, ima
     [c] = nestviz.class_maps(images[0], weights=tiny_weights, device="cpu", cam_kind=other)
     assert len(api._cache) == 2  # the other-kind one pushed out the first
     keys = list(api._cache)
-    assert [k[3:] for k in keys] == [(CAM_KIND, GRADCAT_SCORE), (other, GRADCAT_SCORE)]
+    assert [k[3] for k in keys] == [Variants(), Variants(cam_kind=other)]
     assert api._cache[keys[0]].model is api._cache[keys[1]].model  # a variant shares the loaded weights
     nv = Nestviz.load(tiny_weights, device="cpu", gradcat_score="ablation", cam_kind=other)
     [want] = nv.annotate(images[0], top_k=1)
@@ -150,11 +152,11 @@ def test_run_options_key_and_tag_the_variants(tmp_path: Path) -> None:
     assert base["cam"].options()["cam_kind"] == CAM_KIND and "gradcat_score" not in base["cam"].options()
     assert {"cam_kind", "gradcat_score"} <= set(base["annotate"].options())
     assert all(o.tags() == "" for o in base.values())
-    other = RunOptions("annotate", tmp_path, top_k=4, cam_kind=OTHER_CAM, gradcat_score=OTHER_SCORE)
+    other = RunOptions("annotate", tmp_path, top_k=4, variants=Variants(OTHER_CAM, OTHER_SCORE))
     assert other.tags() == f".{OTHER_CAM}.{OTHER_SCORE}"
     assert other.key_fields("w") != base["annotate"].key_fields("w")
-    assert RunOptions("cam", tmp_path, top_k=1, gradcat_score=OTHER_SCORE).tags() == ""  # cam has no GradCAT
-    assert RunOptions("explain", tmp_path, cam_kind=OTHER_CAM).tags() == ""
+    assert RunOptions("cam", tmp_path, top_k=1, variants=Variants(gradcat_score=OTHER_SCORE)).tags() == ""  # no GradCAT
+    assert RunOptions("explain", tmp_path, variants=Variants(cam_kind=OTHER_CAM)).tags() == ""
 
 
 def test_a_changed_variant_redoes_the_images_beside_the_others(tiny_weights: Path, images: list[Path], tmp_path: Path,
@@ -185,9 +187,56 @@ def test_the_runner_refuses_a_model_loaded_with_other_variants(tiny_weights: Pat
     from nestviz.batch.runner import run_folder
 
     items, _ = discover([images[0]])
-    opts = RunOptions("cam", tmp_path / "out", cam_kind=OTHER_CAM, render=False, render_workers=0)
-    with pytest.raises(ValueError, match="the run's cam_kind"):
+    opts = RunOptions("cam", tmp_path / "out", variants=Variants(cam_kind=OTHER_CAM), render=False, render_workers=0)
+    with pytest.raises(ValueError, match=r"the run's variants are Variants\(cam_kind='%s'" % OTHER_CAM):
         run_folder(items, opts, lambda: Nestviz.load(tiny_weights, device="cpu"), "w")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    nv = Nestviz.load(tiny_weights, device="cpu", cam_kind=OTHER_CAM)
+    summary = run_folder(items, opts, lambda: nv, "w")
+    [rec] = manifest(tmp_path / "out")
+    assert summary.done == 1 and rec["options"]["cam_kind"] == OTHER_CAM
+    [want] = nv.cam(images[0], top_k=opts.top_k)  # the records hold the maps of the variant they name
+    assert np.allclose(rec["predictions"][0]["cam_map"], want.predictions[0].cam.raw, atol=1e-3)
+
+
+def test_the_variants_have_one_owner() -> None:
+    """Issue 18: the pair was held as loose strings by ``Nestviz``, ``RunOptions`` and ``MetricsOptions``."""
+    for options in (RunOptions, MetricsOptions):
+        names = {f.name for f in fields(options)}
+        assert "variants" in names and not names & {"cam_kind", "gradcat_score"}, options
+    v = Variants("Contrast", "ABLATION")  # checked and spelled once, where the pair is made
+    assert (v.cam_kind, v.gradcat_score) == ("contrast", "ablation") and v == Variants("contrast", "ablation")
+    with pytest.raises(FrozenInstanceError):
+        v.cam_kind = "logit"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="^cam_kind must be"):
+        Variants(cam_kind="nope")
+    with pytest.raises(ValueError, match="^gradcat_score must be"):
+        Variants(gradcat_score="nope")
+    nv = nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu", variants=v)
+    assert nv.variants is v and (nv.cam_kind, nv.gradcat_score) == ("contrast", "ablation")
+    with pytest.raises(AttributeError):
+        nv.cam_kind = "logit"  # type: ignore[misc]  # read-only: nv.variants is the one copy
+    with pytest.raises(TypeError, match="not both"):
+        Nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu", variants=v, cam_kind="logit")
+
+
+@pytest.mark.parametrize("args, want", [
+    (("annotate", "--cam-kind", OTHER_CAM, "--gradcat-score", OTHER_SCORE), Variants(OTHER_CAM, OTHER_SCORE)),
+    (("cam", "--cam-kind", OTHER_CAM.upper()), Variants(cam_kind=OTHER_CAM)), (("explain",), Variants())])
+def test_a_folder_run_loads_its_model_with_its_options_variants(args: tuple, want: Variants, tiny_weights: Path,
+                                                                 images: list[Path], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI makes the pair once from its flags: the options (keys, file names) and the model hold that object."""
+    from nestviz.batch.runner import RunSummary
+    from nestviz.cli import tables
+
+    seen = []
+    monkeypatch.setattr(tables, "run_with_progress", lambda items, opts, load_model, *a, **k:
+                        seen.append((opts.variants, load_model().variants)) or RunSummary())
+    res = invoke(args[0], images[0], "--weights", tiny_weights, "--out", tmp_path / "out", "-q", *args[1:])
+    assert res.exit_code == 0, res.output
+    [(options, model)] = seen
+    assert model is options and options == want
 
 
 def test_metrics_records_fit_and_variants_in_its_protocol(tmp_path: Path, tiny_weights: Path) -> None:
@@ -214,5 +263,11 @@ def test_cam_results_say_which_map_they_hold(tiny_weights: Path, images: list[Pa
 def test_metrics_of_a_loaded_model_measure_its_variants(tmp_path: Path) -> None:
     """Issue 18: ``nestviz.metrics(model=nv)`` measured the defaults, not the variants ``nv`` was loaded with."""
     nv = nestviz.load(tiny_model(3), class_names=TINY_CLASSES, device="cpu", cam_kind=OTHER_CAM, gradcat_score=OTHER_SCORE)
-    report = nestviz.metrics([class_folders(tmp_path)], model=nv, options=None, methods=("gradcat",))
+    data = [class_folders(tmp_path)]
+    report = nestviz.metrics(data, model=nv, options=None, methods=("gradcat",))
     assert (report.protocol["cam_kind"], report.protocol["gradcat_score"]) == (OTHER_CAM, OTHER_SCORE)
+    quick = MetricsOptions(methods=("cam",), steps=2, sanity=False)  # options without variants: the model's
+    report = nestviz.metrics(data, model=nv, options=quick, limit=1)
+    assert (report.protocol["cam_kind"], report.protocol["gradcat_score"]) == (OTHER_CAM, OTHER_SCORE)
+    with pytest.raises(ValueError, match="the options measure Variants"):  # options naming others: refused
+        nestviz.metrics(data, model=nv, options=MetricsOptions(variants=Variants(), steps=2, sanity=False), limit=1)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._files import atomic_write_bytes, fit_name
 from .._text import json_text
-from ..defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, THRESHOLD, TOP_K
+from ..defaults import CAM_KIND, EXPLAIN_FIT, GRADCAT_SCORE, THRESHOLD, TOP_K, Variants
 from ..results.records import MAP_FIELDS, ImageResult
 from .discover import InputItem, output_stem
 
@@ -42,16 +42,17 @@ class RunOptions:
     fit: str = EXPLAIN_FIT
     tree: bool = False  # GradCAT figures with the tree diagram
     full_size: bool = False  # full-size figures (else compact: smaller panels, JPEG quality 80)
-    cam_kind: str = CAM_KIND  # the CAM variant (cam, annotate): the run's model was loaded with it
-    gradcat_score: str = GRADCAT_SCORE  # the GradCAT node score (explain, annotate)
+    # the CAM kind (cam, annotate) and GradCAT node score (explain, annotate): known before the model is loaded
+    # (records' keys, file names), the model is loaded with this object and the runner refuses one without it
+    variants: Variants = Variants()
 
     def options(self) -> dict[str, Any]:
         """The options that made an image's outputs, as its manifest record says them."""
         d: dict[str, Any] = {"top_k": self.top_k, "classes": self.classes, "fit": self.fit}
         if self.mode != "explain":
-            d.update(threshold=self.threshold, cam_kind=self.cam_kind)
+            d.update(threshold=self.threshold, cam_kind=self.variants.cam_kind)
         if self.mode != "cam":
-            d["gradcat_score"] = self.gradcat_score
+            d["gradcat_score"] = self.variants.gradcat_score
         d.update({"format": self.fmt, "render": self.render, "save_maps": self.save_maps, "tree": self.tree,
                   "full_size": self.full_size})
         return d
@@ -64,11 +65,12 @@ class RunOptions:
         """The options that matter, for file names: ``.k2``, ``.c7-12``, ``.pad``, ``.contrast``, ``.ablation``,
         ``.t0.5``, ``.tree``, ``.full`` (nothing for the defaults), so that outputs made with other options never
         overwrite these."""
+        cam_kind, score = self.variants.cam_kind, self.variants.gradcat_score
         tags = [f"c{'-'.join(map(str, self.classes))}" if self.classes else
                 (f"k{self.top_k}" if self.top_k != TOP_K[self.mode] else ""),
                 self.fit if self.fit != EXPLAIN_FIT else "",
-                self.cam_kind if self.mode != "explain" and self.cam_kind != CAM_KIND else "",
-                self.gradcat_score if self.mode != "cam" and self.gradcat_score != GRADCAT_SCORE else "",
+                cam_kind if self.mode != "explain" and cam_kind != CAM_KIND else "",
+                score if self.mode != "cam" and score != GRADCAT_SCORE else "",
                 f"t{self.threshold:g}" if self.mode != "explain" and self.threshold != THRESHOLD else "",
                 "tree" if self.tree and self.mode != "cam" else "", "full" if self.full_size else ""]
         return "".join(f".{t}" for t in tags if t)

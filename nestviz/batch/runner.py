@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from .._files import check_writable, disk_full_text, is_disk_full
-from ..defaults import EXPLAIN_FIT
+from ..defaults import EXPLAIN_FIT, Variants
 from ..results.records import ImageResult, error_json
 from .discover import InputItem
 from .gallery import merge_predictions, write_gallery
@@ -30,6 +30,8 @@ from .manifest import ManifestWriter, is_done, load_done, merge_records, options
 
 class Explainer(Protocol):
     """What folder mode needs of the model: ``nestviz.api.Nestviz`` is one."""
+
+    variants: Variants  # what it explains with: the run's options name the same object
 
     def prepared_batches(self, images: Any, batch_size: int = 16, *, fit: str = EXPLAIN_FIT, keep: bool = False) -> Any: ...
 
@@ -96,6 +98,8 @@ class _FolderRun:
         t0 = time.perf_counter()
         todo = self.skip_finished()
         model = load_model() if todo else None  # a setup error here leaves OUT as it was (or absent)
+        if model is not None and model.variants != self.opts.variants:  # the records' keys and names say the run's
+            raise ValueError(f"the run's variants are {self.opts.variants}, the model was loaded with {model.variants}")
         try:
             self.writer = ManifestWriter(self.opts.out_dir, self.opts.shard)
         except OSError as e:
@@ -179,9 +183,6 @@ class _FolderRun:
     def process(self, todo: list[InputItem], model: Explainer, pool: ProcessPoolExecutor | None) -> None:
         """Run the model over ``todo`` batch by batch; each result's figures go to the pool (or are drawn here)."""
         opts = self.opts
-        for name in ("cam_kind", "gradcat_score"):  # the records say the options: the model must have them
-            if getattr(model, name, getattr(opts, name)) != getattr(opts, name):
-                raise ValueError(f"the run's {name} is {getattr(opts, name)!r}, the model's {getattr(model, name)!r}")
         by_name = {str(i.path): i for i in todo}
         labels = _FolderLabels(model)
         # figures are drawn from the picture decoded for the model: each image is decoded once

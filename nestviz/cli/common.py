@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from .._text import shown
-from ..defaults import CAM_KIND, CAM_KINDS, FITS, GRADCAT_SCORE, GRADCAT_SCORES, check_choice
+from ..defaults import CAM_KIND, CAM_KINDS, FITS, GRADCAT_SCORE, GRADCAT_SCORES, Variants, check_choice
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -46,10 +46,11 @@ def check_fit_option(fit: str) -> str:
     return check_option("--fit", fit, FITS)
 
 
-def check_variant_options(cam_kind: str, gradcat_score: str) -> tuple[str, str]:
-    """``--cam-kind`` and ``--gradcat-score`` as their choices, else a setup error."""
-    return check_option("--cam-kind", cam_kind, CAM_KINDS), check_option("--gradcat-score", gradcat_score,
-                                                                          GRADCAT_SCORES)
+def check_variant_options(cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE) -> Variants:
+    """``--cam-kind`` and ``--gradcat-score`` as the run's one ``Variants`` (options and model share it), else a
+    setup error."""
+    return Variants(check_option("--cam-kind", cam_kind, CAM_KINDS),
+                    check_option("--gradcat-score", gradcat_score, GRADCAT_SCORES))
 
 
 def check_out_folder(out: Path, flag: str = "--out") -> None:
@@ -80,7 +81,7 @@ class ModelChoice:
     device: str = "auto"
 
 
-def load_or_fail(model: ModelChoice, cam_kind: str = CAM_KIND, gradcat_score: str = GRADCAT_SCORE):  # noqa: ANN201
+def load_or_fail(model: ModelChoice, variants: Variants = Variants()):  # noqa: ANN201
     """Load the model (with the explanation variants), turning every setup problem into exit code 2 with
     one line, and each assumption about the checkpoint (which NesT variant) into one warning line."""
     import warnings
@@ -91,8 +92,7 @@ def load_or_fail(model: ModelChoice, cam_kind: str = CAM_KIND, gradcat_score: st
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", WeightsWarning)
         try:
-            nv = Nestviz.load(model.weights, arch=model.arch, device=model.device, cam_kind=cam_kind,
-                              gradcat_score=gradcat_score)
+            nv = Nestviz.load(model.weights, arch=model.arch, device=model.device, variants=variants)
         except (WeightsError, ValueError) as e:
             fail(str(e))
     for w in caught:

@@ -48,7 +48,7 @@ def explain(
 
     run_mode(inputs, RunOptions("explain", out, top_k=top_k, fmt=fmt, render=not no_render, overwrite=overwrite,
                                 batch_size=batch_size, fit=fit, tree=tree, full_size=full_size,
-                                gradcat_score=gradcat_score),
+                                variants=check_variant_options(gradcat_score=gradcat_score)),
              ModelChoice(weights, arch, device), classes=classes, shard=shard, json_out=json_out, quiet=quiet)
 
 
@@ -79,7 +79,7 @@ def cam(
 
     run_mode(inputs, RunOptions("cam", out, top_k=top_k, threshold=threshold, fmt=fmt, render=not no_render,
                                 save_maps=save_maps, overwrite=overwrite, batch_size=batch_size, fit=fit,
-                                full_size=full_size, cam_kind=cam_kind),
+                                full_size=full_size, variants=check_variant_options(cam_kind=cam_kind)),
              ModelChoice(weights, arch, device), classes=classes, shard=shard, json_out=json_out, quiet=quiet)
 
 
@@ -112,13 +112,13 @@ def annotate(
 
     run_mode(inputs, RunOptions("annotate", out, top_k=top_k, threshold=threshold, fmt=fmt, render=not no_render,
                                 save_maps=save_maps, overwrite=overwrite, batch_size=batch_size, fit=fit, tree=tree,
-                                full_size=full_size, cam_kind=cam_kind, gradcat_score=gradcat_score),
+                                full_size=full_size, variants=check_variant_options(cam_kind, gradcat_score)),
              ModelChoice(weights, arch, device), classes=classes, shard=shard, json_out=json_out, quiet=quiet)
 
 
 def checked(opts: Any, shard: Optional[str]) -> Any:
-    """``opts`` (a ``RunOptions`` as the flags gave it) with its format, fit and variants checked and spelled as
-    the package spells them, and ``--shard`` read; each bad value is a one-line setup error (exit 2)."""
+    """``opts`` (a ``RunOptions`` as the flags gave it, its variants checked) with its format and fit checked and
+    spelled as the package spells them, and ``--shard`` read; each bad value is a one-line setup error (exit 2)."""
     from ..batch.discover import parse_shard
     from ..draw import figure_format
 
@@ -129,12 +129,11 @@ def checked(opts: Any, shard: Optional[str]) -> Any:
     if not 0.0 <= opts.threshold <= 1.0:
         fail(f"--threshold must be between 0 and 1, got {opts.threshold}")
     fit = check_fit_option(opts.fit)
-    cam_kind, gradcat_score = check_variant_options(opts.cam_kind, opts.gradcat_score)
     try:
         part = parse_shard(shard) if shard else None
     except ValueError as e:
         fail(str(e))
-    return replace(opts, fmt=fmt, fit=fit, cam_kind=cam_kind, gradcat_score=gradcat_score, shard=part)
+    return replace(opts, fmt=fmt, fit=fit, shard=part)
 
 
 def run_mode(inputs: list[Path], opts: Any, model: ModelChoice, *, classes: Optional[list[str]],
@@ -152,7 +151,7 @@ def run_mode(inputs: list[Path], opts: Any, model: ModelChoice, *, classes: Opti
 
     @cache
     def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
-        nv = load_or_fail(replace(model, weights=checkpoint.pop()), opts.cam_kind, opts.gradcat_score)  # bytes hashed below
+        nv = load_or_fail(replace(model, weights=checkpoint.pop()), opts.variants)  # bytes hashed below
         if not classes:
             note_top_k(opts.top_k, nv.num_classes)
         return nv

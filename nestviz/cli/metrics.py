@@ -79,12 +79,12 @@ def metrics(
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or any(m not in METHODS for m in chosen):
         fail(f"--methods takes {', '.join(METHODS)}; got {methods!r}")
-    cam_kind, gradcat_score = check_variant_options(cam_kind, gradcat_score)
+    variants = check_variant_options(cam_kind, gradcat_score)
     fit = check_fit_option(fit)
     _check_places(boxes, evidence, out)
-    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity,
-                          cam_kind=cam_kind, gradcat_score=gradcat_score)
-    nv = load_or_fail(ModelChoice(weights, arch, device), cam_kind, gradcat_score)
+    # the variants are the model's: the options read them from it (run_metrics)
+    opts = MetricsOptions(methods=chosen, steps=steps, tolerance=tolerance, threshold=threshold, sanity=not no_sanity)
+    nv = load_or_fail(ModelChoice(weights, arch, device), variants)
     if evidence is not None:
         from .evidence import evidence_command
 

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,13 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
                 batch_size: int = 16, progress: Callable[[int], None] | None = None,
                 fit: str = EXPLAIN_FIT) -> MetricsReport:
     """Score every sample in batches, each image made the model's input under ``fit`` (crop, pad, squash);
-    ``progress(n)`` is told how many images are done."""
+    ``progress(n)`` is told how many images are done. The variants measured are ``nv``'s (``opts.variants``
+    None), and options naming others are refused: the protocol says what was measured."""
     opts, fit = opts or MetricsOptions(), check_fit(fit)
+    if opts.variants not in (None, nv.variants):
+        raise ValueError(f"the options measure {opts.variants}, the model was loaded with {nv.variants}: load it "
+                         "with those (nestviz.load(..., cam_kind=, gradcat_score=)) or leave the options' variants None")
+    opts = replace(opts, variants=nv.variants)
     t0 = time.perf_counter()
     randomized = cascade(nv.model, opts.seed) if opts.sanity else []
     for m in randomized:
@@ -118,7 +123,7 @@ def run_metrics(nv: Nestviz, samples: Sequence[Sample], opts: MetricsOptions | N
     per_class = {label: aggregate([r for r in records if r.label == label])
                  for label in sorted({r.label for r in records})}
     accuracy = float(np.mean([r.correct for r in records])) if records else float("nan")
-    protocol = {"fit": fit, "cam_kind": opts.cam_kind, "gradcat_score": opts.gradcat_score, "steps": opts.steps,
+    protocol = {"fit": fit, "cam_kind": nv.cam_kind, "gradcat_score": nv.gradcat_score, "steps": opts.steps,
                 "tolerance_px": opts.tolerance, "threshold": opts.threshold, "iou_levels": [0.3, 0.5, 0.7],
                 "thresholds": "0.00..0.99 by 0.01", "seed": opts.seed}
     return MetricsReport(len(records), skipped, aggregate(records) if records else {}, per_class, records,
@@ -150,12 +155,12 @@ def metrics(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *
             batch_size: int = 16, options: MetricsOptions | None = None, model: Nestviz | None = None,
             fit: str = EXPLAIN_FIT) -> MetricsReport:
     """Score the explanations of a model (default: the embedded one) on images and, with ``boxes``, localization;
-    ``fit`` makes each image the model's input (crop, pad, squash), the variants are ``options``' (default:
-    the model's, those ``model`` was loaded with, else ``nestviz.defaults``)."""
-    nv = model or Nestviz.load(weights, arch, device)
+    ``fit`` makes each image the model's input (crop, pad, squash); the variants are the model's, those
+    ``model`` was loaded with (or, loading one here, ``options.variants``, else ``nestviz.defaults``)."""
+    nv = model or Nestviz.load(weights, arch, device, variants=options.variants if options else None)
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     samples, skipped = find_samples(paths, nv.bundle.class_names, boxes, limit)
-    opts = options or MetricsOptions(methods=tuple(methods), cam_kind=nv.cam_kind, gradcat_score=nv.gradcat_score)
+    opts = options or MetricsOptions(methods=tuple(methods), variants=nv.variants)
     report = run_metrics(nv, samples, opts, batch_size, fit=fit)
     report.skipped = skipped + report.skipped
     return report

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..defaults import CAM_KIND, GRADCAT_SCORE, THRESHOLD, check_cam_kind, check_gradcat_score
+from ..defaults import THRESHOLD, Variants
 from ..methods import variants
 from ..methods.cam import cam_maps_of_pass, localize
 from ..methods.gradcat import GradcatOutput, block_box, leaf_order
@@ -54,13 +54,11 @@ class MetricsOptions:
     steps: int = 8  # deletion / insertion: the pixels change in this many equal steps
     tolerance: float = 15.0  # pointing game, in pixels of the image
     threshold: float = THRESHOLD  # CAM box threshold: the tool's default
-    cam_kind: str = CAM_KIND  # nestviz.defaults.CAM_KINDS
-    gradcat_score: str = GRADCAT_SCORE  # nestviz.defaults.GRADCAT_SCORES (ablation: nestviz.methods.ablation)
+    # the CAM kind and GradCAT score measured: None, the model's (run_metrics reads them from the Nestviz it
+    # measures and refuses others); on a bare Nest (score_batch) None is nestviz.defaults'
+    variants: Variants | None = None
     sanity: bool = True
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.cam_kind, self.gradcat_score = check_cam_kind(self.cam_kind), check_gradcat_score(self.gradcat_score)
 
 
 @dataclass
@@ -119,11 +117,12 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
 def explain_true_class(model: Nest, x: Tensor, classes: Tensor, opts: MetricsOptions
                        ) -> tuple[GradcatOutput, Tensor, list[list[np.ndarray]]]:
     """GradCAT of each image's class, its CAM (B, h, w) and every tree node's score, as ``opts`` asks for them."""
-    g = variants.paths(model, x, opts.gradcat_score, classes=classes[:, None], cam_kind=opts.cam_kind)
-    trees = variants.tree(model, x, classes, opts.gradcat_score, g)
+    chosen = opts.variants or Variants()
+    g = variants.paths(model, x, chosen.gradcat_score, classes=classes[:, None], cam_kind=chosen.cam_kind)
+    trees = variants.tree(model, x, classes, chosen.gradcat_score, g)
     with torch.inference_mode():
         cams = cam_maps_of_pass(model, x, g.features, g.flow, classes[:, None].to(g.features.device),
-                                opts.cam_kind)[:, 0].float().cpu()
+                                chosen.cam_kind)[:, 0].float().cpu()
     return g, cams, trees
 
 

@@ -2,7 +2,9 @@
 
 ``paths`` gives the traversal users see (``explain``, ``annotate``), ``tree`` every block's score
 for the metrics, which rank all leaves with it. Both the API and ``nestviz metrics`` read them
-here, so the variant a model was loaded with is the one measured.
+here, so the variant a model was loaded with is the one measured. The pair a model is loaded with is one
+``nestviz.defaults.Variants`` (defined there, not here: folder runs name it before loading and may not import
+this package).
 """
 
 from __future__ import annotations
