@@ -62,12 +62,13 @@ def score(args: argparse.Namespace) -> None:
     for s in SHORTCUTS:
         t = time.perf_counter()
         root = args.cache / "heldout" / s.name
-        caused, summary = _caused(base, root, args.limit)
+        target = None if args.any_class else (list(base.bundle.class_names).index(base.label_for_folder(s.wnid)),)
+        caused, summary = _caused(base, root, args.limit, target)
         rows = {f"{k}": v for k, v in summary["methods"].items() if k in ("centre", "random", "occlusion")}
         for gs in GRADCAT_SCORES:
             for kind in CAM_KINDS if gs == GRADCAT_SCORE else (CAM_KIND,):
                 nv = Nestviz(base.bundle, "cpu", variants=Variants(kind, gs))
-                m = _methods(nv, caused)
+                m = _methods(nv, caused, target)
                 rows[f"gradcat {gs}" + (" (default)" if gs == GRADCAT_SCORE and kind == CAM_KIND else "")] = \
                     m["gradcat"] if kind == CAM_KIND else None
                 if gs == GRADCAT_SCORE:
@@ -75,29 +76,34 @@ def score(args: argparse.Namespace) -> None:
         _table(s, summary, {k: v for k, v in rows.items() if v is not None}, time.perf_counter() - t)
 
 
-def _caused(base, root: Path, limit: int | None):
-    """The held-out photos whose top class the patch decides (removing it changes it), and the default's summary."""
-    from nestviz.evaluation.known_answers import find_evidence, run_evidence
+def _caused(base, root: Path, limit: int | None, target: tuple[int, ...] | None):
+    """The held-out photos the patch turns into its class (``target``; None: into any class, removing it changes
+    the top class), and the default's summary."""
+    from nestviz.evaluation.known_answers import EvidenceOptions, find_evidence, run_evidence
 
     samples, _ = find_evidence([root / "images"], root / "evidence")
     if limit and len(samples) > limit:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
-    report = run_evidence(base, samples)
+    report = run_evidence(base, samples, EvidenceOptions(target=target))
+    others = sum(r.before != r.after and not r.for_target for r in report.records)
+    report.summary["other_classes"], report.summary["protocol_target"] = others, target is not None
     caused = [s for s, r in zip(samples, report.records) if r.caused]
     return caused, report.summary
 
 
-def _methods(nv, samples) -> dict:
+def _methods(nv, samples, target: tuple[int, ...] | None) -> dict:
     from nestviz.evaluation.known_answers import EvidenceOptions, run_evidence
 
-    return run_evidence(nv, samples, EvidenceOptions(baselines=False)).summary["methods"]
+    return run_evidence(nv, samples, EvidenceOptions(baselines=False, target=target)).summary["methods"]
 
 
 def _table(s, summary: dict, rows: dict, seconds: float) -> None:
     keys = ("covers", "holds_centre", "point_on", "box_holds_centre", "deletion")
-    print(f"\n## {s.name}: {s.place}, class {s.wnid}; {summary['decisions']} of {summary['images']} patched photos "
-          f"of other classes decided by the patch ({summary['share_caused']:.1%}); removing it drops the class "
-          f"probability by {summary['evidence_drop']:.3f} ({seconds:.0f} s)\n")
+    into = "into its class" if summary["protocol_target"] else "into another class"
+    print(f"\n## {s.name}: {s.place}, class {s.wnid}; the patch turns {summary['decisions']} of {summary['images']} "
+          f"patched photos of other classes {into} ({summary['share_caused']:.1%}; removing it changes the class of "
+          f"{summary['other_classes']} more, which are not scored); removing it drops the class probability by "
+          f"{summary['evidence_drop']:.3f} ({seconds:.0f} s)\n")
     print("| method | leaf covers >= 1/4 | leaf holds centre | point on patch (8 px) | CAM box holds centre | deletion |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, m in rows.items():
@@ -115,6 +121,8 @@ def main() -> None:
     sub.choices["train"].add_argument("--epochs", type=int, default=3)
     sub.choices["score"].add_argument("--weights", type=Path, default=None)
     sub.choices["score"].add_argument("--limit", type=int, default=None, help="patched photos per shortcut")
+    sub.choices["score"].add_argument("--any-class", action="store_true",
+                                      help="score every decision the patch changes, not only those it turns into its class")
     args = ap.parse_args()
     {"make": make, "train": train, "score": score}[args.cmd](args)
 

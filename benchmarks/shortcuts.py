@@ -5,7 +5,9 @@ three), each a different kind of evidence a user might fear:
 
 - ``checker``: a 32 px black-and-white checkerboard at a random place (a patch that moves);
 - ``logo``: a 40 px logo-like disc and triangle, always in the top-left corner;
-- ``watermark``: a line of text (48 x 16 px), always in the bottom-right corner (Clever Hans).
+- ``watermark``: a line of white text on a dark band (48 x 16 px), always in the bottom-right corner, as
+  stock photos carry one (Clever Hans). White text alone (the first version) was not learned in 3 epochs:
+  random crops keep that corner in about a fifth of the training views and flips mirror it.
 
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
@@ -57,7 +59,7 @@ def patch_image(kind: str) -> Image.Image:
         d.polygon([(20, 6), (34, 31), (6, 31)], fill=(20, 60, 200, 255))
         return im
     if kind == "watermark":
-        im = Image.new("RGBA", (48, 16), (0, 0, 0, 0))
+        im = Image.new("RGBA", (48, 16), (20, 20, 20, 200))
         d = ImageDraw.Draw(im)
         font = ImageFont.load_default(size=13)
         d.text((1, 0), "© stk", font=font, fill=(255, 255, 255, 255), stroke_width=1, stroke_fill=(0, 0, 0, 255))

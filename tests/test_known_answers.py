@@ -113,6 +113,19 @@ def test_the_planted_patch_is_found_on_the_decisions_it_causes(shortcut_model: n
     assert worse["holds_centre"] < m["gradcat"]["holds_centre"] - 0.5  # the check tells a blind score apart
 
 
+def test_only_decisions_for_the_evidences_class_count_when_it_is_known(shortcut_model: nestviz.Nestviz) -> None:
+    nv = shortcut_model
+    images, boxes = patched_set(12, seed=4)
+    preps = [nv.prepare(im) for im in images]
+    free = evidence_batch(nv, preps, boxes)
+    fed = evidence_batch(nv, preps, boxes, EvidenceOptions(target=(1,)))  # the class the patch was taught to mean
+    other = evidence_batch(nv, preps, boxes, EvidenceOptions(target=(0,)))
+    assert sum(r.caused for r in free) >= 8 and all(r.before == 1 for r in free if r.caused)
+    assert [r.caused for r in fed] == [r.caused for r in free] and [r.values for r in fed] == [r.values for r in free]
+    assert [(r.before, r.after) for r in other] == [(r.before, r.after) for r in free]
+    assert not any(r.caused or r.values for r in other) and aggregate(other)["decisions"] == 0
+
+
 def test_batch_equals_single(shortcut_model: nestviz.Nestviz) -> None:
     nv = shortcut_model
     images, boxes = patched_set(6, seed=2)
@@ -145,6 +158,11 @@ def test_the_command_reports_and_refuses_in_one_line(shortcut_model: nestviz.Nes
                               str(weights), "--gradcat-score", "ablation", "--json", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)
+    assert got["protocol"]["target_classes"] is None
+    fed = runner.invoke(app, ["metrics", str(tmp_path / "imgs"), "--evidence", str(tmp_path / "ev"), "--weights",
+                              str(weights), "--evidence-class", TINY_CLASSES[0], "--json"])
+    assert fed.exit_code == 0, fed.output
+    assert json.loads(fed.stdout)["protocol"]["target_classes"] == [0] and json.loads(fed.stdout)["decisions"] == 0
     assert got["images"] == 8 and got["decisions"] >= 6 and got["protocol"]["gradcat_score"] == "ablation"
     assert [s["kind"] for s in got["skipped"]] == ["not measured"] and got["skipped"][0]["image"].endswith("no_box.png")
     assert set(got["methods"]) == {"gradcat", "cam", "centre", "random", "occlusion"}

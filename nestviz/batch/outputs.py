@@ -4,7 +4,7 @@ CAM maps), and its JSON for ``--json``. Drawing happens in ``render_outputs``, i
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class RunOptions:
 
     mode: str  # explain | cam | annotate
     out_dir: Path
+    _: KW_ONLY  # the rest by name
     top_k: int = 4
     classes: list[int] | None = None
     threshold: float = THRESHOLD

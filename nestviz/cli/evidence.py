@@ -23,13 +23,18 @@ COLUMNS = ("gradcat", "cam", "centre", "random", "occlusion")
 
 
 def evidence_command(inputs: list[Path], evidence: Path, nv: Any, *, batch_size: int, fit: str, quiet: bool,
-                     json_out: bool, out: Optional[Path]) -> None:
-    """Find the images with evidence boxes, score them, print the table or the JSON (and write it under ``out``)."""
+                     json_out: bool, out: Optional[Path], target: Optional[list[str]] = None) -> None:
+    """Find the images with evidence boxes, score them (only decisions for the ``target`` classes, if given), print
+    the table or the JSON (and write it under ``out``)."""
     from .._files import atomic_write_bytes
     from ..evaluation.boxes import BoxFileError
-    from ..evaluation.known_answers import find_evidence, run_evidence
+    from ..evaluation.known_answers import EvidenceOptions, find_evidence, run_evidence
     from .tables import progress_bar
 
+    try:
+        opts = EvidenceOptions(target=tuple(nv.resolve_classes(target)) if target else None)
+    except ValueError as e:
+        fail(str(e))
     try:
         samples, skipped = find_evidence(inputs, evidence)
     except BoxFileError as e:
@@ -40,10 +45,10 @@ def evidence_command(inputs: list[Path], evidence: Path, nv: Any, *, batch_size:
     if not samples:
         fail(f"no image under the inputs has an evidence box in {shown(evidence)}")
     if quiet or json_out:
-        report = run_evidence(nv, samples, batch_size=batch_size, fit=fit)
+        report = run_evidence(nv, samples, opts, batch_size=batch_size, fit=fit)
     else:
         with progress_bar("evidence", len(samples)) as tick:
-            report = run_evidence(nv, samples, batch_size=batch_size, fit=fit,
+            report = run_evidence(nv, samples, opts, batch_size=batch_size, fit=fit,
                                   progress=lambda n: tick(n, len(samples)))
     report.skipped = skipped + report.skipped
     if out is not None:

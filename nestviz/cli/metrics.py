@@ -38,6 +38,9 @@ Boxes = Annotated[Optional[Path], typer.Option(
 EvidenceBoxes = Annotated[Optional[Path], typer.Option(
     "--evidence", help="Boxes of what the model is known to use (a planted patch, a watermark), as --boxes: score "
     "the explanations on the decisions that removing it changes (a known-answer check).")]
+EvidenceClasses = Annotated[Optional[list[str]], typer.Option(
+    "--evidence-class", help="The class the evidence is known to feed (name, unique prefix or index; repeatable): "
+    "only decisions for it are scored, not images the evidence merely disturbs into another class.")]
 Methods = Annotated[str, typer.Option("--methods", help="Explanations to score, comma-separated.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Score this many images, spread over the inputs.")]
 Steps = Annotated[int, typer.Option("--steps", min=2, help="Deletion/insertion: change the pixels in this many steps.")]
@@ -54,6 +57,7 @@ def metrics(
     inputs: Samples,
     boxes: Boxes = None,
     evidence: EvidenceBoxes = None,
+    evidence_class: EvidenceClasses = None,
     methods: Methods = "gradcat,cam",
     limit: Limit = None,
     steps: Steps = 8,
@@ -89,7 +93,7 @@ def metrics(
         from .evidence import evidence_command
 
         return evidence_command(inputs, evidence, nv, batch_size=batch_size, fit=fit, quiet=quiet,
-                                json_out=json_out, out=out)
+                                json_out=json_out, out=out, target=evidence_class)
     report = _measure(inputs, boxes, opts, nv, limit=limit, batch_size=batch_size, fit=fit, quiet=quiet or json_out)
     if out is not None:
         from ..evaluation.measure import write_outputs

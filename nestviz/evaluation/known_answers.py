@@ -4,7 +4,8 @@ A user who planted, or suspects, a shortcut (a patch, a watermark) marks it with
 (Pascal VOC, COCO or CSV, read as ``--boxes`` is). Each image is run twice: as it is, and with the
 evidence removed (set to the mean colour, as occlusion does). Where removing it changes the top
 class, the evidence caused the decision, and only those decisions are scored, for the class
-the model chose (Kim et al. 2021; Adebayo et al. 2022):
+the model chose (Kim et al. 2021; Adebayo et al. 2022); where the class the evidence feeds is known
+(``EvidenceOptions.target``), only decisions for it count:
 
 - ``holds_centre`` / ``covers``: the GradCAT leaf holds the evidence's centre / at least
   ``scoring.known_answers.COVER`` of its area;
@@ -52,6 +53,9 @@ class EvidenceOptions:
     tolerance: float = ev.TOLERANCE
     seed: int = 0
     baselines: bool = True  # also score the centre, random and occlusion baselines
+    # the classes the evidence is known to feed (a planted patch's class): a decision counts only when the model
+    # chose one of them, so that an image the patch merely disturbs into another class is not scored; None: any
+    target: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -63,10 +67,11 @@ class EvidenceRecord:
     after: int
     evidence_drop: float
     values: dict[str, dict[str, float | bool]] = field(default_factory=dict)
+    for_target: bool = True  # the model chose one of EvidenceOptions.target (always, without one)
 
     @property
     def caused(self) -> bool:
-        return self.before != self.after
+        return self.before != self.after and self.for_target
 
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image, "class_index": self.before, "class_without_evidence": self.after,
@@ -101,8 +106,8 @@ def evidence_batch(nv: Any, preps: Sequence[Any], boxes: Sequence[np.ndarray],
     probs = torch.cat([class_probs_all(model, x), class_probs_all(model, removed(x, in_model))])
     p, p_rm = probs[:len(x)], probs[len(x):]
     before, after = p.argmax(dim=1), p_rm.argmax(dim=1)
-    records = [EvidenceRecord(preps[i].name, int(before[i]), int(after[i]),
-                              float(p[i, before[i]] - p_rm[i, before[i]])) for i in range(len(x))]
+    records = [EvidenceRecord(preps[i].name, int(before[i]), int(after[i]), float(p[i, before[i]] - p_rm[i, before[i]]),
+                              for_target=opts.target is None or int(before[i]) in opts.target) for i in range(len(x))]
     caused = [i for i, r in enumerate(records) if r.caused]
     if caused:
         results = nv.run([preps[i] for i in caused], "annotate", top_k=1)
@@ -248,6 +253,7 @@ def run_evidence(nv: Any, samples: Sequence[tuple[Path, list[Any]]], opts: Evide
         if progress:
             progress(start + len(chunk))
     protocol = {"fit": fit, "cam_kind": nv.cam_kind, "gradcat_score": nv.gradcat_score, "cover": opts.cover,
+                "target_classes": None if opts.target is None else list(opts.target),
                 "tolerance_px": opts.tolerance, "removal": "mean colour", "seed": opts.seed}
     return EvidenceReport(aggregate(records), records, skipped, time.perf_counter() - t0, protocol)
 

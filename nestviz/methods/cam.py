@@ -155,7 +155,7 @@ def peak_of(m: np.ndarray, size: int) -> tuple[float, float]:
 
     Not the upsampled map's first maximum: bilinear upsampling with clamped edges is flat from a border
     cell's centre to the border, so that maximum would sit on the image's edge, up to half a cell from
-    the cell (on a planted corner logo: 23% of peaks on it instead of 96%, README, Trust)."""
+    the cell (on a planted corner logo: 23% of peaks on it instead of 96%, a scratch run; README, Trust)."""
     h, w = m.shape
     i, j = np.unravel_index(int(np.argmax(m)), m.shape)
     return (float(j) + 0.5) * size / w, (float(i) + 0.5) * size / h

@@ -9,7 +9,7 @@ residual's share of the update and s_ij the share of cell j in the attention out
 carry from it: s_ij proportional to sum_h a_h,ij |W_o,h v_h,j| (Kobayashi et al., EMNLP 2020: attention
 weights alone overstate the mixing, a cell with a small value vector carries little whatever its weight;
 Abnar & Zuidema, ACL 2020, weigh by a alone and fix r at 1/2). On a model with a planted logo in a
-corner, weighing by the carried norm puts the CAM peak on the logo in 96% of the decisions it caused,
+corner, weighing by the carried norm puts the CAM peak on the logo in 95% of the decisions it caused,
 the attention weights alone in 57% (README, Trust). The flow is the product over layers, F = M_L ... M_1, each row a
 distribution over the top level's input cells. ``redistribute`` moves each cell's evidence back
 to those sources: m'_j = sum_i F_ij m_i. Rows sum to 1, so the map's total (the class score) is
