@@ -163,6 +163,10 @@ def test_the_command_reports_and_refuses_in_one_line(shortcut_model: nestviz.Nes
                               str(weights), "--evidence-class", TINY_CLASSES[0], "--json"])
     assert fed.exit_code == 0, fed.output
     assert json.loads(fed.stdout)["protocol"]["target_classes"] == [0] and json.loads(fed.stdout)["decisions"] == 0
+    unknown = runner.invoke(app, ["metrics", str(tmp_path / "imgs"), "--evidence", str(tmp_path / "ev"), "--weights",
+                                  str(weights), "--evidence-class", "zebra"])
+    assert unknown.exit_code == 2 and unknown.output.strip().splitlines()[-1] == \
+        "nestviz: error: --evidence-class: class 'zebra' matches no class"
     assert got["images"] == 8 and got["decisions"] >= 6 and got["protocol"]["gradcat_score"] == "ablation"
     assert [s["kind"] for s in got["skipped"]] == ["not measured"] and got["skipped"][0]["image"].endswith("no_box.png")
     assert set(got["methods"]) == {"gradcat", "cam", "centre", "random", "occlusion"}

@@ -34,7 +34,7 @@ def evidence_command(inputs: list[Path], evidence: Path, nv: Any, *, batch_size:
     try:
         opts = EvidenceOptions(target=tuple(nv.resolve_classes(target)) if target else None)
     except ValueError as e:
-        fail(str(e))
+        fail(f"--evidence-class: {e}")
     try:
         samples, skipped = find_evidence(inputs, evidence)
     except BoxFileError as e:

@@ -39,7 +39,7 @@ EvidenceBoxes = Annotated[Optional[Path], typer.Option(
     "--evidence", help="Boxes of what the model is known to use (a planted patch, a watermark), as --boxes: score "
     "the explanations on the decisions that removing it changes (a known-answer check).")]
 EvidenceClasses = Annotated[Optional[list[str]], typer.Option(
-    "--evidence-class", help="The class the evidence is known to feed (name, unique prefix or index; repeatable): "
+    "--evidence-class", metavar="CLASS", help="The class the evidence is known to feed (name, unique prefix or index; repeatable): "
     "only decisions for it are scored, not images the evidence merely disturbs into another class.")]
 Methods = Annotated[str, typer.Option("--methods", help="Explanations to score, comma-separated.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Score this many images, spread over the inputs.")]
