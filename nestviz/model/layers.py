@@ -59,7 +59,8 @@ class Attention(nn.Module):
         dropped = F.dropout(weights, self.attn_drop) if self.training and self.attn_drop else weights
         H, d = v.shape[1], v.shape[-1]
         per_head = self.proj.weight.reshape(-1, d, H)  # proj input channel c*H + h: head h's columns
-        carried = torch.einsum("ocg,bgtnc->bgtno", per_head, v).norm(dim=-1)
+        gram = torch.einsum("ocg,odg->gcd", per_head, per_head)  # |W_h v|^2 = v' W_h'W_h v: d x d per head
+        carried = torch.einsum("bgtnc,gcd,bgtnd->bgtn", v, gram, v).clamp(min=0).sqrt()
         return self._merge(dropped @ v), weights, carried
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, ...]:
