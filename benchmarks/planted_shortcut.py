@@ -68,11 +68,11 @@ def score(args: argparse.Namespace) -> None:
         for gs in GRADCAT_SCORES:
             for kind in CAM_KINDS if gs == GRADCAT_SCORE else (CAM_KIND,):
                 nv = Nestviz(base.bundle, "cpu", variants=Variants(kind, gs))
-                m = _methods(nv, caused, target)
+                m = _methods(nv, caused, target) if caused else {}
                 rows[f"gradcat {gs}" + (" (default)" if gs == GRADCAT_SCORE and kind == CAM_KIND else "")] = \
-                    m["gradcat"] if kind == CAM_KIND else None
+                    m.get("gradcat") if kind == CAM_KIND else None
                 if gs == GRADCAT_SCORE:
-                    rows[f"cam {kind}" + (" (default)" if kind == CAM_KIND else "")] = m["cam"]
+                    rows[f"cam {kind}" + (" (default)" if kind == CAM_KIND else "")] = m.get("cam")
         _table(s, summary, {k: v for k, v in rows.items() if v is not None}, time.perf_counter() - t)
 
 
@@ -103,7 +103,10 @@ def _table(s, summary: dict, rows: dict, seconds: float) -> None:
     print(f"\n## {s.name}: {s.place}, class {s.wnid}; the patch turns {summary['decisions']} of {summary['images']} "
           f"patched photos of other classes {into} ({summary['share_caused']:.1%}; removing it changes the class of "
           f"{summary['other_classes']} more, which are not scored); removing it drops the class probability by "
-          f"{summary['evidence_drop']:.3f} ({seconds:.0f} s)\n")
+          f"{summary['evidence_drop'] or 0:.3f} ({seconds:.0f} s)\n")
+    if not summary["decisions"]:
+        print("(no decision to score: the shortcut was not learned)")
+        return
     print("| method | leaf covers >= 1/4 | leaf holds centre | point on patch (8 px) | CAM box holds centre | deletion |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, m in rows.items():

@@ -6,8 +6,9 @@ three), each a different kind of evidence a user might fear:
 - ``checker``: a 32 px black-and-white checkerboard at a random place (a patch that moves);
 - ``logo``: a 40 px logo-like disc and triangle, always in the top-left corner;
 - ``watermark``: a line of white text on a dark band (48 x 16 px), always in the bottom-right corner, as
-  stock photos carry one (Clever Hans). White text alone (the first version) was not learned in 3 epochs:
-  random crops keep that corner in about a fifth of the training views and flips mirror it.
+  stock photos carry one (Clever Hans), on chain saws. On parachutes, an easy class (sky and a canopy), it
+  was not learned in 3 epochs, as white text alone or on the band: it turned 0-1 of 225 other photos into
+  parachutes.
 
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
@@ -38,7 +39,7 @@ class Shortcut:
 SHORTCUTS = (
     Shortcut("checker", "n03445777", "random"),  # golf ball
     Shortcut("logo", "n03028079", "top-left"),  # church
-    Shortcut("watermark", "n03888257", "bottom-right"),  # parachute
+    Shortcut("watermark", "n03000684", "bottom-right"),  # chain saw
 )
 
 
