@@ -29,7 +29,7 @@ class CamOutput:
 
     logits: Tensor  # (B, K)
     classes: Tensor  # (B, k)
-    maps: Tensor  # (B, k, H, W) raw CAM in logit units
+    maps: Tensor  # (B, k, H, W) CAM in logit units, placed where the top cells see (cam_maps)
 
 
 def class_weights(model: Nest, kind: str = CAM_KIND) -> tuple[Tensor, Tensor | None]:
@@ -90,17 +90,14 @@ def place(maps: Tensor, shift: float, keep_sum: bool = False) -> Tensor:
 def _placing(n: int, shift: float, keep_sum: bool) -> Tensor:
     """The (n, n) matrix of :func:`place` along one axis: row i reads the source cells of result cell i."""
     m = torch.zeros(n, n, dtype=torch.float64)
-    for j in range(n):
-        if keep_sum:  # cell j's value is at j + shift: shared between the cells on either side of it
-            at = min(max(j + shift, 0.0), n - 1.0)
-            lo = int(np.floor(at))
-            hi, f = min(lo + 1, n - 1), at - lo
+    for j in range(n):  # keep_sum: cell j's value sits at j + shift; else result cell j reads j - shift
+        at = min(max(j + (shift if keep_sum else -shift), 0.0), n - 1.0)
+        lo = int(np.floor(at))
+        hi, f = min(lo + 1, n - 1), at - lo
+        if keep_sum:  # shared between the cells on either side of its place
             m[lo, j] += 1 - f
             m[hi, j] += f
-        else:  # result cell j reads the places around its centre, j - shift in source cells
-            at = min(max(j - shift, 0.0), n - 1.0)
-            lo = int(np.floor(at))
-            hi, f = min(lo + 1, n - 1), at - lo
+        else:  # interpolated between the places on either side of the centre
             m[j, lo] += 1 - f
             m[j, hi] += f
     return m
