@@ -131,6 +131,25 @@ def _layer_flow_as_it_was(layer: TransformerLayer, x: torch.Tensor) -> tuple[tor
     return x + layer.mlp(layer.norm2(x)), mixing
 
 
+def test_the_flow_reads_the_layers_attention_as_the_explicit_maths_does() -> None:
+    torch.manual_seed(3)
+    layer = TransformerLayer(dim=12, num_heads=3, mlp_ratio=2.0, qkv_bias=True).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    x = torch.randn(2, 4, 9, 12)
+    with torch.no_grad():
+        out, mixing = layer_flow(layer, x)
+        old_out, old_mixing = _layer_flow_as_it_was(layer, x)
+        fused, (explicit, weights, carried) = layer.attn(x), layer.attn.forward_with_weights(x)
+    torch.testing.assert_close(out, old_out, rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixing, old_mixing, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)  # the fused path, same layer
+    torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-5)
+    assert weights.shape == (2, 3, 4, 9, 9) and carried.shape == (2, 3, 4, 9)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 4, 9))
+
+
 def test_a_token_whose_value_carries_nothing_gets_no_share() -> None:
     """Kobayashi et al.'s point, worked by hand: a token attended to but with a zero value vector (here: its
     input is zero and the value projection has no bias) contributes nothing to the attention output, so it
