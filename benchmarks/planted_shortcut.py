@@ -73,7 +73,7 @@ def score(args: argparse.Namespace) -> None:
                     m.get("gradcat") if kind == CAM_KIND else None
                 if gs == GRADCAT_SCORE:
                     rows[f"cam {kind}" + (" (default)" if kind == CAM_KIND else "")] = m.get("cam")
-        _table(s, summary, {k: v for k, v in rows.items() if v is not None}, time.perf_counter() - t)
+        _table(s, summary, {k: v for k, v in rows.items() if v is not None}, time.perf_counter() - t, target is not None)
 
 
 def _caused(base, root: Path, limit: int | None, target: tuple[int, ...] | None):
@@ -86,7 +86,7 @@ def _caused(base, root: Path, limit: int | None, target: tuple[int, ...] | None)
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
     report = run_evidence(base, samples, EvidenceOptions(target=target))
     others = sum(r.before != r.after and not r.for_target for r in report.records)
-    report.summary["other_classes"], report.summary["protocol_target"] = others, target is not None
+    report.summary["other_classes"] = others
     caused = [s for s, r in zip(samples, report.records) if r.caused]
     return caused, report.summary
 
@@ -97,9 +97,9 @@ def _methods(nv, samples, target: tuple[int, ...] | None) -> dict:
     return run_evidence(nv, samples, EvidenceOptions(baselines=False, target=target)).summary["methods"]
 
 
-def _table(s, summary: dict, rows: dict, seconds: float) -> None:
+def _table(s, summary: dict, rows: dict, seconds: float, own_class: bool) -> None:
     keys = ("covers", "holds_centre", "point_on", "box_holds_centre", "deletion")
-    into = "into its class" if summary["protocol_target"] else "into another class"
+    into = "into its class" if own_class else "into another class"
     print(f"\n## {s.name}: {s.place}, class {s.wnid}; the patch turns {summary['decisions']} of {summary['images']} "
           f"patched photos of other classes {into} ({summary['share_caused']:.1%}; removing it changes the class of "
           f"{summary['other_classes']} more, which are not scored); removing it drops the class probability by "

@@ -108,7 +108,7 @@ def test_the_hand_built_model_still_points_at_the_bright_block() -> None:
     assert [n.node for n in flow] == [n.node for n in contrast]
 
 
-def _layer_flow_as_it_was(layer: TransformerLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _layer_flow_by_hand(layer: TransformerLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """flow.layer_flow's maths re-derived here, head by head: what head h carries from token j is the output
     projection (without its bias) of head h's value alone, merged as the layer merges heads."""
     attn = layer.attn
@@ -140,7 +140,7 @@ def test_the_flow_reads_the_layers_attention_as_the_explicit_maths_does() -> Non
     x = torch.randn(2, 4, 9, 12)
     with torch.no_grad():
         out, mixing = layer_flow(layer, x)
-        old_out, old_mixing = _layer_flow_as_it_was(layer, x)
+        old_out, old_mixing = _layer_flow_by_hand(layer, x)
         fused, (explicit, weights, carried) = layer.attn(x), layer.attn.forward_with_weights(x)
     torch.testing.assert_close(out, old_out, rtol=0, atol=1e-6)
     torch.testing.assert_close(mixing, old_mixing, rtol=0, atol=1e-6)

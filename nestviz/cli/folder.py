@@ -149,17 +149,18 @@ def run_mode(inputs: list[Path], opts: Any, model: ModelChoice, *, classes: Opti
     if opts.shard is not None:
         items = take_shard(items, *opts.shard)
 
+    try:  # the weights are read once: hashed for the records' key, the model built from those bytes
+        checkpoint = [read_checkpoint(model.weights)]  # emptied by the loader: the bytes go once the model is built
+        weights_id = checkpoint[0].identity(model.arch)
+    except Exception as e:  # noqa: BLE001 - reported as a setup error
+        fail(str(e))
+
     @cache
     def load_model():  # noqa: ANN202 - loaded once, and only when there is work (or a --class to resolve)
-        nv = load_or_fail(replace(model, weights=checkpoint.pop()), opts.variants)  # bytes hashed below
+        nv = load_or_fail(replace(model, weights=checkpoint.pop()), opts.variants)
         if not classes:
             note_top_k(opts.top_k, nv.num_classes)
         return nv
-
-    try:  # the weights are read once: hashed for the records' key, the model built from those bytes (then let go)
-        weights_id = (checkpoint := [read_checkpoint(model.weights)])[0].identity(model.arch)
-    except Exception as e:  # noqa: BLE001 - reported as a setup error
-        fail(str(e))
     if classes:
         try:
             opts = replace(opts, classes=load_model().resolve_classes(classes))
