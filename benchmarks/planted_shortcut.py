@@ -98,7 +98,7 @@ def _methods(nv, samples, target: tuple[int, ...] | None) -> dict:
 
 
 def _table(s, summary: dict, rows: dict, seconds: float, own_class: bool) -> None:
-    keys = ("covers", "holds_centre", "point_on", "box_holds_centre", "deletion")
+    keys = ("covers", "holds_centre", "holds_centre_clear", "point_on", "box_holds_centre", "deletion")
     into = "into its class" if own_class else "into another class"
     print(f"\n## {s.name}: {s.place}, class {s.wnid}; the patch turns {summary['decisions']} of {summary['images']} "
           f"patched photos of other classes {into} ({summary['share_caused']:.1%}; removing it changes the class of "
@@ -107,8 +107,9 @@ def _table(s, summary: dict, rows: dict, seconds: float, own_class: bool) -> Non
     if not summary["decisions"]:
         print("(no decision to score: the shortcut was not learned)")
         return
-    print("| method | leaf covers >= 1/4 | leaf holds centre | point on patch (8 px) | CAM box holds centre | deletion |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| method | leaf covers >= 1/4 | leaf holds centre | the same, centre >= 8 px from a leaf edge "
+          f"({summary['clear_decisions']}) | point on patch (8 px) | CAM box holds centre | deletion |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, m in rows.items():
         print(f"| {name} | " + " | ".join("" if m.get(k) is None else f"{m[k]:.3f}" for k in keys) + " |")
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 import nestviz
 from nestviz.cli.app import app
-from nestviz.evaluation.known_answers import EvidenceOptions, aggregate, evidence_batch, removed, to_model
+from nestviz.evaluation.known_answers import (EvidenceOptions, aggregate, evidence_batch, leaf_edges, removed,
+                                             to_model)
 from nestviz.model.checkpoints import save_nestviz
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Preprocessing, plan_geometry
@@ -38,11 +39,16 @@ def test_scores_worked_by_hand() -> None:
     assert ev.near([18, 10], [0, 0, 10, 20]) and not ev.near([18.1, 10], [0, 0, 10, 20])  # 8 px tolerance
     assert ev.near([13, 24], [0, 0, 10, 20], tolerance=5.0) and not ev.near([13, 24.1], [0, 0, 10, 20], 5.0)  # 3-4-5
     assert ev.box_at([50, 50], [0, 0, 10, 20]).tolist() == [45, 40, 55, 60]
+    assert ev.clearance([10, 30], [8, 16], [16]) == 2.0 and ev.clearance([12, 30], [8, 16], [29]) == 1.0
+    assert ev.clearance([10, 30], [], []) == np.inf and ev.clearance([10, 30], [], [16]) == 14.0
 
 
 def test_image_boxes_reach_the_model_input_through_the_crop() -> None:
     geo = plan_geometry(224, 224, Preprocessing(input_size=256, crop_pct=0.875), "crop")  # 224 -> 292, crop 256
     assert (geo.resized_width, geo.left) == (292, 18)
+    xs, ys = leaf_edges(geo, NestConfig(img_size=256, patch_size=8, num_levels=3))  # leaves of 64 model px
+    assert xs == pytest.approx([(64 + 18) * 224 / 292, (128 + 18) * 224 / 292, (192 + 18) * 224 / 292])
+    assert ys == pytest.approx(xs)
     # 20 * 292 / 224 - 18 = 8.07 -> 8 (outwards); 60 * 292 / 224 - 18 = 60.21 -> 61
     assert to_model(geo, (20, 20, 60, 60)) == (8, 8, 61, 61)
     assert to_model(geo, (0, 0, 224, 224)) == (0, 0, 256, 256)  # clipped to the input
@@ -111,6 +117,26 @@ def test_the_planted_patch_is_found_on_the_decisions_it_causes(shortcut_model: n
     paper = nestviz.load(nv.model, class_names=TINY_CLASSES, preprocessing=PRE, device="cpu", gradcat_score="gradient")
     worse = aggregate(evidence_batch(paper, [paper.prepare(im) for im in images], boxes))["methods"]["gradcat"]
     assert worse["holds_centre"] < m["gradcat"]["holds_centre"] - 0.5  # the check tells a blind score apart
+
+
+def test_decisions_with_the_evidence_centre_near_a_leaf_edge_are_also_reported_apart(
+        shortcut_model: nestviz.Nestviz) -> None:
+    nv = shortcut_model
+    images, boxes = patched_set(24, seed=1)
+    records = evidence_batch(nv, [nv.prepare(im) for im in images], boxes, EvidenceOptions(tolerance=3.5))
+    caused = [r for r in records if r.caused]
+    clear = []
+    for r, b in ((r, b) for r, b in zip(records, boxes) if r.caused):
+        cx, cy = (b[0, 0] + b[0, 2]) / 2, (b[0, 1] + b[0, 3]) / 2  # leaf edges at 8, 16 and 24 px: no resize
+        assert r.clearance == pytest.approx(min(abs(v - e) for v in (cx, cy) for e in (8, 16, 24)))
+        for name, v in r.values.items():
+            assert ("holds_centre_clear" in v) == ("holds_centre" in v and r.clearance >= 3.5), name
+            assert v.get("holds_centre_clear", v.get("holds_centre")) == v.get("holds_centre")
+        clear += [r] if r.clearance >= 3.5 else []
+    summary = aggregate(records, tolerance=3.5)
+    assert 0 < summary["clear_decisions"] == len(clear) < len(caused)  # a 6 px patch in an 8 px leaf: 3 px or 4 px from an edge
+    assert summary["methods"]["gradcat"]["holds_centre_clear"] == \
+        pytest.approx(np.mean([r.values["gradcat"]["holds_centre"] for r in clear]))
 
 
 def test_only_decisions_for_the_evidences_class_count_when_it_is_known(shortcut_model: nestviz.Nestviz) -> None:

@@ -15,6 +15,7 @@ from .common import EXIT_PARTIAL, fail
 ROWS = (
     ("covers", "leaf covers >= 1/4 of the evidence"),
     ("holds_centre", "leaf holds the evidence's centre"),
+    ("holds_centre_clear", "  the same, centre clear of the leaf edges"),
     ("point_on", "point on the evidence (CAM peak, leaf centre)"),
     ("box_holds_centre", "CAM box holds the evidence's centre"),
     ("deletion", "deletion: class probability drop"),
@@ -75,7 +76,9 @@ def print_evidence(summary: dict[str, Any]) -> None:
         Console().print(title + ": no evidence-caused decision to score")
         return
     t = Table(title=title, title_justify="left", caption=f"on those {caused} decisions, for the class the model "
-              f"chose; removing the evidence itself drops it by {summary['evidence_drop']:.3f}", caption_justify="left")
+              f"chose; removing the evidence itself drops it by {summary['evidence_drop']:.3f}; the evidence's centre "
+              f"is clear of the leaf edges (by the point tolerance) in {summary['clear_decisions']} of them",
+              caption_justify="left")
     t.add_column("score")
     for col in COLUMNS:
         t.add_column(col, justify="right")

@@ -8,7 +8,10 @@ the model chose (Kim et al. 2021; Adebayo et al. 2022); where the class the evid
 (``EvidenceOptions.target``), only decisions for it count:
 
 - ``holds_centre`` / ``covers``: the GradCAT leaf holds the evidence's centre / at least
-  ``scoring.known_answers.COVER`` of its area;
+  ``scoring.known_answers.COVER`` of its area; ``holds_centre_clear``: ``holds_centre`` on the decisions whose
+  evidence centre lies at least ``tolerance`` pixels from every edge between two leaves (``clear_decisions`` of
+  them). Nearer an edge, the evidence is split almost evenly between two leaves and which one holds its centre
+  is decided by a few pixels, finer than any leaf-level explanation sees;
 - ``point_on``: the explanation's point (CAM peak, GradCAT leaf centre) is within
   ``scoring.known_answers.TOLERANCE`` pixels of the evidence; ``box_holds_centre``: the default CAM box
   holds the evidence's centre;
@@ -68,6 +71,7 @@ class EvidenceRecord:
     evidence_drop: float
     values: dict[str, dict[str, float | bool]] = field(default_factory=dict)
     for_target: bool = True  # the model chose one of EvidenceOptions.target (always, without one)
+    clearance: float | None = None  # image px from the evidence's centre to the nearest edge between leaves
 
     @property
     def caused(self) -> bool:
@@ -75,7 +79,8 @@ class EvidenceRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image, "class_index": self.before, "class_without_evidence": self.after,
-                "caused": self.caused, "evidence_drop": self.evidence_drop, "values": self.values}
+                "caused": self.caused, "evidence_drop": self.evidence_drop, "values": self.values,
+                "centre_clearance": None if self.clearance is None else round(self.clearance, 2)}
 
 
 def to_model(geo: Geometry, box: Sequence[float]) -> tuple[int, int, int, int]:
@@ -117,7 +122,9 @@ def evidence_batch(nv: Any, preps: Sequence[Any], boxes: Sequence[np.ndarray],
             rng = np.random.default_rng([opts.seed, zlib.crc32(preps[i].name.encode())])
             answers = _answers(results[j].predictions[0], geos[i], model.cfg, int(leaves[j]), rng)
             answers = {k: a for k, a in answers.items() if opts.baselines or k in METHODS}
-            records[i].values = _score(answers, np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4), opts)
+            evidence = np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4)
+            records[i].clearance = min(ev.clearance(ev.centre(e), *leaf_edges(geos[i], model.cfg)) for e in evidence)
+            records[i].values = _score(answers, evidence, opts, records[i].clearance >= opts.tolerance)
             points[i] = {name: a["point"] for name, a in answers.items()}
         _deletions(model, x, p, points, records, geos, boxes)
     return records
@@ -155,14 +162,25 @@ def _answers(pred: Any, geo: Geometry, cfg: Any, occ_leaf: int, rng: np.random.G
     return out
 
 
-def _score(answers: dict[str, dict[str, Any]], evidence: np.ndarray, opts: EvidenceOptions) -> dict[str, dict[str, Any]]:
-    """The known-answer scores of each method's answers against the evidence boxes (the best box counts)."""
+def leaf_edges(geo: Geometry, cfg: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The edges between leaf blocks in image pixels: the x of the vertical ones, the y of the horizontal ones."""
+    g, S = cfg.grid(0), float(geo.size)
+    inner = [geo.point_to_original(k * S / g, k * S / g) for k in range(1, g)]
+    return np.array([p[0] for p in inner]), np.array([p[1] for p in inner])
+
+
+def _score(answers: dict[str, dict[str, Any]], evidence: np.ndarray, opts: EvidenceOptions,
+           clear: bool) -> dict[str, dict[str, Any]]:
+    """The known-answer scores of each method's answers against the evidence boxes (the best box counts);
+    ``clear``: the evidence's centre is clear of the leaf edges, so ``holds_centre`` is also kept apart."""
     out: dict[str, dict[str, Any]] = {}
     for name, a in answers.items():
         v: dict[str, Any] = {"point_on": any(ev.near(a["point"], e, opts.tolerance) for e in evidence)}
         if "region" in a:
             v["holds_centre"] = any(ev.holds(a["region"], ev.centre(e)) for e in evidence)
             v["covers"] = max(ev.covered(a["region"], e) for e in evidence) >= opts.cover
+            if clear:
+                v["holds_centre_clear"] = v["holds_centre"]
         if "box" in a:
             v["box_holds_centre"] = any(ev.holds(a["box"], ev.centre(e)) for e in evidence)
         out[name] = v
@@ -186,10 +204,12 @@ def _deletions(model: Any, x: torch.Tensor, probs: torch.Tensor, points: dict[in
         records[i].values[name]["deletion"] = b - q
 
 
-def aggregate(records: Sequence[EvidenceRecord]) -> dict[str, Any]:
-    """Means over the evidence-caused decisions, with how many there were."""
+def aggregate(records: Sequence[EvidenceRecord], tolerance: float = ev.TOLERANCE) -> dict[str, Any]:
+    """Means over the evidence-caused decisions, with how many there were (and how many are clear of the leaf
+    edges by ``tolerance`` pixels: the ``holds_centre_clear`` means are over those)."""
     caused = [r for r in records if r.caused]
-    out: dict[str, Any] = {"images": len(records), "decisions": len(caused),
+    clear = sum(r.clearance is not None and r.clearance >= tolerance for r in caused)
+    out: dict[str, Any] = {"images": len(records), "decisions": len(caused), "clear_decisions": clear,
                            "share_caused": len(caused) / len(records) if records else float("nan"),
                            "evidence_drop": float(np.mean([r.evidence_drop for r in caused])) if caused else None}
     methods: dict[str, dict[str, float]] = {}
@@ -255,7 +275,7 @@ def run_evidence(nv: Any, samples: Sequence[tuple[Path, list[Any]]], opts: Evide
     protocol = {"fit": fit, "cam_kind": nv.cam_kind, "gradcat_score": nv.gradcat_score, "cover": opts.cover,
                 "target_classes": None if opts.target is None else list(opts.target),
                 "tolerance_px": opts.tolerance, "removal": "mean colour", "seed": opts.seed}
-    return EvidenceReport(aggregate(records), records, skipped, time.perf_counter() - t0, protocol)
+    return EvidenceReport(aggregate(records, opts.tolerance), records, skipped, time.perf_counter() - t0, protocol)
 
 
 def check_evidence(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], boxes: str | os.PathLike[str], *,
@@ -274,4 +294,4 @@ def check_evidence(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
 
 
 __all__ = ["METHODS", "BASELINES", "EvidenceOptions", "EvidenceRecord", "EvidenceReport", "to_model", "removed",
-           "evidence_batch", "aggregate", "find_evidence", "run_evidence", "check_evidence"]
+           "evidence_batch", "leaf_edges", "aggregate", "find_evidence", "run_evidence", "check_evidence"]

@@ -42,6 +42,16 @@ def near(point: np.ndarray, evidence: np.ndarray, tolerance: float = TOLERANCE) 
     return bool(np.hypot(dx, dy) <= tolerance)
 
 
+def clearance(point: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> float:
+    """Distance from ``point`` (x, y) to the nearest vertical line x in ``xs`` or horizontal line y in ``ys``: how
+    far it lies from an edge between two blocks (inf where there is none). Evidence whose centre lies within a
+    few pixels of a leaf edge is split nearly evenly between two leaves, and which of them holds the centre is a
+    coin toss for any block-level explanation: the known-answer check reports those decisions apart."""
+    p = np.asarray(point, dtype=np.float64)
+    d = [np.abs(np.asarray(xs, dtype=np.float64) - p[0]), np.abs(np.asarray(ys, dtype=np.float64) - p[1])]
+    return float(min((v.min() for v in d if v.size), default=np.inf))
+
+
 def box_at(point: np.ndarray, like: np.ndarray) -> np.ndarray:
     """A box the size of ``like``, centred on ``point``: the region an explanation's point stands for."""
     half = (np.asarray(like[2:], dtype=np.float64) - np.asarray(like[:2], dtype=np.float64)) / 2
@@ -54,4 +64,4 @@ def region_scores(region: np.ndarray, evidence: np.ndarray, cover: float = COVER
     return {"holds_centre": holds(region, centre(evidence)), "covers": covered(region, evidence) >= cover}
 
 
-__all__ = ["COVER", "TOLERANCE", "centre", "holds", "covered", "near", "box_at", "region_scores"]
+__all__ = ["COVER", "TOLERANCE", "centre", "holds", "covered", "near", "clearance", "box_at", "region_scores"]
