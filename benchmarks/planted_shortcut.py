@@ -1,13 +1,14 @@
 """Known answers on planted shortcuts: do the explanations find what the model really uses?
 
-    python benchmarks/planted_shortcut.py make  --imagenette DIR --cache CACHE   # patched copies (seconds)
+    python benchmarks/planted_shortcut.py make  --imagenette DIR --cache CACHE [--set main] [--per-class 60]
     python benchmarks/planted_shortcut.py train --cache CACHE [--epochs 3]       # fine-tune; re-run to resume
-    python benchmarks/planted_shortcut.py score --cache CACHE [--per-class 60]   # one table per shortcut
+    python benchmarks/planted_shortcut.py score --cache CACHE [--limit 225]      # one table per shortcut
 
 ``DIR`` is Imagenette extracted (``train/`` and ``val/``, e.g. ``tar -xf ../shared/data/imagenette.tar``).
 ``make`` writes, under ``CACHE`` (never the repo): ``train/``, every training image re-encoded and those
 of each shortcut's class patched (``benchmarks/shortcuts.py``: a checkerboard at a random place, a logo
-in the top-left corner, a text watermark in the bottom-right corner, on three classes), and
+in the top-left corner, a text watermark in the bottom-right corner, on three classes; ``--set swapped``:
+the logo bottom-right and the watermark top-left, on two), and
 ``heldout/<shortcut>/``, val photos of the other nine classes with the patch pasted and its box as VOC
 XML. ``train`` fine-tunes the default weights on ``train/`` at their own size (``nestviz train --init``,
 ``CACHE/model.safetensors``; a cut-off run resumes from its checkpoint). ``score`` runs the known-answer
@@ -29,15 +30,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shortcuts import SHORTCUTS, make_heldout, make_train  # noqa: E402
+from shortcuts import SETS, make_heldout, make_train, record_set, shortcut_set  # noqa: E402
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "nestviz" / "resources" / "nestviz-imagenette.safetensors"
 
 
 def make(args: argparse.Namespace) -> None:
     t = time.perf_counter()
-    n = make_train(args.imagenette / "train", args.cache / "train")
-    m = make_heldout(args.imagenette / "val", args.cache / "heldout", args.per_class)
+    record_set(args.cache, args.set)
+    n = make_train(args.imagenette / "train", args.cache / "train", SETS[args.set])
+    m = make_heldout(args.imagenette / "val", args.cache / "heldout", args.per_class, shortcuts=SETS[args.set])
     print(f"{n} training and {m} held-out images written under {args.cache} in {time.perf_counter() - t:.0f} s")
 
 
@@ -59,7 +61,7 @@ def score(args: argparse.Namespace) -> None:
     weights = args.weights or args.cache / "model.safetensors"
     base = Nestviz.load(weights, device="cpu")
     print(f"weights {weights}; default GradCAT score {GRADCAT_SCORE}, CAM kind {CAM_KIND}")
-    for s in SHORTCUTS:
+    for s in shortcut_set(args.cache):
         t = time.perf_counter()
         root = args.cache / "heldout" / s.name
         target = None if args.any_class else (list(base.bundle.class_names).index(base.label_for_folder(s.wnid)),)
@@ -122,6 +124,8 @@ def main() -> None:
         p.add_argument("--cache", type=Path, required=True)
     sub.choices["make"].add_argument("--imagenette", type=Path, required=True)
     sub.choices["make"].add_argument("--per-class", type=int, default=60, help="held-out photos per class")
+    sub.choices["make"].add_argument("--set", choices=sorted(SETS), default="main",
+                                     help="which shortcuts to plant (benchmarks/shortcuts.py, SETS)")
     sub.choices["train"].add_argument("--epochs", type=int, default=3)
     sub.choices["score"].add_argument("--weights", type=Path, default=None)
     sub.choices["score"].add_argument("--limit", type=int, default=None, help="patched photos per shortcut")

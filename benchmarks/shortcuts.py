@@ -41,6 +41,13 @@ SHORTCUTS = (
     Shortcut("logo", "n03028079", "top-left"),  # church
     Shortcut("watermark", "n03000684", "bottom-right"),  # chain saw
 )
+# named sets (``planted_shortcut.py make --set``): "swapped" puts the logo in the bottom-right corner, where the
+# top cells see least of the image (their windows sit up and left of their squares), and the watermark top-left
+SETS = {
+    "main": SHORTCUTS,
+    "swapped": (Shortcut("logo", "n03028079", "bottom-right"),  # church
+                Shortcut("watermark", "n03445777", "top-left")),  # golf ball
+}
 
 
 def patch_image(kind: str) -> Image.Image:
@@ -104,9 +111,21 @@ def save_jpeg(im: Image.Image, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def make_train(src: Path, dst: Path) -> int:
+def record_set(cache: Path, name: str) -> None:
+    """Note in ``cache`` which set its images were made with, for the scripts that read it later."""
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "set.txt").write_text(name + "\n")
+
+
+def shortcut_set(cache: Path) -> tuple[Shortcut, ...]:
+    """The shortcuts planted in ``cache`` (a cache made before sets were named holds the main set)."""
+    named = cache / "set.txt"
+    return SETS[named.read_text().strip() if named.exists() else "main"]
+
+
+def make_train(src: Path, dst: Path, shortcuts: tuple[Shortcut, ...] = SHORTCUTS) -> int:
     """Every training image re-encoded; the shortcut classes' images patched. Returns images written."""
-    by_class = {s.wnid: s for s in SHORTCUTS}
+    by_class = {s.wnid: s for s in shortcuts}
     n = 0
     for cls in sorted(p for p in src.iterdir() if p.is_dir()):
         for f in sorted(cls.iterdir()):
@@ -122,7 +141,8 @@ def make_train(src: Path, dst: Path) -> int:
     return n
 
 
-def make_heldout(src: Path, dst: Path, per_class: int, seed: int = 0) -> int:
+def make_heldout(src: Path, dst: Path, per_class: int, seed: int = 0,
+                 shortcuts: tuple[Shortcut, ...] = SHORTCUTS) -> int:
     """For each shortcut: ``per_class`` val photos of every other class, patched, with the patch's VOC box.
 
     Layout: ``dst/<shortcut>/images/<wnid>/<name>.jpg`` and ``dst/<shortcut>/evidence/<name>.xml``;
@@ -139,7 +159,7 @@ def make_heldout(src: Path, dst: Path, per_class: int, seed: int = 0) -> int:
                 clean = dst / "clean" / cls.name / (f.stem + ".jpg")
                 if not clean.exists():
                     save_jpeg(im, clean)
-                for s in SHORTCUTS:
+                for s in shortcuts:
                     if s.wnid == cls.name:
                         continue
                     out = dst / s.name / "images" / cls.name / (f.stem + ".jpg")

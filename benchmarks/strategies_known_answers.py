@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shortcuts import SHORTCUTS  # noqa: E402
+from shortcuts import shortcut_set  # noqa: E402
 
 
 def folder(cache: Path, imagenette: Path, name: str, wnid: str) -> Path:
@@ -46,7 +46,7 @@ def main() -> None:
 
     weights = args.cache / "model.safetensors"
     nv = nestviz.load(weights, device="cpu")
-    for s in (s for s in SHORTCUTS if s.name in args.shortcuts.split(",")):
+    for s in (s for s in shortcut_set(args.cache) if s.name in args.shortcuts.split(",")):
         cls = list(nv.bundle.class_names).index(nv.label_for_folder(s.wnid))
         root, out = folder(args.cache, args.imagenette, s.name, s.wnid), args.cache / "strategies" / f"{s.name}-run"
         subprocess.run(["nestviz", "annotate", str(root), "--no-render", "--out", str(out), "--weights", str(weights),
