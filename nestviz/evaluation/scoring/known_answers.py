@@ -45,8 +45,9 @@ def near(point: np.ndarray, evidence: np.ndarray, tolerance: float = TOLERANCE) 
 def clearance(point: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> float:
     """Distance from ``point`` (x, y) to the nearest vertical line x in ``xs`` or horizontal line y in ``ys``: how
     far it lies from an edge between two blocks (inf where there is none). Evidence whose centre lies within a
-    few pixels of a leaf edge is split nearly evenly between two leaves, and which of them holds the centre is a
-    coin toss for any block-level explanation: the known-answer check reports those decisions apart."""
+    few pixels of a leaf edge is split nearly evenly between two leaves, and which of them holds the centre turns
+    on those few pixels, finer than a block-level explanation resolves: the known-answer check reports those
+    decisions apart."""
     p = np.asarray(point, dtype=np.float64)
     d = [np.abs(np.asarray(xs, dtype=np.float64) - p[0]), np.abs(np.asarray(ys, dtype=np.float64) - p[1])]
     return float(min((v.min() for v in d if v.size), default=np.inf))
