@@ -1,6 +1,7 @@
 """Known answers for ``nestviz strategies``: is a planted shortcut's decisions one flagged strategy?
 
-    python benchmarks/strategies_known_answers.py --cache CACHE --imagenette DIR
+    python benchmarks/strategies_known_answers.py --cache CACHE --imagenette DIR [--shortcuts checker,logo]
+                                                  [--gradcat-score ablation]
 
 ``CACHE`` is ``benchmarks/planted_shortcut.py``'s (``make`` and ``train`` done); ``DIR`` is Imagenette extracted.
 For each learned shortcut (checkerboard, logo): a folder of the shortcut class's natural val photos and the
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--imagenette", type=Path, required=True)
     ap.add_argument("--shortcuts", default="checker,logo")
+    ap.add_argument("--gradcat-score", default=None, help="the annotate run's GradCAT score (default: the product's)")
     args = ap.parse_args()
     import nestviz
 
@@ -48,9 +50,11 @@ def main() -> None:
     nv = nestviz.load(weights, device="cpu")
     for s in (s for s in shortcut_set(args.cache) if s.name in args.shortcuts.split(",")):
         cls = list(nv.bundle.class_names).index(nv.label_for_folder(s.wnid))
-        root, out = folder(args.cache, args.imagenette, s.name, s.wnid), args.cache / "strategies" / f"{s.name}-run"
+        score = ["--gradcat-score", args.gradcat_score] if args.gradcat_score else []
+        root = folder(args.cache, args.imagenette, s.name, s.wnid)
+        out = args.cache / "strategies" / "-".join([s.name, "run", *score[1:]])
         subprocess.run(["nestviz", "annotate", str(root), "--no-render", "--out", str(out), "--weights", str(weights),
-                        "-q"], check=True)
+                        "-q", *score], check=True)
         found = json.loads(subprocess.run(["nestviz", "strategies", str(out), "--json"], check=True,
                                           capture_output=True, text=True).stdout)
         top = {r["image"]: r["predictions"][0]["class_index"] for r in map(json.loads, open(out / "manifest.jsonl"))
