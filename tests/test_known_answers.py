@@ -197,7 +197,16 @@ def test_the_command_reports_and_refuses_in_one_line(shortcut_model: nestviz.Nes
     assert [s["kind"] for s in got["skipped"]] == ["not measured"] and got["skipped"][0]["image"].endswith("no_box.png")
     assert set(got["methods"]) == {"gradcat", "cam", "centre", "random", "occlusion"}
     assert json.loads((tmp_path / "out" / "evidence.json").read_text())["decisions"] == got["decisions"]
-    assert len((tmp_path / "out" / "evidence.jsonl").read_text().splitlines()) == 8
+    lines = [json.loads(line) for line in (tmp_path / "out" / "evidence.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and all((r["centre_clearance"] is None) != r["caused"] for r in lines)
+    # edges at 8, 16 and 24 px, and a 6 px patch's centre at least 3 px inside the image: no centre lies 8 px (the
+    # default tolerance) from every edge, so none is clear, and the table leaves out the row it has no figure for
+    assert got["clear_decisions"] == 0 and 0 < max(r["centre_clearance"] or 0 for r in lines) <= 5.0
+    table = runner.invoke(app, ["metrics", str(tmp_path / "imgs"), "--evidence", str(tmp_path / "ev"), "--weights",
+                                str(weights), "-q"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "leaf holds the evidence's centre" in table.output
+    assert "centre clear of the leaf edges" not in table.output
+    assert "clear of the leaf edges (by the point tolerance) in 0 of them" in table.output
     both = runner.invoke(app, ["metrics", str(tmp_path / "imgs"), "--evidence", str(tmp_path / "ev"),
                                "--boxes", str(tmp_path / "ev"), "--weights", str(weights)])
     assert both.exit_code == 2 and both.output.strip().splitlines()[-1] == \
