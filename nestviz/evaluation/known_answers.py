@@ -123,7 +123,8 @@ def evidence_batch(nv: Any, preps: Sequence[Any], boxes: Sequence[np.ndarray],
             answers = _answers(results[j].predictions[0], geos[i], model.cfg, int(leaves[j]), rng)
             answers = {k: a for k, a in answers.items() if opts.baselines or k in METHODS}
             evidence = np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4)
-            records[i].clearance = min(ev.clearance(ev.centre(e), *leaf_edges(geos[i], model.cfg)) for e in evidence)
+            edges = leaf_edges(geos[i], model.cfg)
+            records[i].clearance = min(ev.clearance(ev.centre(e), *edges) for e in evidence)
             records[i].values = _score(answers, evidence, opts, records[i].clearance >= opts.tolerance)
             points[i] = {name: a["point"] for name, a in answers.items()}
         _deletions(model, x, p, points, records, geos, boxes)
