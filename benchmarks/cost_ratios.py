@@ -57,7 +57,7 @@ def main() -> None:
             ("cam --top-k 1", time_mode(nv, batch, "cam", args.repeats, top_k=1)),
             ("explain --top-k 1", time_mode(nv, batch, "explain", args.repeats, top_k=1)),
             ("explain --top-k 4", time_mode(nv, batch, "explain", args.repeats, top_k=4))]
-    for score in ("gradient", "ablation"):  # the other GradCAT node scores
+    for score in ("gradient", "ablation", "relevance"):  # the other GradCAT node scores
         other = Nestviz.load(args.weights, device="cpu", gradcat_score=score)
         rows += [(f"explain -k 1 {score}", time_mode(other, batch, "explain", args.repeats, top_k=1)),
                  (f"explain -k 4 {score}", time_mode(other, batch, "explain", args.repeats, top_k=4))]

@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--mosaics", type=int, default=250)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--cam-kind", default=None, help="flow, contrast or logit (default: the tool's)")
-    ap.add_argument("--gradcat-score", default=None, help="gradient, cam, root-ablation or ablation (default: the tool's)")
+    ap.add_argument("--gradcat-score", default=None, help="gradient, cam, root-ablation, ablation or relevance (default: the tool's)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imagenette.tar"))
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nestviz" / "imagenette"))
     ap.add_argument("--seed", type=int, default=0)

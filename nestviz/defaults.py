@@ -32,8 +32,8 @@ THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on 
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
 CAM_KINDS = ("flow", "contrast", "logit")
 CAM_KIND = "flow"  # chosen by nestviz metrics on the val boxes (README, Trust): boxes, peak and GradCAT leaf
-GRADCAT_SCORES = ("gradient", "cam", "root-ablation", "ablation")
-SIGNED_SCORES = ("gradient", "cam")  # the first-order scores, which the pointing game's control may flip
+GRADCAT_SCORES = ("gradient", "cam", "root-ablation", "ablation", "relevance")
+SIGNED_SCORES = ("gradient", "cam", "relevance")  # the first-order scores, which the pointing game's control may flip
 # chosen by nestviz metrics --evidence on planted shortcuts (README, Trust): the root's child by removal finds a
 # corner logo the cam score misses (95% vs 68% of its decisions), four top-level passes per image for every class
 GRADCAT_SCORE = "root-ablation"

@@ -21,7 +21,9 @@ from nestviz.defaults import (CAM_KIND, CAM_KINDS, EXPLAIN_FIT, GRADCAT_SCORE, G
 from nestviz.methods.ablation import ablation_gradcat
 from nestviz.methods.cam import cam
 from nestviz.methods.camtree import cam_gradcat
+from nestviz.methods import variants
 from nestviz.methods.gradcat import gradcat
+from nestviz.methods.relevance import relevance_gradcat
 from nestviz.model.layers import PatchEmbed
 from nestviz.evaluation.trust import MetricsOptions
 from .helpers import class_folders, manifest, TINY_CLASSES, write_image
@@ -50,7 +52,7 @@ def test_defaults_and_their_one_line_errors() -> None:
         check_choice("cam_kind", "nope", CAM_KINDS)
     with pytest.raises(ValueError, match=r"^fit must be crop, pad or squash, got 'x'$"):
         check_fit("x")
-    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam, root-ablation or ablation"):
+    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam, root-ablation, ablation or relevance"):
         nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu", gradcat_score="occlusion")
 
 
@@ -65,20 +67,34 @@ def test_the_api_follows_its_gradcat_score(model: torch.nn.Module, tmp_path: Pat
     grad = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="gradient")
     abl = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="ablation")
     share = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="cam")
-    assert (grad.gradcat_score, abl.gradcat_score, share.gradcat_score) == ("gradient", "ablation", "cam")
+    held = nestviz.load(model, class_names=TINY_CLASSES, device="cpu", gradcat_score="relevance")
+    assert (grad.gradcat_score, abl.gradcat_score, share.gradcat_score, held.gradcat_score) == \
+        ("gradient", "ablation", "cam", "relevance")
     x = grad.prepare(image, "crop").tensor[None]
     want = {"gradient": gradcat(model, x, top_k=2), "ablation": ablation_gradcat(model, x, top_k=2),
-            "cam": cam_gradcat(model, x, top_k=2)}
-    for nv in (grad, abl, share):
+            "cam": cam_gradcat(model, x, top_k=2), "relevance": relevance_gradcat(model, x, top_k=2)}
+    for nv in (grad, abl, share, held):
         for mode in ("explain", "annotate"):
             [res] = getattr(nv, mode)(image, top_k=2)
             got = [nodes(p.path) for p in res.predictions]
             assert got == [nodes(p) for p in want[nv.gradcat_score].paths[0]], (nv.gradcat_score, mode)
     assert nodes(want["gradient"].paths[0][0]) != nodes(want["ablation"].paths[0][0])  # the test can tell them apart
-    with pytest.raises(ValueError, match="sign=-1 needs gradcat_score 'gradient' or 'cam': the ablation score has no sign"):
+    with pytest.raises(ValueError, match="sign=-1 needs gradcat_score 'gradient', 'cam' or 'relevance': the ablation score has no sign"):
         abl.run([abl.prepare(image)], "explain", sign=-1.0)
     abl.run([abl.prepare(image)], "cam", sign=-1.0)  # no GradCAT: the sign does not matter
     assert len(grad.run([grad.prepare(image)], "explain", sign=-1.0)[0].predictions[0].path) == 3
+
+
+@pytest.mark.parametrize("score", GRADCAT_SCORES)
+def test_every_score_gives_a_batch_the_paths_of_its_images_one_by_one(model: torch.nn.Module, score: str) -> None:
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    batch = variants.paths(model, x, score, top_k=2)
+    for i in range(4):
+        alone = variants.paths(model, x[i:i + 1], score, top_k=2)
+        assert torch.equal(alone.classes[0], batch.classes[i])
+        for a, b in zip(alone.paths[0], batch.paths[i]):
+            assert [n.node for n in a] == [n.node for n in b], (score, i)
+            assert [n.score for n in a] == pytest.approx([n.score for n in b], rel=1e-4, abs=1e-5)
 
 
 def test_the_api_follows_its_cam_kind(model: torch.nn.Module, tmp_path: Path) -> None:
@@ -125,8 +141,8 @@ def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, ima
 
 @pytest.mark.parametrize("args, message", [
     (("cam", "--cam-kind", "nope"), "--cam-kind must be flow, contrast or logit, got 'nope'"),
-    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam, root-ablation or ablation, got 'grad'"),
-    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam, root-ablation or ablation"),
+    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam, root-ablation, ablation or relevance, got 'grad'"),
+    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam, root-ablation, ablation or relevance"),
 ])
 def test_folder_commands_refuse_unknown_variants_in_one_line(args: tuple, message: str, images: list[Path],
                                                               tmp_path: Path) -> None:

@@ -55,21 +55,27 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
     return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat, flow, below)
 
 
-def logit_share_heat(share: Tensor, levels: int, block: int) -> list[np.ndarray | None]:
+def logit_share_heat(share: Tensor, levels: int, block: int, at: int | None = None) -> list[np.ndarray | None]:
     """Per 0-based level, (k, B, H_l, W_l) maps whose mean over any child quadrant is that child's logit share.
 
-    ``share`` (k, B, H, W) is the top level's per-cell share. Level l's map is the top one spread
-    evenly over 2^(L-1-l) x 2^(L-1-l) positions per cell, times the positions of one child
-    quadrant, (block / 2)^2, so that ``gradcat.walk``'s quadrant means read as sums. The leaves'
-    map (None) is only read by a one-level model, whose root is its only block.
+    ``share`` (k, B, H, W) is each position's share at level ``at`` (default: the top level). A level above it
+    gets the shares summed over its 2^d x 2^d positions, a level below them spread evenly over its positions
+    (a position split between children counts by area), each times the positions of one child quadrant,
+    (block / 2)^2, so that ``gradcat.walk``'s quadrant means read as sums. The leaves' map (None) is only read
+    by a one-level model, whose root is its only block.
     """
     k, b, h, w = share.shape
+    at = levels - 1 if at is None else at
     per_child = max(1.0, (block / 2) ** 2)
+    flat = share.reshape(k * b, 1, h, w)
     heat: list[np.ndarray | None] = [None] if levels > 1 else []
     for level in range(1 if levels > 1 else 0, levels):
-        up = 2 ** (levels - 1 - level)
-        spread = F.interpolate(share.reshape(k * b, 1, h, w), scale_factor=up, mode="nearest") / (up * up)
-        heat.append((spread * per_child).reshape(k, b, h * up, w * up).double().numpy())
+        f = 2 ** abs(level - at)
+        if level >= at:  # summed over the positions each one of this level covers
+            m = F.avg_pool2d(flat, f) * (f * f) if f > 1 else flat
+        else:
+            m = F.interpolate(flat, scale_factor=f, mode="nearest") / (f * f)
+        heat.append((m * per_child).reshape(k, b, *m.shape[-2:]).double().numpy())
     return heat
 
 

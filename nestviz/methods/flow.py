@@ -50,13 +50,19 @@ def layer_flow(layer: TransformerLayer, x: Tensor, residual: float | None = None
     (``TransformerLayer.forward_with_attention``), and its mixing matrix (B, T, N, N) (``residual``: as
     :func:`forward_flow`'s)."""
     out, update, weights, carried = layer.forward_with_attention(x)
+    return out, mixing(x, update, weights, carried, residual)
+
+
+def mixing(x: Tensor, update: Tensor, weights: Tensor, carried: Tensor, residual: float | None = None) -> Tensor:
+    """A layer's mixing matrix (B, T, N, N) from its input ``x``, its attention update and what
+    ``Attention.forward_with_weights`` returns (``residual``: as :func:`forward_flow`'s)."""
     if residual is None:
         keep = x.norm(dim=-1) / (x.norm(dim=-1) + update.norm(dim=-1)).clamp(min=1e-12)  # (B, T, N)
     else:
         keep = torch.full(x.shape[:-1], float(residual), dtype=x.dtype, device=x.device)
     share = torch.einsum("bhtij,bhtj->btij", weights, carried)  # what the heads carry from j into i
     share = share / share.sum(dim=-1, keepdim=True).clamp(min=1e-12)
-    return out, (1 - keep)[..., None] * share + torch.diag_embed(keep)
+    return (1 - keep)[..., None] * share + torch.diag_embed(keep)
 
 
 def redistribute(maps: Tensor, flow: Tensor) -> Tensor:
@@ -66,4 +72,4 @@ def redistribute(maps: Tensor, flow: Tensor) -> Tensor:
     return torch.einsum("bij,bki->bkj", flow.to(maps.dtype), maps.reshape(B, k, H * W)).reshape(B, k, H, W)
 
 
-__all__ = ["forward_flow", "layer_flow", "redistribute"]
+__all__ = ["forward_flow", "layer_flow", "mixing", "redistribute"]

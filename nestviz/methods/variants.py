@@ -20,24 +20,28 @@ from ..model.nest import Nest
 from .ablation import ablation_block_scores, ablation_gradcat, root_ablation
 from .camtree import cam_gradcat
 from .gradcat import GradcatOutput, block_scores, gradcat
+from .relevance import relevance_gradcat
 
 
 def paths(model: Nest, x: Tensor, score: str, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
           sign: float = 1.0, cam_kind: str = CAM_KIND) -> GradcatOutput:
     """GradCAT of ``x`` with node score ``score``; the output keeps what a CAM of ``cam_kind`` needs from the pass.
 
-    ``sign`` -1 flips the gradient and cam scores (the pointing game's control); the ablation scores
-    have none and refuse it.
+    ``sign`` -1 flips the first-order scores (gradient, cam, relevance: the pointing game's control); the
+    ablation scores have none and refuse it.
     """
     score, cam_kind = check_gradcat_score(score), check_cam_kind(cam_kind)
     if sign != 1 and score not in SIGNED_SCORES:
-        raise ValueError(f"sign={sign:g} needs gradcat_score {' or '.join(map(repr, SIGNED_SCORES))}: "
+        named = [repr(s) for s in SIGNED_SCORES]
+        raise ValueError(f"sign={sign:g} needs gradcat_score {', '.join(named[:-1])} or {named[-1]}: "
                          f"the {score} score has no sign")
     if score == "ablation":
         return ablation_gradcat(model, x, top_k=top_k, classes=classes)
     if score in ("cam", "root-ablation"):
         out = cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
         return out if score == "cam" else root_ablation(model, out)
+    if score == "relevance":
+        return relevance_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
     return gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
 
 

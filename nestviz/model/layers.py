@@ -50,13 +50,15 @@ class Attention(nn.Module):
         drop = self.attn_drop if self.training else 0.0
         return self._merge(F.scaled_dot_product_attention(q, k, v, dropout_p=drop))
 
-    def forward_with_weights(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward_with_weights(self, x: Tensor, hold: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """The output, the attention weights (B, H, T, N, N), each row a distribution over the block's tokens,
         and the norm of what each head carries from each token, |W_o,h v_h,j| (B, H, T, N): the output at i is
-        sum_h sum_j a_h,ij W_o,h v_h,j plus the projection's bias (Kobayashi et al., EMNLP 2020)."""
+        sum_h sum_j a_h,ij W_o,h v_h,j plus the projection's bias (Kobayashi et al., EMNLP 2020). ``hold``: the
+        output's gradient treats the weights as constants (``nestviz.methods.relevance``); its value is the same."""
         q, k, v = self._qkv(x)
         weights = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).softmax(dim=-1)
         dropped = F.dropout(weights, self.attn_drop) if self.training and self.attn_drop else weights
+        dropped = dropped.detach() if hold else dropped
         H, d = v.shape[1], v.shape[-1]
         per_head = self.proj.weight.reshape(-1, d, H)  # proj input channel c*H + h: head h's columns
         gram = torch.einsum("ocg,odg->gcd", per_head, per_head)  # |W_h v|^2 = v' W_h'W_h v: d x d per head
@@ -144,8 +146,10 @@ class ConvPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-2] % 2 or x.shape[-1] % 2:
             raise ValueError(f"block aggregation needs even spatial dims, got {tuple(x.shape[-2:])}")
-        x = self.conv(x)
-        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.downsample(self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+    def downsample(self, x: Tensor) -> Tensor:
+        """The max-pool 3x3 stride 2 of the normalized map (B, C, H, W), with this variant's padding."""
         if self.pad_type == "same":
             x = F.pad(x, (0, 1, 0, 1), value=float("-inf"))
             return F.max_pool2d(x, kernel_size=3, stride=2)

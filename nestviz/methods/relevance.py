@@ -1,0 +1,119 @@
+"""GradCAT scored by conservative relevance: follow the child block that holds the largest share of the class
+score, the share carried down through the top level's attention with the factors that break it held constant.
+
+The paper's score, sum(A * dY/dA) at a child's level, is the first-order share of the class score a
+block's output holds; through a transformer it does not add up to the score and points wherever the
+gradient of a normalization or a softmax happens to be large (the planted top-left logo: 11% of its
+decisions; README, Trust). Ali et al. (ICML 2022, "XAI for Transformers: better explanations through
+conservative propagation") locate the break: LayerNorm's division by the standard deviation and the
+attention's softmax let the gradient flow through factors that only rescale or route the signal. Held
+constant (their LN and AH rules), and GELU's gate held at gelu(z) / z (the z-rule), the levels above a
+map are linear in it, so A * dY/dA is each position's exact share of the class score (up to biases and
+position embeddings, which are not any block's): the shares add up and follow what the levels above
+actually do with each block.
+
+Here the shares are read at the output of the level below the top (one backward pass per explained
+class through the top level and its aggregation only): the root's children are that level's blocks,
+each scored by the sum of its positions' shares; a lower block by the shares over its area (a position
+split between blocks counting by area, ``camtree.logit_share_heat``). The class direction is the CAM
+kind's (``cam.class_weights``: by default the class minus the mean class, what sets it apart). The pass
+keeps the top level's attention flow, so a CAM of the same images costs no extra pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..defaults import CAM_KIND
+from ..model.layers import TransformerLayer, blockify, deblockify
+from ..model.nest import Nest
+from .cam import class_weights
+from .camtree import cam_gradcat, logit_share_heat
+from .common import explaining, select_classes
+from .flow import mixing
+from .gradcat import GradcatOutput, walk
+
+
+def relevance_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
+                      sign: float = 1.0, kind: str = CAM_KIND) -> GradcatOutput:
+    """GradCAT paths of ``classes`` (default: the ``top_k`` most probable) scored by conservative relevance in
+    the direction of the ``kind`` CAM's class weights; see the module. A one-level model's only block is its
+    root, scored as the cam score scores it."""
+    cfg = model.cfg
+    if cfg.num_levels == 1:
+        return cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=kind)
+    with explaining(model):
+        weight = class_weights(model, kind)[0]  # first: an unknown kind fails before any work
+        with torch.inference_mode():
+            h, acts = model.patch_embed(x), []
+            for level in model.levels[:-1]:
+                h = level(h)
+                acts.append(h)
+        with torch.inference_mode(False), torch.enable_grad():
+            below = acts[-1].clone().requires_grad_(True)  # an inference tensor cannot start a graph
+            top, flow = held_top(model, below)
+            features = held_norm(model.norm, top.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            pooled = features.mean(dim=(2, 3))
+            logits = model.head(pooled).float()
+            chosen = select_classes(logits.detach(), top_k, classes)
+            directions = weight[chosen].to(pooled.dtype)  # (B, k, C): d(class score) / d(pooled)
+            k = chosen.shape[1]
+            share = torch.stack([(below * torch.autograd.grad(pooled, below, directions[:, j], retain_graph=j < k - 1)[0])
+                                 .sum(dim=1) for j in range(k)])  # (k, B, H, W): each position's share
+    share = sign * share.detach().float().cpu()
+    heat = logit_share_heat(share, cfg.num_levels, cfg.block_size, at=cfg.num_levels - 2)
+    paths = [[walk([None if m is None else m[j, i] for m in heat], cfg) for j in range(k)] for i in range(x.shape[0])]
+    for i, row in enumerate(paths):
+        for j, path in enumerate(row):
+            path[0].score = float(share[j, i].sum(dtype=torch.float64))  # the root holds the whole share
+    return GradcatOutput(logits.detach(), chosen, paths, top.detach(), features.detach(), heat, flow.detach(),
+                         acts[-1])
+
+
+def held_top(model: Nest, below: Tensor) -> tuple[Tensor, Tensor]:
+    """The top level on the map of the level below it (B, C, H, W), with LayerNorm's scale, the attention
+    weights and GELU's gate held for the backward (see the module): its output map (B, C', H', W') and its
+    attention flow (B, HW, HW), as ``flow.forward_flow`` gives them."""
+    top = model.levels[-1]
+    pool = top.pool
+    m = pool.downsample(held_norm(pool.norm, pool.conv(below).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+    t = blockify(m.permute(0, 2, 3, 1), top.block_size) + top.pos_embed  # (B, 1, N, C): one block
+    flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(t.shape[0], 1, -1, -1)
+    for layer in top.transformer_encoder:
+        t, mixed = held_layer(layer, t)
+        flow = mixed @ flow
+    return deblockify(t, top.block_size).permute(0, 3, 1, 2), flow[:, 0].detach()
+
+
+def held_layer(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``layer(x)`` for blocks (B, T, N, C) with the held factors, and its mixing matrix (``flow.mixing``)."""
+    update, weights, carried = layer.attn.forward_with_weights(held_norm(layer.norm1, x), hold=True)
+    mid = x + update
+    out = mid + layer.mlp.fc2(held_gelu(layer.mlp.fc1(held_norm(layer.norm2, mid))))
+    return out, mixing(x.detach(), update.detach(), weights.detach(), carried.detach())
+
+
+def held_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    """``norm(x)`` (channels last), whose gradient holds the standard deviation constant (Ali et al.'s LN rule):
+    the centring and the affine map stay, so the map is linear in ``x`` for the backward."""
+    value = norm(x.detach())
+    if not x.requires_grad:
+        return value
+    sd = (x.detach().var(dim=-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
+    d = x - x.detach()  # zero, with x's gradient
+    return value + (d - d.mean(dim=-1, keepdim=True)) / sd * norm.weight
+
+
+def held_gelu(z: Tensor) -> Tensor:
+    """GELU(z), whose gradient is the gate gelu(z) / z held constant (the z-rule): linear in ``z`` for the backward."""
+    value = F.gelu(z.detach())
+    zd = z.detach()
+    gate = torch.where(zd.abs() > 1e-6, value / torch.where(zd.abs() > 1e-6, zd, torch.ones_like(zd)), 0.5)
+    return value + (z - zd) * gate
+
+
+__all__ = ["relevance_gradcat", "held_top", "held_layer", "held_norm", "held_gelu"]

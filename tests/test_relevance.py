@@ -1,0 +1,130 @@
+"""GradCAT scored by conservative relevance: known answers on a hand-built model, shares that add up to the class
+score where the plain gradient's add up to nothing, the held factors by hand, and the pass's by-products."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nestviz.methods.flow import forward_flow
+from nestviz.methods.gradcat import gradcat
+from nestviz.methods.relevance import held_gelu, held_norm, relevance_gradcat
+from .model_helpers import expected_nodes, hand_built, random_model
+
+torch.set_num_threads(1)
+
+
+def test_each_path_ends_at_its_images_bright_leaf_block_in_one_batch() -> None:
+    b = 8
+    x = torch.zeros(16, 1, 4 * b, 4 * b)
+    for leaf in range(16):  # image i has leaf block i bright
+        r, c = divmod(leaf, 4)
+        x[leaf, 0, r * b:(r + 1) * b, c * b:(c + 1) * b] = 1.0
+    out = relevance_gradcat(hand_built(b), x, classes=[0])
+    for leaf in range(16):
+        path = out.paths[leaf][0]
+        r, c = divmod(leaf, 4)
+        assert [n.node for n in path] == expected_nodes(leaf)
+        assert path[-1].box == (c * b, r * b, (c + 1) * b, (r + 1) * b)
+        assert path[-1].score > 0 and path[-2].child_scores is not None
+        assert sorted(path[-2].child_scores)[-2] == pytest.approx(0.0, abs=1e-6)  # the dark leaves hold nothing
+
+
+def _without_offsets(model: nn.Module) -> nn.Module:
+    """Every bias, LayerNorm shift and position embedding zeroed: the levels above a map are then linear in it
+    once the held factors are held, so its shares must add up to the class score exactly."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("bias", "pos_embed")):
+                p.zero_()
+    return model
+
+
+def test_shares_add_up_to_the_class_score_where_the_papers_gradient_shares_add_up_to_nothing() -> None:
+    model = _without_offsets(random_model(3))
+    x = torch.randn(4, 3, 32, 32)
+    out = relevance_gradcat(model, x, top_k=3, kind="contrast")
+    with torch.no_grad():
+        logits = model(x)
+    plain = gradcat(model, x, top_k=3)
+    assert plain.heat is not None
+    for i in range(4):
+        for j in range(3):
+            c = int(out.classes[i, j])
+            path = out.paths[i][j]
+            assert path[0].score == pytest.approx(float(logits[i, c] - logits[i].mean()), abs=1e-4)
+            for parent, child in zip(path, path[1:]):
+                assert sum(parent.child_scores) == pytest.approx(parent.score, abs=1e-4)
+                assert child.score == pytest.approx(parent.child_scores[parent.chosen_child], abs=1e-6)
+            # The plain gradient through the top level's pooling LayerNorm, which is scale-invariant: the map's
+            # A * dY/dA sums to zero, the break Ali et al. point at (here for the logit, as the paper's score reads).
+            assert abs(float(plain.heat[1][j, i].sum())) < 1e-4 * max(1.0, abs(float(logits[i, c])))
+    assert torch.equal(out.classes, plain.classes)
+
+
+def test_the_pass_gives_the_models_logits_and_the_cams_flow() -> None:
+    model = random_model(5)
+    x = torch.randn(3, 3, 32, 32)
+    out = relevance_gradcat(model, x, top_k=2)
+    with torch.no_grad():
+        logits = model(x)
+        features, _, flow = forward_flow(model, x)
+    torch.testing.assert_close(out.logits, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.features, features, rtol=1e-5, atol=1e-5)
+    assert out.flow is not None and out.heat is not None
+    torch.testing.assert_close(out.flow, flow, rtol=1e-5, atol=1e-6)
+    assert [len(p) for row in out.paths for p in row] == [3] * 6
+
+
+def test_it_runs_inside_inference_mode_on_inference_tensors() -> None:
+    model = random_model(6)
+    x = torch.randn(2, 3, 32, 32)
+    want = relevance_gradcat(model, x, top_k=2)
+    with torch.inference_mode():
+        got = relevance_gradcat(model, x.clone(), top_k=2)
+    assert [[n.node for n in p] for p in got.paths[0]] == [[n.node for n in p] for p in want.paths[0]]
+    assert got.paths[1][1][0].score == pytest.approx(want.paths[1][1][0].score, rel=1e-5)
+
+
+def test_the_sign_flips_every_score_and_the_model_comes_back_as_it_was() -> None:
+    model = random_model(8).train()
+    x = torch.randn(2, 3, 32, 32)
+    up, down = relevance_gradcat(model, x, top_k=2), relevance_gradcat(model, x, top_k=2, sign=-1.0)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    for i in range(2):
+        for j in range(2):
+            root_up, root_down = up.paths[i][j][0], down.paths[i][j][0]
+            assert root_down.score == pytest.approx(-root_up.score, abs=1e-5)
+            assert root_down.child_scores == pytest.approx([-s for s in root_up.child_scores], abs=1e-5)
+            assert root_down.chosen_child == min(range(4), key=root_up.child_scores.__getitem__)
+
+
+def test_held_layernorm_keeps_the_value_and_holds_the_scale_for_the_backward() -> None:
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(6, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(6))
+        norm.bias.copy_(torch.randn(6))
+    x = torch.randn(3, 6, requires_grad=True)
+    v = torch.randn(3, 6)
+    out = held_norm(norm, x)
+    torch.testing.assert_close(out, norm(x), rtol=0, atol=0)
+    (grad,) = torch.autograd.grad((out * v).sum(), x)
+    sd = (x.detach().var(dim=-1, unbiased=False, keepdim=True) + 1e-6).sqrt()
+    gv = norm.weight.detach() * v  # the centring's transpose is the centring: (gv - mean(gv)) / sd
+    torch.testing.assert_close(grad, (gv - gv.mean(dim=-1, keepdim=True)) / sd)
+    # So x . grad is the output's shift-free part (out - bias) . v: the share the norm passes on, all of it.
+    torch.testing.assert_close((x.detach() * grad).sum(-1), ((out - norm.bias).detach() * v).sum(-1))
+
+
+def test_held_gelu_keeps_the_value_and_its_gradient_is_the_gate() -> None:
+    z = torch.tensor([-2.0, -0.5, 0.0, 1e-8, 0.5, 3.0], requires_grad=True)
+    out = held_gelu(z)
+    torch.testing.assert_close(out, F.gelu(z), rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(out.sum(), z)
+    zd = z.detach()
+    want = torch.tensor([float(F.gelu(t)) / float(t) if abs(float(t)) > 1e-6 else 0.5 for t in zd])
+    torch.testing.assert_close(grad, want)
+    torch.testing.assert_close(zd * grad, F.gelu(zd))  # z times its gate is the value: nothing is lost
