@@ -3,14 +3,15 @@ score where the plain gradient's add up to nothing, the held factors by hand, an
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nestviz.methods.flow import forward_flow
-from nestviz.methods.gradcat import gradcat
-from nestviz.methods.relevance import held_gelu, held_norm, relevance_gradcat
+from nestviz.methods.gradcat import child_of, gradcat
+from nestviz.methods.relevance import held_gelu, held_norm, held_pass, relevance_gradcat
 from .model_helpers import expected_nodes, hand_built, random_model
 
 torch.set_num_threads(1)
@@ -42,26 +43,50 @@ def _without_offsets(model: nn.Module) -> nn.Module:
     return model
 
 
-def test_shares_add_up_to_the_class_score_where_the_papers_gradient_shares_add_up_to_nothing() -> None:
+def test_the_shares_add_up_to_the_class_score_where_the_papers_gradient_shares_add_up_to_nothing() -> None:
     model = _without_offsets(random_model(3))
     x = torch.randn(4, 3, 32, 32)
+    held = held_pass(model, x, top_k=3, kind="contrast")
     out = relevance_gradcat(model, x, top_k=3, kind="contrast")
     with torch.no_grad():
         logits = model(x)
     plain = gradcat(model, x, top_k=3)
-    assert plain.heat is not None
+    assert plain.heat is not None and torch.equal(held.classes, plain.classes) and torch.equal(out.classes, plain.classes)
     for i in range(4):
         for j in range(3):
-            c = int(out.classes[i, j])
+            c = int(held.classes[i, j])
+            contrast = float(logits[i, c] - logits[i].mean())
+            assert float(held.share[j, i].sum()) == pytest.approx(contrast, abs=1e-4)
             path = out.paths[i][j]
-            assert path[0].score == pytest.approx(float(logits[i, c] - logits[i].mean()), abs=1e-4)
+            assert path[0].score == pytest.approx(contrast, abs=1e-4)
             for parent, child in zip(path, path[1:]):
                 assert sum(parent.child_scores) == pytest.approx(parent.score, abs=1e-4)
                 assert child.score == pytest.approx(parent.child_scores[parent.chosen_child], abs=1e-6)
             # The plain gradient through the top level's pooling LayerNorm, which is scale-invariant: the map's
             # A * dY/dA sums to zero, the break Ali et al. point at (here for the logit, as the paper's score reads).
             assert abs(float(plain.heat[1][j, i].sum())) < 1e-4 * max(1.0, abs(float(logits[i, c])))
-    assert torch.equal(out.classes, plain.classes)
+
+
+@pytest.mark.parametrize("size", [32, 24])  # blocks of 4 positions, and of 3: a pooled position then straddles two
+def test_the_roots_children_are_the_blocks_below_it_and_the_leaves_their_quarters(size: int) -> None:
+    model = random_model(4, img_size=size)
+    b = model.cfg.block_size
+    assert b == size // 8
+    x = torch.randn(2, 3, size, size)
+    held = held_pass(model, x, top_k=2)
+    out = relevance_gradcat(model, x, top_k=2)
+    for i in range(2):
+        for j in range(2):
+            root, middle, leaf = out.paths[i][j]
+            share = held.share[j, i]
+            blocks = share.reshape(2, b, 2, b).sum(dim=(1, 3)).flatten()  # each middle block's output's total
+            assert root.child_scores == pytest.approx(blocks.tolist(), rel=1e-5, abs=1e-6)
+            r, c = divmod(root.chosen_child, 2)
+            mine = share[r * b:(r + 1) * b, c * b:(c + 1) * b].numpy()  # where its four leaves' pools centre
+            rows, cols = child_of(r, b, 0), child_of(c, b, 0)
+            quarters = [float(mine[np.ix_(rows == qr, cols == qc)].sum()) for qr in (0, 1) for qc in (0, 1)]
+            assert middle.child_scores == pytest.approx(quarters, rel=1e-5, abs=1e-6)
+            assert leaf.node == (2 * r + middle.chosen_child // 2) * 4 + 2 * c + middle.chosen_child % 2
 
 
 def test_the_pass_gives_the_models_logits_and_the_cams_flow() -> None:

@@ -28,7 +28,7 @@ from ..model.nest import Nest
 from .cam import class_weights, place
 from .common import explaining, select_classes
 from .flow import forward_flow, redistribute
-from .gradcat import GradcatOutput, walk
+from .gradcat import GradcatOutput, child_of, walk
 
 
 def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
@@ -45,7 +45,7 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
         share = share if flow is None else redistribute(share, flow)
         share = place(share, cfg.top_shift(), keep_sum=True)  # where the cells see, every share kept
         share = sign * share.transpose(0, 1) / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share
-    heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size)
+    heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size, offset=1 if cfg.pad_type == "same" else 0)
     paths = [[walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
     for i, row in enumerate(paths):
@@ -55,18 +55,19 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
     return GradcatOutput(logits, chosen, paths, acts[-1].detach(), features.detach(), heat, flow, below)
 
 
-def logit_share_heat(share: Tensor, levels: int, block: int, at: int | None = None) -> list[np.ndarray | None]:
+def logit_share_heat(share: Tensor, levels: int, block: int, at: int | None = None, offset: int = 0
+                     ) -> list[np.ndarray | None]:
     """Per 0-based level, (k, B, H_l, W_l) maps whose mean over any child quadrant is that child's logit share.
 
     ``share`` (k, B, H, W) is each position's share at level ``at`` (default: the top level). A level above it
     gets the shares summed over its 2^d x 2^d positions, a level below them spread evenly over its positions
-    (a position split between children counts by area), each times the positions of one child quadrant,
-    (block / 2)^2, so that ``gradcat.walk``'s quadrant means read as sums. The leaves' map (None) is only read
-    by a one-level model, whose root is its only block.
+    (a position split between children counts by area), each position times the size of the child quadrant it
+    lies in (``gradcat.child_of``, ``offset`` 1 for "same" padding), so that ``gradcat.walk``'s quadrant means
+    read as sums, also for odd blocks. The leaves' map (None) is only read by a one-level model, whose root is
+    its only block.
     """
     k, b, h, w = share.shape
     at = levels - 1 if at is None else at
-    per_child = max(1.0, (block / 2) ** 2)
     flat = share.reshape(k * b, 1, h, w)
     heat: list[np.ndarray | None] = [None] if levels > 1 else []
     for level in range(1 if levels > 1 else 0, levels):
@@ -75,8 +76,16 @@ def logit_share_heat(share: Tensor, levels: int, block: int, at: int | None = No
             m = F.avg_pool2d(flat, f) * (f * f) if f > 1 else flat
         else:
             m = F.interpolate(flat, scale_factor=f, mode="nearest") / (f * f)
-        heat.append((m * per_child).reshape(k, b, *m.shape[-2:]).double().numpy())
+        n = _quadrant_sizes(m.shape[-1] // block, block, offset)
+        heat.append((m * (n[:, None] * n[None, :])).reshape(k, b, *m.shape[-2:]).double().numpy())
     return heat
+
+
+def _quadrant_sizes(blocks: int, block: int, offset: int) -> Tensor:
+    """Along one axis of a level of ``blocks`` blocks: how many positions share each position's child half."""
+    child = torch.from_numpy(child_of(0, block, offset))
+    half = torch.stack([(child == 0).sum(), (child == 1).sum()]).clamp(min=1)
+    return half[child].repeat(blocks).double()
 
 
 __all__ = ["cam_gradcat", "logit_share_heat"]

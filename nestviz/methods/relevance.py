@@ -23,14 +23,16 @@ keeps the top level's attention flow, so a CAM of the same images costs no extra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..defaults import CAM_KIND
-from ..model.layers import TransformerLayer, blockify, deblockify
-from ..model.nest import Nest
+from ..model.layers import NestLevel, TransformerLayer, blockify, deblockify
+from ..model.nest import Nest, NestConfig
 from .cam import class_weights
 from .camtree import cam_gradcat, logit_share_heat
 from .common import explaining, select_classes
@@ -38,24 +40,54 @@ from .flow import mixing
 from .gradcat import GradcatOutput, walk
 
 
+@dataclass
+class HeldPass:
+    """One held pass: the logits, the explained classes (B, k), the shares at the output of the level below the
+    top, and the pass's maps for reuse (the top map before and after the final norm, its attention flow)."""
+
+    logits: Tensor  # (B, K) float32
+    classes: Tensor  # (B, k)
+    share: Tensor  # (k, B, H, W): each position's share of the class score, at the level below the top
+    top: Tensor
+    features: Tensor
+    flow: Tensor
+    below: Tensor  # (B, C, H, W) the output of the level below the top
+
+
 def relevance_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
                       sign: float = 1.0, kind: str = CAM_KIND) -> GradcatOutput:
     """GradCAT paths of ``classes`` (default: the ``top_k`` most probable) scored by conservative relevance in
     the direction of the ``kind`` CAM's class weights; see the module. A one-level model's only block is its
     root, scored as the cam score scores it."""
-    cfg = model.cfg
-    if cfg.num_levels == 1:
+    cfg, L = model.cfg, model.cfg.num_levels
+    if L == 1:
         return cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=kind)
+    p = held_pass(model, x, top_k=top_k, classes=classes, kind=kind)
+    share = sign * p.share.float().cpu()
+    offset = 1 if cfg.pad_type == "same" else 0
+    heat = logit_share_heat(share, L, cfg.block_size, at=L - 2, offset=offset)  # below the root: area shares
+    heat[L - 1] = block_totals(share, cfg)  # the root's children: the blocks whose outputs hold the shares
+    k = p.classes.shape[1]
+    paths = [[walk([None if m is None else m[j, i] for m in heat], cfg) for j in range(k)] for i in range(x.shape[0])]
+    for i, row in enumerate(paths):
+        for j, path in enumerate(row):
+            path[0].score = float(share[j, i].sum(dtype=torch.float64))  # the root holds the whole share
+    return GradcatOutput(p.logits, p.classes, paths, p.top, p.features, heat, p.flow, p.below)
+
+
+def held_pass(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] | Tensor | None = None,
+              kind: str = CAM_KIND) -> HeldPass:
+    """The top level run with the held factors, and one backward pass per explained class through it: each
+    position's share of the ``kind`` class score at the output of the level below the top."""
     with explaining(model):
         weight = class_weights(model, kind)[0]  # first: an unknown kind fails before any work
         with torch.inference_mode():
-            h, acts = model.patch_embed(x), []
+            h = model.patch_embed(x)
             for level in model.levels[:-1]:
                 h = level(h)
-                acts.append(h)
         with torch.inference_mode(False), torch.enable_grad():
-            below = acts[-1].clone().requires_grad_(True)  # an inference tensor cannot start a graph
-            top, flow = held_top(model, below)
+            below = h.clone().requires_grad_(True)  # an inference tensor cannot start a graph
+            top, flow = held_level(model.levels[-1], below, keep_flow=True)
             features = held_norm(model.norm, top.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             pooled = features.mean(dim=(2, 3))
             logits = model.head(pooled).float()
@@ -63,37 +95,45 @@ def relevance_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequen
             directions = weight[chosen].to(pooled.dtype)  # (B, k, C): d(class score) / d(pooled)
             k = chosen.shape[1]
             share = torch.stack([(below * torch.autograd.grad(pooled, below, directions[:, j], retain_graph=j < k - 1)[0])
-                                 .sum(dim=1) for j in range(k)])  # (k, B, H, W): each position's share
-    share = sign * share.detach().float().cpu()
-    heat = logit_share_heat(share, cfg.num_levels, cfg.block_size, at=cfg.num_levels - 2)
-    paths = [[walk([None if m is None else m[j, i] for m in heat], cfg) for j in range(k)] for i in range(x.shape[0])]
-    for i, row in enumerate(paths):
-        for j, path in enumerate(row):
-            path[0].score = float(share[j, i].sum(dtype=torch.float64))  # the root holds the whole share
-    return GradcatOutput(logits.detach(), chosen, paths, top.detach(), features.detach(), heat, flow.detach(),
-                         acts[-1])
+                                 .sum(dim=1).detach() for j in range(k)])
+    assert flow is not None
+    return HeldPass(logits.detach(), chosen, share, top.detach(), features.detach(), flow.detach(), below.detach())
 
 
-def held_top(model: Nest, below: Tensor) -> tuple[Tensor, Tensor]:
-    """The top level on the map of the level below it (B, C, H, W), with LayerNorm's scale, the attention
-    weights and GELU's gate held for the backward (see the module): its output map (B, C', H', W') and its
-    attention flow (B, HW, HW), as ``flow.forward_flow`` gives them."""
-    top = model.levels[-1]
-    pool = top.pool
+def block_totals(share: Tensor, cfg: NestConfig) -> np.ndarray:
+    """The parent level's map for ``gradcat.walk`` from shares (k, B, H, W) at a level's output: each position
+    holds the total of the child block it belongs to (``gradcat.child_of``), so a quadrant's mean is that
+    block's own total, whatever the block size."""
+    b, offset = cfg.block_size, 1 if cfg.pad_type == "same" else 0
+    k, B, h, w = share.shape
+    sums = share.double().reshape(k, B, h // b, b, w // b, b).sum(dim=(3, 5))  # (k, B, g, g): each block's total
+    child = (2 * torch.arange(h // 2) + offset) // b  # the child block row (col) of each parent position
+    return sums[:, :, child[:, None], child[None, :]].numpy()
+
+
+def held_level(level: NestLevel, below: Tensor, keep_flow: bool = False) -> tuple[Tensor, Tensor | None]:
+    """A level above the leaves on the map of the level below it (B, C, H, W), with LayerNorm's scale, the
+    attention weights and GELU's gate held for the backward (see the module): its output map (B, C', H', W')
+    and, with ``keep_flow`` (the top level: one block), its attention flow (B, N, N) as ``flow.forward_flow``
+    gives it."""
+    pool = level.pool
     m = pool.downsample(held_norm(pool.norm, pool.conv(below).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-    t = blockify(m.permute(0, 2, 3, 1), top.block_size) + top.pos_embed  # (B, 1, N, C): one block
-    flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(t.shape[0], 1, -1, -1)
-    for layer in top.transformer_encoder:
-        t, mixed = held_layer(layer, t)
-        flow = mixed @ flow
-    return deblockify(t, top.block_size).permute(0, 3, 1, 2), flow[:, 0].detach()
+    t = blockify(m.permute(0, 2, 3, 1), level.block_size) + level.pos_embed  # (B, T, N, C)
+    flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(*t.shape[:2], -1, -1) if keep_flow else None
+    for layer in level.transformer_encoder:
+        t, mixed = held_layer(layer, t, keep_flow)
+        flow = None if flow is None or mixed is None else mixed @ flow
+    return deblockify(t, level.block_size).permute(0, 3, 1, 2), None if flow is None else flow[:, 0]
 
 
-def held_layer(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``layer(x)`` for blocks (B, T, N, C) with the held factors, and its mixing matrix (``flow.mixing``)."""
+def held_layer(layer: TransformerLayer, x: Tensor, keep_flow: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``layer(x)`` for blocks (B, T, N, C) with the held factors, and with ``keep_flow`` its mixing matrix
+    (``flow.mixing``)."""
     update, weights, carried = layer.attn.forward_with_weights(held_norm(layer.norm1, x), hold=True)
     mid = x + update
     out = mid + layer.mlp.fc2(held_gelu(layer.mlp.fc1(held_norm(layer.norm2, mid))))
+    if not keep_flow:
+        return out, None
     return out, mixing(x.detach(), update.detach(), weights.detach(), carried.detach())
 
 
@@ -116,4 +156,4 @@ def held_gelu(z: Tensor) -> Tensor:
     return value + (z - zd) * gate
 
 
-__all__ = ["relevance_gradcat", "held_top", "held_layer", "held_norm", "held_gelu"]
+__all__ = ["HeldPass", "relevance_gradcat", "held_pass", "block_totals", "held_level", "held_layer", "held_norm", "held_gelu"]
