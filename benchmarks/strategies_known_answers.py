@@ -1,7 +1,7 @@
 """Known answers for ``nestviz strategies``: is a planted shortcut's decisions one flagged strategy?
 
     python benchmarks/strategies_known_answers.py --cache CACHE --imagenette DIR [--shortcuts checker,logo]
-                                                  [--gradcat-score ablation]
+                                                  [--gradcat-score relevance]
 
 ``CACHE`` is ``benchmarks/planted_shortcut.py``'s (``make`` and ``train`` done); ``DIR`` is Imagenette extracted.
 For each learned shortcut (checkerboard, logo): a folder of the shortcut class's natural val photos and the
