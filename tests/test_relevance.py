@@ -43,8 +43,9 @@ def _without_offsets(model: nn.Module) -> nn.Module:
     return model
 
 
-def test_the_shares_add_up_to_the_class_score_where_the_papers_gradient_shares_add_up_to_nothing() -> None:
-    model = _without_offsets(random_model(3))
+@pytest.mark.parametrize("pad_type", ["", "same"])  # the plain variants and the _jx checkpoints' padding
+def test_the_shares_add_up_to_the_class_score_where_the_papers_gradient_shares_add_up_to_nothing(pad_type: str) -> None:
+    model = _without_offsets(random_model(3, pad_type=pad_type))
     x = torch.randn(4, 3, 32, 32)
     held = held_pass(model, x, top_k=3, kind="contrast")
     out = relevance_gradcat(model, x, top_k=3, kind="contrast")
