@@ -23,9 +23,11 @@ class PathNode:
     """One visited block of the GradCAT traversal.
 
     ``level`` counts from 1 (leaves) to L (root); ``node`` numbers the block row-major within
-    its level; ``score`` is the node's mean gradient contribution (as a child of its parent; for
-    the root, over the whole top map) or, with ``gradcat_score="ablation"``, the drop in the class
-    probability when the block is removed (for the root: the class probability); ``child_scores``
+    its level; ``score`` is the node's score as a child of its parent (for the root, over the whole map): with the
+    default ``gradcat_score="relevance"`` and with ``"cam"`` its share of the class score (the CAM kind's, in logit
+    units: the root's is the whole share, children's add up to it), with ``"gradient"`` its mean gradient
+    contribution, with ``"ablation"`` the drop in the class probability when the block is removed (for the root: the
+    class probability), with ``"root-ablation"`` that drop for the root's children; ``child_scores``
     are the four quadrant scores in the order top-left, top-right, bottom-left, bottom-right, or
     None at a leaf.
     """
