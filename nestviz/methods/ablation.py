@@ -120,7 +120,7 @@ def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64) -> Grad
         drops = _child_drops(model, [out.below], 1, [[(0, 0)] for _ in range(B)], probs, batch_size, first=L - 1)
     b = cfg.block_size
     top = np.array(out.heat[L - 1], copy=True)  # (k, B, b, b): each quadrant's mean becomes its drop
-    along = child_of(0, b, 1 if cfg.pad_type == "same" else 0)
+    along = child_of(0, b, cfg.pool_offset)
     quadrant = along[:, None] * 2 + along[None, :]  # (b, b) child index of each top position
     for i in range(B):
         per_class = drops[(i, 0, 0)][:, out.classes[i]].T.numpy()  # (k, 4)

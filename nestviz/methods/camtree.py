@@ -45,7 +45,7 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
         share = share if flow is None else redistribute(share, flow)
         share = place(share, cfg.top_shift(), keep_sum=True)  # where the cells see, every share kept
         share = sign * share.transpose(0, 1) / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share
-    heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size, offset=1 if cfg.pad_type == "same" else 0)
+    heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size, offset=cfg.pool_offset)
     paths = [[walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(chosen.shape[1])]
              for i in range(x.shape[0])]
     for i, row in enumerate(paths):

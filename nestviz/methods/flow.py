@@ -18,10 +18,12 @@ kept: the CAM's mean and GradCAT's cam-score decomposition stay exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from ..model.layers import TransformerLayer, blockify, deblockify
+from ..model.layers import NestLevel, TransformerLayer, blockify, deblockify
 from ..model.nest import Nest
 
 
@@ -36,13 +38,25 @@ def forward_flow(model: Nest, x: Tensor, residual: float | None = None) -> tuple
         h = level(h)
         acts.append(h)
     top = model.levels[-1]
-    t = blockify(top.pool(h).permute(0, 2, 3, 1), top.block_size) + top.pos_embed  # (B, 1, N, C): one block
+    out, flow = top_with_flow(top, top.pool(h), residual=residual)
+    acts.append(out)
+    return model.final_norm(out), acts, flow
+
+
+def top_with_flow(top: NestLevel, pooled: Tensor, step: Callable[..., tuple[Tensor, ...]] | None = None,
+                  residual: float | None = None) -> tuple[Tensor, Tensor]:
+    """The top level's transformer layers on its aggregated input ``pooled`` (B, C, H, W): the output map
+    (B, C, H, W) and the attention flow (B, HW, HW). ``step(layer, t)`` runs one layer on the block (B, 1, N, C)
+    and returns what ``TransformerLayer.forward_with_attention`` returns (the default; the relevance score holds
+    some factors for its backward pass)."""
+    step = step or (lambda layer, t: layer.forward_with_attention(t))
+    t = blockify(pooled.permute(0, 2, 3, 1), top.block_size) + top.pos_embed  # (B, 1, N, C): one block
     flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(t.shape[0], 1, -1, -1)
     for layer in top.transformer_encoder:
-        t, mixing = layer_flow(layer, t, residual)
-        flow = mixing @ flow
-    acts.append(deblockify(t, top.block_size).permute(0, 3, 1, 2))
-    return model.final_norm(acts[-1]), acts, flow[:, 0]
+        out, update, weights, carried = step(layer, t)
+        flow = mixing(t, update, weights, carried, residual) @ flow
+        t = out
+    return deblockify(t, top.block_size).permute(0, 3, 1, 2), flow[:, 0]
 
 
 def layer_flow(layer: TransformerLayer, x: Tensor, residual: float | None = None) -> tuple[Tensor, Tensor]:
@@ -72,4 +86,4 @@ def redistribute(maps: Tensor, flow: Tensor) -> Tensor:
     return torch.einsum("bij,bki->bkj", flow.to(maps.dtype), maps.reshape(B, k, H * W)).reshape(B, k, H, W)
 
 
-__all__ = ["forward_flow", "layer_flow", "mixing", "redistribute"]
+__all__ = ["forward_flow", "top_with_flow", "layer_flow", "mixing", "redistribute"]

@@ -118,7 +118,7 @@ def _class_grads(logits: Tensor, inputs: Sequence[Tensor], chosen: Tensor) -> li
 def walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]:
     """Descend from the root through per-level contribution maps ``heat[i]`` (H, W), 0-based levels."""
     b, L = cfg.block_size, cfg.num_levels
-    offset = 1 if cfg.pad_type == "same" else 0
+    offset = cfg.pool_offset
     row = col = 0
     score = float(heat[L - 1].mean(dtype=np.float64))
     path = []
@@ -142,7 +142,7 @@ def block_scores(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[np.
     visited ones; ``leaf_order`` ranks the leaves with them.
     """
     b, L = cfg.block_size, cfg.num_levels
-    offset = 1 if cfg.pad_type == "same" else 0
+    offset = cfg.pool_offset
     out = []
     for level in range(L - 1):
         g = cfg.grid(level)

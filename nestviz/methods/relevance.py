@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..defaults import CAM_KIND
-from ..model.layers import NestLevel, TransformerLayer, blockify, deblockify
+from ..model.layers import TransformerLayer
 from ..model.nest import Nest, NestConfig
 from .cam import class_weights
 from .camtree import cam_gradcat, logit_share_heat
 from .common import explaining, select_classes
-from .flow import mixing
-from .gradcat import GradcatOutput, walk
+from .flow import top_with_flow
+from .gradcat import GradcatOutput, child_of, walk
 
 
 @dataclass
@@ -64,8 +64,7 @@ def relevance_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequen
         return cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=kind)
     p = held_pass(model, x, top_k=top_k, classes=classes, kind=kind)
     share = sign * p.share.float().cpu()
-    offset = 1 if cfg.pad_type == "same" else 0
-    heat = logit_share_heat(share, L, cfg.block_size, at=L - 2, offset=offset)  # below the root: area shares
+    heat = logit_share_heat(share, L, cfg.block_size, at=L - 2, offset=cfg.pool_offset)  # below the root: area shares
     heat[L - 1] = block_totals(share, cfg)  # the root's children: the blocks whose outputs hold the shares
     k = p.classes.shape[1]
     paths = [[walk([None if m is None else m[j, i] for m in heat], cfg) for j in range(k)] for i in range(x.shape[0])]
@@ -87,7 +86,7 @@ def held_pass(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] 
                 h = level(h)
         with torch.inference_mode(False), torch.enable_grad():
             below = h.clone().requires_grad_(True)  # an inference tensor cannot start a graph
-            top, flow = held_level(model.levels[-1], below, keep_flow=True)
+            top, flow = held_top(model, below)
             features = held_norm(model.norm, top.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             pooled = features.mean(dim=(2, 3))
             logits = model.head(pooled).float()
@@ -96,45 +95,38 @@ def held_pass(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int] 
             k = chosen.shape[1]
             share = torch.stack([(below * torch.autograd.grad(pooled, below, directions[:, j], retain_graph=j < k - 1)[0])
                                  .sum(dim=1).detach() for j in range(k)])
-    assert flow is not None
-    return HeldPass(logits.detach(), chosen, share, top.detach(), features.detach(), flow.detach(), below.detach())
+    return HeldPass(logits.detach(), chosen, share, top.detach(), features.detach(), flow, below.detach())
 
 
 def block_totals(share: Tensor, cfg: NestConfig) -> np.ndarray:
     """The parent level's map for ``gradcat.walk`` from shares (k, B, H, W) at a level's output: each position
     holds the total of the child block it belongs to (``gradcat.child_of``), so a quadrant's mean is that
     block's own total, whatever the block size."""
-    b, offset = cfg.block_size, 1 if cfg.pad_type == "same" else 0
+    b = cfg.block_size
     k, B, h, w = share.shape
     sums = share.double().reshape(k, B, h // b, b, w // b, b).sum(dim=(3, 5))  # (k, B, g, g): each block's total
-    child = (2 * torch.arange(h // 2) + offset) // b  # the child block row (col) of each parent position
+    parents = range(h // 2 // b)  # the parent level's blocks along an axis, and the child row (col) of each position
+    child = torch.from_numpy(np.concatenate([2 * p + child_of(p, b, cfg.pool_offset) for p in parents]))
     return sums[:, :, child[:, None], child[None, :]].numpy()
 
 
-def held_level(level: NestLevel, below: Tensor, keep_flow: bool = False) -> tuple[Tensor, Tensor | None]:
-    """A level above the leaves on the map of the level below it (B, C, H, W), with LayerNorm's scale, the
-    attention weights and GELU's gate held for the backward (see the module): its output map (B, C', H', W')
-    and, with ``keep_flow`` (the top level: one block), its attention flow (B, N, N) as ``flow.forward_flow``
-    gives it."""
-    pool = level.pool
-    m = pool.downsample(held_norm(pool.norm, pool.conv(below).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-    t = blockify(m.permute(0, 2, 3, 1), level.block_size) + level.pos_embed  # (B, T, N, C)
-    flow = torch.eye(t.shape[2], dtype=t.dtype, device=t.device).expand(*t.shape[:2], -1, -1) if keep_flow else None
-    for layer in level.transformer_encoder:
-        t, mixed = held_layer(layer, t, keep_flow)
-        flow = None if flow is None or mixed is None else mixed @ flow
-    return deblockify(t, level.block_size).permute(0, 3, 1, 2), None if flow is None else flow[:, 0]
+def held_top(model: Nest, below: Tensor) -> tuple[Tensor, Tensor]:
+    """The top level on the map of the level below it (B, C, H, W), with LayerNorm's scale, the attention weights
+    and GELU's gate held for the backward (see the module): its output map and its attention flow, as
+    ``flow.forward_flow`` gives them (``flow.top_with_flow``)."""
+    pool = model.levels[-1].pool
+    pooled = pool.downsample(held_norm(pool.norm, pool.conv(below).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+    out, flow = top_with_flow(model.levels[-1], pooled, held_layer)
+    return out, flow.detach()
 
 
-def held_layer(layer: TransformerLayer, x: Tensor, keep_flow: bool = False) -> tuple[Tensor, Tensor | None]:
-    """``layer(x)`` for blocks (B, T, N, C) with the held factors, and with ``keep_flow`` its mixing matrix
-    (``flow.mixing``)."""
+def held_layer(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``layer.forward_with_attention(x)`` for blocks (B, T, N, C) with the held factors: the output, the attention
+    update, weights and carried norms (the last three detached: they only feed the flow)."""
     update, weights, carried = layer.attn.forward_with_weights(held_norm(layer.norm1, x), hold=True)
     mid = x + update
     out = mid + layer.mlp.fc2(held_gelu(layer.mlp.fc1(held_norm(layer.norm2, mid))))
-    if not keep_flow:
-        return out, None
-    return out, mixing(x.detach(), update.detach(), weights.detach(), carried.detach())
+    return out, update.detach(), weights.detach(), carried.detach()
 
 
 def held_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
@@ -156,4 +148,4 @@ def held_gelu(z: Tensor) -> Tensor:
     return value + (z - zd) * gate
 
 
-__all__ = ["HeldPass", "relevance_gradcat", "held_pass", "block_totals", "held_level", "held_layer", "held_norm", "held_gelu"]
+__all__ = ["HeldPass", "relevance_gradcat", "held_pass", "block_totals", "held_top", "held_layer", "held_norm", "held_gelu"]

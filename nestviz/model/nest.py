@@ -78,6 +78,13 @@ class NestConfig:
         """Blocks per side at ``level`` (0-based: 0 holds the leaves, num_levels-1 the root)."""
         return 2 ** (self.num_levels - 1 - level)
 
+    @property
+    def pool_offset(self) -> int:
+        """Where an aggregation's max-pool window of output position p is centred, minus 2p: 0 with plain padding,
+        1 with ``same`` padding (the _jx checkpoints). GradCAT assigns each position to the child holding that
+        centre (``nestviz.methods.gradcat.child_of``)."""
+        return 1 if self.pad_type == "same" else 0
+
     def top_shift(self) -> float:
         """Where the top map's cells see, relative to where they sit: each cell's receptive-field centre minus its
         cell's centre, in top cells along each axis (negative: up and left).
