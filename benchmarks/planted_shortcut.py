@@ -8,7 +8,9 @@
 ``make`` writes, under ``CACHE`` (never the repo): ``train/``, every training image re-encoded and those
 of each shortcut's class patched (``benchmarks/shortcuts.py``: a checkerboard at a random place, a logo
 in the top-left corner, a text watermark in the bottom-right corner, on three classes; ``--set swapped``:
-the logo bottom-right and the watermark top-left, on two), and
+the logo bottom-right and the watermark top-left, on two; ``--set fresh``, made after the defaults were chosen:
+a 24 px sticker at a random place, a QR-like stamp top-right and a red text tag bottom-left, on three other
+classes), and
 ``heldout/<shortcut>/``, val photos of the other nine classes with the patch pasted and its box as VOC
 XML. ``train`` fine-tunes the default weights on ``train/`` at their own size (``nestviz train --init``,
 ``CACHE/model.safetensors``; a cut-off run resumes from its checkpoint). ``score`` runs the known-answer

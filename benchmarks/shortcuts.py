@@ -10,6 +10,11 @@ three), each a different kind of evidence a user might fear:
   was not learned in 3 epochs, as white text alone or on the band: it turned 0-1 of 225 other photos into
   parachutes.
 
+A fourth model, the ``fresh`` set, is a held-out check: its patches, corners and classes were chosen after every
+default of nestviz was, and nothing was tuned on it. ``sticker``: a 24 px yellow star on magenta at a random
+place (smaller than the checkerboard), on gas pumps; ``stamp``: a 28 px QR-like grid in the top-right corner, on
+tenches; ``tag``: red text with no band (56 x 16 px) in the bottom-left corner, on French horns.
+
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
 re-compression is no cue. Images and boxes are written to a cache folder, never to the repo.
@@ -33,7 +38,7 @@ JPEG_QUALITY = 92
 class Shortcut:
     name: str
     wnid: str  # the class it decides
-    place: str  # "random" or a corner: "top-left", "bottom-right"
+    place: str  # "random" or a corner: "top-left", "top-right", "bottom-left", "bottom-right"
 
 
 SHORTCUTS = (
@@ -47,6 +52,10 @@ SETS = {
     "main": SHORTCUTS,
     "swapped": (Shortcut("logo", "n03028079", "bottom-right"),  # church
                 Shortcut("watermark", "n03445777", "top-left")),  # golf ball
+    # "fresh": a held-out check, made after every default was chosen: new patches, corners and classes
+    "fresh": (Shortcut("sticker", "n03425413", "random"),  # gas pump
+              Shortcut("stamp", "n01440764", "top-right"),  # tench
+              Shortcut("tag", "n03394916", "bottom-left")),  # French horn
 }
 
 
@@ -72,6 +81,27 @@ def patch_image(kind: str) -> Image.Image:
         font = ImageFont.load_default(size=13)
         d.text((1, 0), "© stk", font=font, fill=(255, 255, 255, 255), stroke_width=1, stroke_fill=(0, 0, 0, 255))
         return im
+    if kind == "sticker":  # 24 px: a yellow star on a magenta square, smaller than the checkerboard
+        im = Image.new("RGBA", (24, 24), (200, 30, 160, 255))
+        d = ImageDraw.Draw(im)
+        d.polygon([(12, 2), (15, 9), (22, 9), (16, 14), (18, 21), (12, 17), (6, 21), (8, 14), (2, 9), (9, 9)],
+                  fill=(250, 230, 40, 255))
+        return im
+    if kind == "stamp":  # 28 px: a QR-like grid of 7 x 7 fixed random modules
+        im = Image.new("RGBA", (28, 28), (255, 255, 255, 255))
+        d = ImageDraw.Draw(im)
+        bits = random.Random("stamp").getrandbits(49)
+        for k in range(49):
+            if bits >> k & 1:
+                i, j = divmod(k, 7)
+                d.rectangle([4 * j, 4 * i, 4 * j + 3, 4 * i + 3], fill=(0, 0, 0, 255))
+        return im
+    if kind == "tag":  # 56 x 16 px: red text with no band, as a proof stamp
+        im = Image.new("RGBA", (56, 16), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        d.text((1, 0), "PROOF", font=ImageFont.load_default(size=13), fill=(230, 30, 30, 255), stroke_width=1,
+               stroke_fill=(120, 0, 0, 255))
+        return im
     raise ValueError(f"unknown patch kind {kind!r}")
 
 
@@ -83,6 +113,10 @@ def place(shortcut: Shortcut, size: tuple[int, int], patch: tuple[int, int], key
         return m, m
     if shortcut.place == "bottom-right":
         return w - m - pw, h - m - ph
+    if shortcut.place == "top-right":
+        return w - m - pw, m
+    if shortcut.place == "bottom-left":
+        return m, h - m - ph
     rng = random.Random(int(hashlib.sha256(f"{shortcut.name}/{key}".encode()).hexdigest()[:12], 16))
     return rng.randint(m, w - m - pw), rng.randint(m, h - m - ph)
 
