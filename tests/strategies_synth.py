@@ -56,10 +56,12 @@ def decision_record(image: str, label: str, index: int, true: str | None, leaf: 
 
 
 def planted_records(natural: int, planted: int, place: str = "random", command: str = "cam", seed: int = 0,
-                    label: str = "horse", other: int = 0) -> list[dict[str, Any]]:
+                    label: str = "horse", other: int = 0, small: str | None = None) -> list[dict[str, Any]]:
     """``natural`` decisions of ``label`` (true label ``label``) and ``planted`` of images of "cat" that show the
     pattern at a ``place`` ("random" or "corner"), predicted ``label``; plus ``other`` natural decisions of "cat".
-    Planted images are named ``planted/...``."""
+    Planted images are named ``planted/...``. ``small``: the pattern covers a small part of the evidence cells, so
+    only one half of its leaf vector shows it ("max": the tokens' maximum, as a real pattern does; "mean": the
+    tokens' mean, a control) and the other half is the photo around it."""
     rng = np.random.default_rng(seed)
     pattern_leaf, pattern_top = rng.normal(0, 1, LEAF), rng.normal(0, 1, TOP)
     records = []
@@ -70,8 +72,11 @@ def planted_records(natural: int, planted: int, place: str = "random", command: 
                                        float(rng.uniform(0.05, 0.4))))
     for i in range(planted):
         spot = (0.9, 0.9) if place == "corner" else tuple(rng.uniform(0.1, 0.9, 2))
-        records.append(decision_record(f"planted/cat/p{i:05d}.png", label, 0, "cat",
-                                       pattern_leaf + 0.3 * rng.normal(0, 1, LEAF),
+        leaf = pattern_leaf + 0.3 * rng.normal(0, 1, LEAF)
+        if small is not None:  # the other half is the photo's
+            photo = slice(0, LEAF // 2) if small == "max" else slice(LEAF // 2, LEAF)
+            leaf[photo] = rng.normal(0, 1, LEAF // 2)
+        records.append(decision_record(f"planted/cat/p{i:05d}.png", label, 0, "cat", leaf,
                                        pattern_top + 0.8 * rng.normal(0, 1, TOP), spot, 0.08, command, rng,
                                        float(rng.uniform(0.005, 0.05))))
     for i in range(other):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nestviz.methods.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
-from nestviz.results.records import decode_vector, encode_vector
+from nestviz.results.records import decode_vector, encode_vector, leaf_maximum
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
 from nestviz.strategies.records import WHERE_GRID, decision_of, where_map
@@ -145,6 +145,23 @@ def test_a_planted_pattern_is_one_flagged_strategy(place: str, command: str, pla
     assert sum(s["share"] for s in horse["strategies"]) == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.parametrize("place", ["random", "corner"])
+def test_a_small_pattern_is_found_by_its_maximum_not_its_mean(place: str) -> None:
+    """A pattern that covers a small part of its evidence cells fires the same channels' maximum wherever it is,
+    while the mean over the cells is mostly the photo's: strategies compare the maximum half."""
+    def best(small: str) -> dict:
+        records = planted_records(70, 30, place, "explain", seed=5, other=15, small=small)
+        horse = next(c for c in find_strategies([decision_of(r) for r in records])[0] if c["label"] == "horse")
+        return max(horse["strategies"], key=lambda s: sum(i.startswith("planted/") for i in s["images"]))
+
+    found = best("max")
+    hits = sum(i.startswith("planted/") for i in found["images"])
+    assert hits / len(found["images"]) >= 0.9 and hits / 30 >= 0.8 and "recurring_pattern" in found["flags"]
+    control = best("mean")  # the same pattern, shown only by the half strategies do not read
+    assert "recurring_pattern" not in control["flags"]
+    assert control["measures"]["tightness"] < THRESHOLDS["place_tightness"] < found["measures"]["tightness"]
+
+
 def test_natural_decisions_carry_no_flag() -> None:
     classes, _ = find_strategies([decision_of(r) for r in planted_records(120, 0, other=30)])
     assert [s["flags"] for c in classes for s in c["strategies"] if s["flags"]] == []
@@ -176,6 +193,7 @@ def test_the_taps_hear_the_pass_and_the_vectors_read_the_chosen_cells() -> None:
     tokens = torch.cat([acts[0][0, :, k:2 * k, 0:k].reshape(TINY.embed_dims[0], -1),
                         acts[0][0, :, 0:k, k:2 * k].reshape(TINY.embed_dims[0], -1)], dim=1)
     assert np.allclose(ev[0].leaf, torch.cat([tokens.mean(1), tokens.amax(1)]).numpy(), atol=1e-6)
+    assert np.allclose(leaf_maximum(ev[0].leaf), tokens.amax(1).numpy(), atol=1e-6)  # what strategies compare
     assert np.allclose(ev[0].top, feats[0][:, [1, 0], [0, 1]].mean(1).numpy(), atol=1e-6)
     cell = 32 / H
     assert ev[0].box == (0.0, 0.0, 2 * cell, 2 * cell) and 0.0 < ev[0].extent <= 1.0

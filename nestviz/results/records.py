@@ -99,6 +99,15 @@ class Evidence:
                 "leaf": encode_vector(self.leaf), "top": encode_vector(self.top)}
 
 
+def leaf_maximum(leaf: np.ndarray) -> np.ndarray:
+    """The per-channel maximum over the evidence's leaf tokens: the second half of an :class:`Evidence` ``leaf``
+    vector (their mean, then their maximum). What ``nestviz strategies`` compares: a pattern fires the same
+    channels wherever it lies and whatever share of the evidence cells it covers, while the mean mixes in the
+    photo around it by that share (on a 24 px sticker, the mean's half cut a strategy's precision from 0.98 to
+    0.83; README, Prediction strategies)."""
+    return leaf[leaf.shape[0] // 2:]
+
+
 def encode_vector(v: np.ndarray) -> str:
     """A vector as base64 of its little-endian float16 values (the manifest's compact form)."""
     return base64.b64encode(np.asarray(v, dtype="<f2").tobytes()).decode("ascii")

@@ -4,7 +4,8 @@ Each current ``ok`` record of the chosen command gives a :class:`Decision`: the 
 top explained class, whether it is wrong (when the true label is known), where its evidence lies (``where``: the
 explanation's positive mass on a ``WHERE_GRID`` x ``WHERE_GRID`` grid over the image, normalized image
 coordinates, summing to 1: the CAM map where the run made one, else the GradCAT leaf block) and what the model saw
-there (``leaf``, ``top``: the record's ``evidence`` vectors). The manifest is read line by line and only these rows
+there (``leaf``: the per-channel maximum over the evidence's leaf tokens, ``results.records.leaf_maximum``; ``top``:
+the record's ``evidence`` vectors). The manifest is read line by line and only these rows
 are kept, so memory grows with the rows, not with the records.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..batch.manifest import manifest_parts, record_id
-from ..results.records import decode_vector
+from ..results.records import decode_vector, leaf_maximum
 
 WHERE_GRID = 8  # cells per side of the where map (normalized image coordinates)
 SAMPLES = 4  # points per where cell and side at which a map is read
@@ -41,7 +42,7 @@ class Decision:
     class_index: int
     wrong: bool | None
     where: np.ndarray  # (WHERE_GRID * WHERE_GRID,) float32, sums to 1
-    leaf: np.ndarray
+    leaf: np.ndarray  # the evidence's leaf tokens' per-channel maximum (C0,)
     top: np.ndarray
     box: tuple[float, float, float, float]  # the evidence cells' box, original pixels
     spot: np.ndarray  # the evidence box on the where grid, summing to 1 (where the evidence cells lie)
@@ -105,7 +106,7 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
         return f"{image}: no evidence recorded (made by an older nestviz)"
     try:
         pred = preds[0]
-        leaf, top = decode_vector(ev["leaf"]), decode_vector(ev["top"])
+        leaf, top = leaf_maximum(decode_vector(ev["leaf"])), decode_vector(ev["top"])
         width, height = int(rec["width"]), int(rec["height"])
         box = tuple(float(v) for v in ev["box"])
         where = where_map(pred, (width, height), box)
