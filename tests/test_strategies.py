@@ -12,9 +12,9 @@ from nestviz.results.records import decode_vector, encode_vector, leaf_maximum
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
 from nestviz.strategies.records import WHERE_GRID, decision_of, where_map
-from nestviz.strategies.report import find_strategies
+from nestviz.strategies.report import find_strategies, merge_patterns
 
-from .strategies_synth import planted_records
+from .strategies_synth import LEAF, TOP, decision_record, planted_records
 from .model_helpers import TINY, tiny_model
 
 
@@ -160,6 +160,41 @@ def test_a_small_pattern_is_found_by_its_maximum_not_its_mean(place: str) -> Non
     control = best("mean")  # the same pattern, shown only by the half strategies do not read
     assert "recurring_pattern" not in control["flags"]
     assert control["measures"]["tightness"] < THRESHOLDS["place_tightness"] < found["measures"]["tightness"]
+
+
+def test_merge_patterns_joins_one_pattern_split_by_place_and_keeps_two_patterns_apart() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 16), rng.normal(0, 1, 16)
+    rows = [a + 0.1 * rng.normal(0, 1, 16) for _ in range(12)] + [b + 0.1 * rng.normal(0, 1, 16) for _ in range(8)]
+    rows += list(rng.normal(0, 1, (30, 16)))  # natural decisions
+    units = np.array(rows) / np.linalg.norm(rows, axis=1, keepdims=True)
+    labels = np.array([0] * 6 + [1] * 6 + [2] * 8 + [3] * 30)  # pattern a split in two, pattern b, the rest
+    merged = merge_patterns(labels, units, lambda members: members.max() < 20)
+    assert list(merged) == [1] * 12 + [2] * 8 + [0] * 30  # a joined; b apart; renumbered by size
+    assert list(merge_patterns(labels, units, lambda members: False)) == [2] * 6 + [3] * 6 + [1] * 8 + [0] * 30
+
+
+def test_a_pattern_pasted_in_two_places_is_one_strategy_two_patterns_are_two() -> None:
+    """The where view splits decisions whose evidence lies in two corners; the same pattern in both is one finding."""
+    rng = np.random.default_rng(2)
+    pattern, other = rng.normal(0, 1, LEAF), rng.normal(0, 1, LEAF)
+    records = planted_records(80, 0, command="annotate", seed=2, other=15)
+
+    def run(same: bool) -> list[dict]:
+        recs = list(records)
+        for i in range(40):
+            spot = (0.1, 0.1) if i % 2 else (0.9, 0.9)
+            leaf = (pattern if same or i % 2 else other) + 0.3 * rng.normal(0, 1, LEAF)
+            recs.append(decision_record(f"planted/cat/p{i:05d}.png", "horse", 0, "cat", leaf, rng.normal(0, 1, TOP),
+                                        spot, 0.08, "annotate", rng, 0.02))
+        horse = next(c for c in find_strategies([decision_of(r) for r in recs])[0] if c["label"] == "horse")
+        return [s for s in horse["strategies"] if "recurring_pattern" in s["flags"]]
+
+    one = run(same=True)
+    assert len(one) == 1 and sorted(one[0]["images"]) == sorted(f"planted/cat/p{i:05d}.png" for i in range(40))
+    two = run(same=False)  # one pattern in each corner
+    planted = [sorted(i for i in s["images"] if i.startswith("planted/")) for s in two]
+    assert sorted(planted) == [[f"planted/cat/p{i:05d}.png" for i in range(k, 40, 2)] for k in (0, 1)]
 
 
 def test_natural_decisions_carry_no_flag() -> None:

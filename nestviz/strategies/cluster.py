@@ -152,6 +152,11 @@ def merge_small(x: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
         means = _unit_rows(np.array([x[labels == j].mean(axis=0) for j in others]))
         target = others[np.argmax(means @ x[labels == small].mean(axis=0))]
         labels[labels == small] = target
+    return renumber(labels)
+
+
+def renumber(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..k-1 by cluster size, largest first (ties: first member first)."""
     ids, first, counts = np.unique(labels, return_index=True, return_counts=True)
     order = sorted(range(len(ids)), key=lambda j: (-counts[j], first[j]))
     remap = np.empty(int(ids.max()) + 1, dtype=np.int64)
@@ -168,4 +173,4 @@ def _unit_rows(v: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["MAX_K", "MIN_GAP", "COMPONENT", "SAMPLE", "Clustering", "describe", "cluster", "choose_k", "kmeans", "nearest_mean",
-           "merge_small"]
+           "merge_small", "renumber"]

@@ -14,6 +14,9 @@
 - ``errors``: more than ``errors_share`` of the members whose true class is known are wrong.
 
 A flag needs ``min_members`` members. Every threshold is in ``THRESHOLDS`` and copied into strategies.json.
+Two strategies of a class flagged ``recurring_pattern`` whose members are as alike across as a pattern's are within
+(:func:`cross_tightness` >= ``pattern_tightness``) are one strategy: a patch pasted anywhere is one finding,
+whatever the places that the clustering's where view split it by (``report``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ def tightness(u: np.ndarray) -> float:
         return 1.0
     s = u.sum(axis=0)
     return float((s @ s - n) / (n * (n - 1)))
+
+
+def cross_tightness(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine between the unit rows of ``a`` and those of ``b``, from their sums: O(n d). Two strategies whose
+    members are as alike across as a pattern's members are within (``pattern_tightness``) show one pattern."""
+    return float(a.sum(axis=0) @ b.sum(axis=0) / (len(a) * len(b)))
 
 
 def place_mass(mean_map: np.ndarray, cells: int) -> float:
@@ -99,5 +108,5 @@ def flags_of(m: dict, members: int) -> list[str]:
     return out
 
 
-__all__ = ["THRESHOLDS", "FLAGS", "centred_units", "tightness", "place_mass", "border_mass", "measures",
+__all__ = ["THRESHOLDS", "FLAGS", "centred_units", "tightness", "cross_tightness", "place_mass", "border_mass", "measures",
            "flags_of"]

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe
-from .flags import THRESHOLDS, centred_units, flags_of, measures, tightness
+from itertools import combinations
+
+from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, renumber
+from .flags import THRESHOLDS, centred_units, cross_tightness, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
 
 VIEW_WEIGHTS = {"where": 0.5, "leaf": 1.0, "top": 0.5}  # how much each view counts in the joint descriptor
@@ -35,7 +37,9 @@ def method() -> dict:
     """How strategies were found, for the JSON: views, k selection, thresholds."""
     return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": MAX_K, "min_gap": MIN_GAP, "component": COMPONENT,
             "sample": SAMPLE, "neighbours": NEIGHBOURS, "min_split": MIN_SPLIT,
-            "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues", "thresholds": dict(THRESHOLDS)}
+            "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues",
+            "pattern_merge": "recurring patterns whose members are as alike across as within (cross tightness >= "
+                             "pattern_tightness) are one strategy", "thresholds": dict(THRESHOLDS)}
 
 
 def find_strategies(decisions: list[Decision], seed: int = 0) -> tuple[list[dict], list[Shown]]:
@@ -63,18 +67,25 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
                             list(VIEW_WEIGHTS.values()))
     result = cluster(x, seed=seed, min_size=max(2, int(np.ceil(0.01 * n))))
     class_t = tightness(units)
-    entry = {"label": decs[0].label, "class_index": c, "images": n, "k": result.k,
+
+    def measured(members: np.ndarray) -> tuple[np.ndarray, dict]:
+        mean_map = where[members].mean(axis=0).reshape(WHERE_GRID, WHERE_GRID)
+        spots = np.mean([decs[i].spot for i in members], axis=0).reshape(WHERE_GRID, WHERE_GRID)
+        extents = np.array([decs[i].extent for i in members], dtype=np.float64)
+        return mean_map, measures(units[members], mean_map, spots, extents, [decs[i].wrong for i in members], class_t)
+
+    labels = merge_patterns(result.labels, units,
+                            lambda members: "recurring_pattern" in flags_of(measured(members)[1], len(members)))
+    k = int(labels.max()) + 1
+    entry = {"label": decs[0].label, "class_index": c, "images": n, "k": k,
              "eigenvalues": [round(float(v), 4) for v in result.eigenvalues],
              "wrong": sum(1 for d in decs if d.wrong), "strategies": []}
     if n < MIN_SPLIT:
         entry["note"] = f"{n} decision(s): too few to split (fewer than {MIN_SPLIT})"
     shown = []
-    for j in range(result.k):
-        members = np.flatnonzero(result.labels == j)
-        mean_map = where[members].mean(axis=0).reshape(WHERE_GRID, WHERE_GRID)
-        spots = np.mean([decs[i].spot for i in members], axis=0).reshape(WHERE_GRID, WHERE_GRID)
-        extents = np.array([decs[i].extent for i in members], dtype=np.float64)
-        m = measures(units[members], mean_map, spots, extents, [decs[i].wrong for i in members], class_t)
+    for j in range(k):
+        members = np.flatnonzero(labels == j)
+        mean_map, m = measured(members)
         sid = f"{c}-{j + 1}"
         montage = f"{MONTAGE_DIR}/{sid}.png"
         centre = x[members].mean(axis=0)
@@ -84,10 +95,27 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
             "wrong": m["wrong"], "known": m["known"], "flags": flags_of(m, len(members)), "montage": montage,
             "measures": {k: m[k] for k in ("tightness", "class_tightness", "extent", "place_mass", "border_mass")},
             "mean_map": [[round(float(v), 4) for v in row] for row in mean_map]})
-        title = f"{decs[0].label}: strategy {j + 1} of {result.k}, {len(members)} of {n} decisions"
+        title = f"{decs[0].label}: strategy {j + 1} of {k}, {len(members)} of {n} decisions"
         shown.append(Shown(sid, montage, mean_map, [decs[i] for i in typical[:max(MONTAGE_CROPS, MONTAGE_WHOLE)]],
                            title))
     return entry, shown
 
 
-__all__ = ["VIEW_WEIGHTS", "MONTAGE_CROPS", "MONTAGE_WHOLE", "MONTAGE_DIR", "Shown", "method", "find_strategies"]
+def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern) -> np.ndarray:  # noqa: ANN001
+    """Clusters ``labels`` of one class with every two recurring patterns (``is_pattern(members)``) whose members'
+    unit leaf rows ``units`` are as alike across as a pattern's are within (``flags.cross_tightness`` >=
+    ``pattern_tightness``) joined, most alike first, then renumbered by size: a patch pasted at random places is
+    one finding, though the where view may split it by place. Two different patterns feeding one class stay apart
+    (their members' leaf rows are unrelated: cross tightness near 0)."""
+    labels = labels.copy()
+    while True:
+        patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
+        pairs = [(cross_tightness(units[labels == a], units[labels == b]), a, b) for a, b in combinations(patterns, 2)]
+        pairs = [p for p in pairs if p[0] >= THRESHOLDS["pattern_tightness"]]
+        if not pairs:
+            return renumber(labels)
+        _, a, b = max(pairs)
+        labels[labels == b] = a
+
+
+__all__ = ["VIEW_WEIGHTS", "MONTAGE_CROPS", "MONTAGE_WHOLE", "MONTAGE_DIR", "Shown", "method", "find_strategies", "merge_patterns"]
