@@ -7,10 +7,9 @@ The result is strategies.json's content (``classes``) and, per strategy, the mem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
-
-from itertools import combinations
 
 from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, renumber
 from .flags import THRESHOLDS, centred_units, cross_tightness, flags_of, measures, tightness
