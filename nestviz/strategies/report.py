@@ -6,6 +6,7 @@ The result is strategies.json's content (``classes``) and, per strategy, the mem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -100,7 +101,7 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     return entry, shown
 
 
-def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern) -> np.ndarray:  # noqa: ANN001
+def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[np.ndarray], bool]) -> np.ndarray:
     """Clusters ``labels`` of one class with every two recurring patterns (``is_pattern(members)``) whose members'
     unit leaf rows ``units`` are as alike across as a pattern's are within (``flags.cross_tightness`` >=
     ``pattern_tightness``) joined, most alike first, then renumbered by size: a patch pasted at random places is
