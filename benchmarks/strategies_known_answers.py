@@ -1,9 +1,10 @@
 """Known answers for ``nestviz strategies``: is a planted shortcut's decisions one flagged strategy?
 
     python benchmarks/strategies_known_answers.py --cache CACHE --imagenette DIR [--shortcuts checker,logo]
-                                                  [--gradcat-score relevance]
+                                                  [--gradcat-score relevance] [--weights W]
 
-``CACHE`` is ``benchmarks/planted_shortcut.py``'s (``make`` and ``train`` done); ``DIR`` is Imagenette extracted.
+``CACHE`` is ``benchmarks/planted_shortcut.py``'s (``make`` and ``train`` done; ``W`` defaults to its
+``model.safetensors``); ``DIR`` is Imagenette extracted.
 For each learned shortcut (checkerboard, logo): a folder of the shortcut class's natural val photos and the
 patched held-out photos of the other nine classes (links, under ``CACHE/strategies``), run with
 ``nestviz annotate --no-render`` and the defaults, then ``nestviz strategies``. A decision is patch-caused when
@@ -43,10 +44,11 @@ def main() -> None:
     ap.add_argument("--imagenette", type=Path, required=True)
     ap.add_argument("--shortcuts", default="checker,logo")
     ap.add_argument("--gradcat-score", default=None, help="the annotate run's GradCAT score (default: the product's)")
+    ap.add_argument("--weights", type=Path, default=None, help="the shortcut model (default: CACHE/model.safetensors)")
     args = ap.parse_args()
     import nestviz
 
-    weights = args.cache / "model.safetensors"
+    weights = args.weights or args.cache / "model.safetensors"
     nv = nestviz.load(weights, device="cpu")
     for s in (s for s in shortcut_set(args.cache) if s.name in args.shortcuts.split(",")):
         cls = list(nv.bundle.class_names).index(nv.label_for_folder(s.wnid))

@@ -11,7 +11,7 @@ from nestviz.methods.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
 from nestviz.results.records import decode_vector, encode_vector, leaf_maximum
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
-from nestviz.strategies.records import WHERE_GRID, decision_of, where_map
+from nestviz.strategies.records import WHERE_GRID, decision_of, leaf_share, where_map
 from nestviz.strategies.report import find_strategies, merge_patterns
 
 from .strategies_synth import LEAF, TOP, decision_record, planted_records
@@ -99,6 +99,11 @@ def test_flags_follow_the_thresholds() -> None:
     assert flags_of({**base, "tightness": 0.35, "place_mass": 0.9}, 10) == ["recurring_pattern", "errors"]
     assert flags_of({**base, "border_mass": 0.7, "wrong": 5}, 10) == ["recurring_pattern", "border"]
     assert flags_of(base, THRESHOLDS["min_members"] - 1) == []
+    spot = {**base, "tightness": 0.2, "wrong": 0}  # no pattern, no errors: only the leaf's share can flag it
+    assert flags_of({**spot, "spot_share": THRESHOLDS["spot_share"]}, 10) == ["single_spot"]
+    assert flags_of({**spot, "spot_share": THRESHOLDS["spot_share"] - 0.01}, 10) == []
+    assert flags_of({**spot, "spot_share": None}, 10) == []  # not known (a gradient or ablation run): not a flag
+    assert flags_of({**base, "spot_share": 1.2}, 10) == ["recurring_pattern", "single_spot", "errors"]
 
 
 # -- records ---------------------------------------------------------------------------------------------------
@@ -118,6 +123,23 @@ def test_where_map_places_the_cam_map_in_image_coordinates() -> None:
     assert g[4:, 4:6].sum() == pytest.approx(1.0)  # x 0.5-0.75, y 0.5-1 of the image
     leaf = where_map({"path": [{"box": [0, 0, 25, 25]}]}, (100, 100), (0, 0, 1, 1)).reshape(WHERE_GRID, WHERE_GRID)
     assert leaf[:2, :2].sum() == pytest.approx(1.0)
+
+
+def test_leaf_share_is_the_leafs_part_of_the_root_score_where_scores_split() -> None:
+    root, mid = {"score": 4.0}, {"score": 3.5}
+    assert leaf_share([root, mid, {"score": 3.0}], "relevance") == 0.75
+    assert leaf_share([root, mid, {"score": 5.0}], "cam") == 1.25  # the rest of the image argues against the class
+    assert leaf_share([root, mid, {"score": -1.0}], "relevance") == -0.25
+    assert leaf_share([root, mid, mid, {"score": 1.0}], "relevance") == 0.25  # a four-level path
+    for path, score in (([root, mid, {"score": 3.0}], "gradient"),  # not a share of the root's
+                        ([root, mid, {"score": 3.0}], "ablation"), ([root, mid, {"score": 3.0}], None),
+                        ([root, {"score": 3.0}], "relevance"),  # two levels: a leaf of a quarter of the view
+                        ([{"score": 0.0}, mid, {"score": 3.0}], "relevance"),  # nothing to share
+                        ([root, mid, {"score": None}], "relevance"), ("path", "relevance")):
+        assert np.isnan(leaf_share(path, score))
+    rec = planted_records(1, 0, command="annotate", shares=(0.3, 0.9))[0]
+    assert decision_of(rec).spot_share == pytest.approx(rec["predictions"][0]["path"][-1]["score"] / 2.0)
+    assert np.isnan(decision_of({k: v for k, v in rec.items() if k != "options"}).spot_share)  # an older record
 
 
 def test_records_without_evidence_or_failed_say_why() -> None:
@@ -160,6 +182,24 @@ def test_a_small_pattern_is_found_by_its_maximum_not_its_mean(place: str) -> Non
     control = best("mean")  # the same pattern, shown only by the half strategies do not read
     assert "recurring_pattern" not in control["flags"]
     assert control["measures"]["tightness"] < THRESHOLDS["place_tightness"] < found["measures"]["tightness"]
+
+
+@pytest.mark.parametrize("place", ["random", "corner"])
+def test_a_planted_pattern_that_carries_its_decisions_is_flagged_single_spot(place: str) -> None:
+    """Planted decisions whose leaf holds about all of the class score, natural ones about a quarter (as a pasted
+    patch and an object do on a real model): only the planted strategy is flagged single_spot, and only where the
+    run's GradCAT score splits the root's."""
+    def horse(score: str) -> dict:
+        records = planted_records(70, 30, place, "annotate", seed=7, other=15, shares=(0.25, 1.0), score=score)
+        return next(c for c in find_strategies([decision_of(r) for r in records])[0] if c["label"] == "horse")
+
+    found = horse("relevance")
+    best = max(found["strategies"], key=lambda s: sum(i.startswith("planted/") for i in s["images"]))
+    assert "single_spot" in best["flags"] and best["measures"]["spot_share"] >= THRESHOLDS["spot_share"]
+    assert all("single_spot" not in s["flags"] and s["measures"]["spot_share"] < 0.4
+               for s in found["strategies"] if s is not best)
+    unknown = horse("gradient")
+    assert all("single_spot" not in s["flags"] and s["measures"]["spot_share"] is None for s in unknown["strategies"])
 
 
 def test_merge_patterns_joins_one_pattern_split_by_place_and_keeps_two_patterns_apart() -> None:

@@ -13,6 +13,7 @@ from .flags import FLAGS
 
 FLAG_TEXT = {
     "recurring_pattern": "recurring pattern: nearly the same evidence in every member (a patch, logo or watermark?)",
+    "single_spot": "single spot: one small block carries most of the class score (a patch, or a small object?)",
     "border": "border: the evidence lies mostly on the image's border",
     "errors": "errors: most members whose class is known are wrong",
 }
@@ -64,8 +65,8 @@ def _first(flagged: list) -> str:
     return f'<section id="first"><h2>Read first</h2><table class="first"><tbody>{rows}</tbody></table></section>'
 
 
-def _num(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else "not recorded"
+def _num(v: Any, missing: str = "not recorded") -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else missing
 
 
 def _share(s: dict[str, Any]) -> str:
@@ -100,7 +101,7 @@ def _strategy(s: dict[str, Any]) -> str:
     return (f'<div class="strategy{" flagged" if s["flags"] else ""}" id="s-{_t(s["id"])}">'
             f'<h3>Strategy {_t(s["id"])}: {_share(s)} {_flags(s["flags"])}</h3>'
             f'<p>{known}; tightness {m.get("tightness", 0):.2f} (class {m.get("class_tightness", 0):.2f}), '
-            f'extent {_num(m.get("extent"))}, '
+            f'extent {_num(m.get("extent"))}, leaf share {_num(m.get("spot_share"), "unknown")}, '
             f'place mass {m.get("place_mass", 0):.2f}, border mass {m.get("border_mass", 0):.2f}</p>{img}'
             f'<details><summary>Images ({len(s["images"])})</summary><ul class="members mono">{items}</ul>'
             f"</details></div>")

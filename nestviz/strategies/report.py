@@ -72,7 +72,9 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
         mean_map = where[members].mean(axis=0).reshape(WHERE_GRID, WHERE_GRID)
         spots = np.mean([decs[i].spot for i in members], axis=0).reshape(WHERE_GRID, WHERE_GRID)
         extents = np.array([decs[i].extent for i in members], dtype=np.float64)
-        return mean_map, measures(units[members], mean_map, spots, extents, [decs[i].wrong for i in members], class_t)
+        shares = np.array([decs[i].spot_share for i in members], dtype=np.float64)
+        return mean_map, measures(units[members], mean_map, spots, extents, shares, [decs[i].wrong for i in members],
+                                  class_t)
 
     labels = merge_patterns(result.labels, units,
                             lambda members: "recurring_pattern" in flags_of(measured(members)[1], len(members)))
@@ -93,7 +95,8 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
         entry["strategies"].append({
             "id": sid, "share": round(len(members) / n, 4), "images": [decs[i].image for i in members],
             "wrong": m["wrong"], "known": m["known"], "flags": flags_of(m, len(members)), "montage": montage,
-            "measures": {k: m[k] for k in ("tightness", "class_tightness", "extent", "place_mass", "border_mass")},
+            "measures": {k: m[k] for k in ("tightness", "class_tightness", "extent", "spot_share", "place_mass",
+                                           "border_mass")},
             "mean_map": [[round(float(v), 4) for v in row] for row in mean_map]})
         title = f"{decs[0].label}: strategy {j + 1} of {k}, {len(members)} of {n} decisions"
         shown.append(Shown(sid, montage, mean_map, [decs[i] for i in typical[:max(MONTAGE_CROPS, MONTAGE_WHOLE)]],
