@@ -74,6 +74,15 @@ def test_the_readme_states_the_defaults_of_nestviz_defaults() -> None:
         assert found and all(v == default for v in found), (pattern, found, default)
 
 
+def test_the_readme_states_every_strategies_flag_and_the_single_spot_threshold() -> None:
+    """Each flag of ``nestviz strategies`` has its row in the README's flag table, and the share it reads is the code's."""
+    from nestviz.strategies.flags import FLAGS, THRESHOLDS
+
+    assert all(re.search(rf"^\| `{flag}` \| ", README, flags=re.M) for flag in FLAGS)
+    row = re.search(r"^\| `single_spot` \| .*?holds at least ([\d.]+) of the class score", README, flags=re.M)
+    assert row and float(row.group(1)) == THRESHOLDS["spot_share"]
+
+
 def test_every_python_block_of_the_readme_runs(in_a_user_folder: Path) -> None:
     """Issue 22: the API snippet named ``wide.jpg``, which does not exist."""
     code = blocks("python")

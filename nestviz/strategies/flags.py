@@ -14,7 +14,8 @@
   (``records.leaf_share``). An object's decisions share the score among the blocks it covers (on the default model's
   2,925 Imagenette val photos the median member's leaf holds 0.24, and no strategy's median reaches 0.32); a
   decision a pasted patch makes holds it in the patch's leaf, the rest of the image arguing for its own class
-  (medians 0.72-1.31 on eight planted shortcuts, README). A small object may do it too: look at the montage.
+  (medians 0.72-1.29 on ten planted shortcuts of four models, README). A model may also rest a class's natural
+  decisions on a small part (a weak model's gas pumps on a red label): look at the montage.
 - ``border``: the mean where map holds at least ``border_mass`` of its mass in the outer band (``border_band`` of
   each side: 44% of the image's area for 0.125, so a map spread evenly holds 0.44).
 - ``errors``: more than ``errors_share`` of the members whose true class is known are wrong.
