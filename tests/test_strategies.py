@@ -11,7 +11,7 @@ from nestviz.methods.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
 from nestviz.results.records import decode_vector, encode_vector, leaf_maximum
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
-from nestviz.strategies.records import WHERE_GRID, decision_of, leaf_share, where_map
+from nestviz.strategies.records import WHERE_GRID, decision_of, spot_share_of, where_map
 from nestviz.strategies.report import find_strategies, merge_patterns
 
 from .strategies_synth import LEAF, TOP, decision_record, planted_records
@@ -125,18 +125,18 @@ def test_where_map_places_the_cam_map_in_image_coordinates() -> None:
     assert leaf[:2, :2].sum() == pytest.approx(1.0)
 
 
-def test_leaf_share_is_the_leafs_part_of_the_root_score_where_scores_split() -> None:
+def test_spot_share_is_the_sixteenth_blocks_part_of_the_root_score_where_scores_split() -> None:
     root, mid = {"score": 4.0}, {"score": 3.5}
-    assert leaf_share([root, mid, {"score": 3.0}], "relevance") == 0.75
-    assert leaf_share([root, mid, {"score": 5.0}], "cam") == 1.25  # the rest of the image argues against the class
-    assert leaf_share([root, mid, {"score": -1.0}], "relevance") == -0.25
-    assert leaf_share([root, mid, mid, {"score": 1.0}], "relevance") == 0.25  # a four-level path
+    assert spot_share_of([root, mid, {"score": 3.0}], "relevance") == 0.75
+    assert spot_share_of([root, mid, {"score": 5.0}], "cam") == 1.25  # the rest of the image argues against the class
+    assert spot_share_of([root, mid, {"score": -1.0}], "relevance") == -0.25
+    assert spot_share_of([root, mid, {"score": 1.0}, {"score": 0.5}], "relevance") == 0.25  # four levels: 1/16 block
     for path, score in (([root, mid, {"score": 3.0}], "gradient"),  # not a share of the root's
                         ([root, mid, {"score": 3.0}], "ablation"), ([root, mid, {"score": 3.0}], None),
-                        ([root, {"score": 3.0}], "relevance"),  # two levels: a leaf of a quarter of the view
+                        ([root, {"score": 3.0}], "relevance"),  # two levels: no block of 1/16 of the view
                         ([{"score": 0.0}, mid, {"score": 3.0}], "relevance"),  # nothing to share
                         ([root, mid, {"score": None}], "relevance"), ("path", "relevance")):
-        assert np.isnan(leaf_share(path, score))
+        assert np.isnan(spot_share_of(path, score))
     rec = planted_records(1, 0, command="annotate", shares=(0.3, 0.9))[0]
     assert decision_of(rec).spot_share == pytest.approx(rec["predictions"][0]["path"][-1]["score"] / 2.0)
     assert np.isnan(decision_of({k: v for k, v in rec.items() if k != "options"}).spot_share)  # an older record

@@ -9,9 +9,9 @@
   class's by ``place_gain``. Either way the pattern must be small: in the median member, at most ``extent_max`` of
   the image looks like the evidence (``nestviz.methods.evidence``); sky or water behind an object is tight too,
   but it is everywhere. A pasted patch, a logo or a watermark.
-- ``single_spot``: one small spot carries the decision: in the median member whose share is known, the GradCAT leaf
-  (a block of 1/16 of the image or less) holds at least ``spot_share`` of the class score
-  (``records.leaf_share``). An object's decisions share the score among the blocks it covers (on the default model's
+- ``single_spot``: one small spot carries the decision: in the median member whose share is known, the GradCAT
+  path's block of 1/16 of the image (the leaf of a three-level NesT) holds at least ``spot_share`` of the class score
+  (``records.spot_share_of``). An object's decisions share the score among the blocks it covers (on the default model's
   2,925 Imagenette val photos the median member's leaf holds 0.24, and no strategy's median reaches 0.32); a
   decision a pasted patch makes holds it in the patch's leaf, the rest of the image arguing for its own class
   (medians 0.72-1.29 on ten planted shortcuts of four models, README). A model may also rest a class's natural

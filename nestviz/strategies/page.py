@@ -101,7 +101,7 @@ def _strategy(s: dict[str, Any]) -> str:
     return (f'<div class="strategy{" flagged" if s["flags"] else ""}" id="s-{_t(s["id"])}">'
             f'<h3>Strategy {_t(s["id"])}: {_share(s)} {_flags(s["flags"])}</h3>'
             f'<p>{known}; tightness {m.get("tightness", 0):.2f} (class {m.get("class_tightness", 0):.2f}), '
-            f'extent {_num(m.get("extent"))}, leaf share {_num(m.get("spot_share"), "unknown")}, '
+            f'extent {_num(m.get("extent"))}, spot share {_num(m.get("spot_share"), "unknown")}, '
             f'place mass {m.get("place_mass", 0):.2f}, border mass {m.get("border_mass", 0):.2f}</p>{img}'
             f'<details><summary>Images ({len(s["images"])})</summary><ul class="members mono">{items}</ul>'
             f"</details></div>")

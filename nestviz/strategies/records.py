@@ -5,8 +5,8 @@ top explained class, whether it is wrong (when the true label is known), where i
 explanation's positive mass on a ``WHERE_GRID`` x ``WHERE_GRID`` grid over the image, normalized image
 coordinates, summing to 1: the CAM map where the run made one, else the GradCAT leaf block) and what the model saw
 there (``leaf``: the per-channel maximum over the evidence's leaf tokens, ``results.records.leaf_maximum``; ``top``:
-the record's ``evidence`` vectors) and how much of the decision its GradCAT leaf carries (``spot_share``,
-:func:`leaf_share`). The manifest is read line by line and only these rows
+the record's ``evidence`` vectors) and how much of the decision one small block carries (``spot_share``,
+:func:`spot_share_of`). The manifest is read line by line and only these rows
 are kept, so memory grows with the rows, not with the records.
 """
 
@@ -25,7 +25,7 @@ from ..results.records import decode_vector, leaf_maximum
 
 WHERE_GRID = 8  # cells per side of the where map (normalized image coordinates)
 SAMPLES = 4  # points per where cell and side at which a map is read
-SPOT_LEVELS = 3  # a leaf is a small spot from three levels on: 1/16 of the view or less
+SPOT_DEPTH = 2  # the spot: the GradCAT path's node this far below the root, a block of 1/16 of the view
 COMMANDS = ("annotate", "cam", "explain")  # the runs strategies reads, preferred first when a folder has several
 EXIT_NOT_A_RUN, EXIT_NO_RECORDS, EXIT_BAD_RECORDS = 2, 2, 3
 
@@ -50,7 +50,7 @@ class Decision:
     box: tuple[float, float, float, float]  # the evidence cells' box, original pixels
     spot: np.ndarray  # the evidence box on the where grid, summing to 1 (where the evidence cells lie)
     extent: float  # the share of the image that looks like the evidence (NaN: not recorded)
-    spot_share: float  # the share of the class score the GradCAT leaf holds (NaN: not known, leaf_share)
+    spot_share: float  # the share of the class score the path's 1/16 block holds (NaN: not known, spot_share_of)
     size: tuple[int, int]  # image width, height
     thumbnail: str | None
 
@@ -118,7 +118,7 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
         label, index = str(pred["label"]), int(pred["class_index"])
         extent = float(ev["extent"]) if isinstance(ev.get("extent"), (int, float)) else float("nan")
         options = rec.get("options")
-        spot_share = leaf_share(pred.get("path"), options.get("gradcat_score") if isinstance(options, dict) else None)
+        spot_share = spot_share_of(pred.get("path"), options.get("gradcat_score") if isinstance(options, dict) else None)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         return f"{image}: unreadable evidence record ({type(e).__name__}: {e})"
     if not (np.all(np.isfinite(leaf)) and np.all(np.isfinite(top))):
@@ -129,17 +129,18 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
     return Decision(image, label, index, wrong, where, leaf, top, box, spot, extent, spot_share, (width, height), thumb)
 
 
-def leaf_share(path: Any, score: Any) -> float:
-    """The GradCAT leaf's score over the root's: the share of the class score the leaf holds, when the run's node
-    score splits the root's (``defaults.SHARE_SCORES``), the leaf is a small spot (``SPOT_LEVELS`` levels or more)
-    and the root's score is positive. Above 1 when the rest of the image, together, argues against the class. NaN
-    otherwise: the gradient and ablation scores are not shares, and a leaf of a quarter of the view is no spot."""
-    if score not in SHARE_SCORES or not isinstance(path, list) or len(path) < SPOT_LEVELS:
+def spot_share_of(path: Any, score: Any) -> float:
+    """The share of the class score that the GradCAT path's block of 1/16 of the view holds (the root's grandchild,
+    ``SPOT_DEPTH``: the leaf of a three-level NesT such as timm's and the default, the same area on a deeper one):
+    its node score over the root's, when the run's node score splits the root's (``defaults.SHARE_SCORES``) and the
+    root's score is positive. Above 1 when the rest of the image, together, argues against the class. NaN
+    otherwise: the gradient and ablation scores are not shares, and a two-level model has no block that small."""
+    if score not in SHARE_SCORES or not isinstance(path, list) or len(path) <= SPOT_DEPTH:
         return float("nan")
-    root, leaf = (node.get("score") if isinstance(node, dict) else None for node in (path[0], path[-1]))
-    if not isinstance(root, (int, float)) or not isinstance(leaf, (int, float)) or not root > 0:
+    root, spot = (node.get("score") if isinstance(node, dict) else None for node in (path[0], path[SPOT_DEPTH]))
+    if not isinstance(root, (int, float)) or not isinstance(spot, (int, float)) or not root > 0:
         return float("nan")
-    return float(leaf) / float(root)
+    return float(spot) / float(root)
 
 
 def where_map(pred: dict[str, Any], size: tuple[int, int], fallback: tuple[float, ...]) -> np.ndarray:
@@ -165,5 +166,5 @@ def where_map(pred: dict[str, Any], size: tuple[int, int], fallback: tuple[float
     return (cells / total if total > 0 else np.full(cells.shape, 1.0 / cells.size)).astype(np.float32)
 
 
-__all__ = ["WHERE_GRID", "SPOT_LEVELS", "COMMANDS", "StrategiesError", "Decision", "read_decisions", "decision_of",
-           "leaf_share", "where_map"]
+__all__ = ["WHERE_GRID", "SPOT_DEPTH", "COMMANDS", "StrategiesError", "Decision", "read_decisions", "decision_of",
+           "spot_share_of", "where_map"]
