@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nestviz.cli.app import app
+from nestviz.strategies.flags import FLAGS
+from nestviz.strategies.page import FLAG_TEXT
 
 from .strategies_synth import planted_records, write_run
 from .helpers import REPO, write_image
@@ -55,15 +58,17 @@ def test_a_folder_run_records_evidence_and_strategies_group_it(tiny_weights: Pat
 
 
 def test_planted_pattern_montage_page_and_hostile_names(tmp_path: Path) -> None:
-    records = planted_records(40, 15, "corner", "explain", other=6)
+    records = planted_records(40, 15, "corner", "explain", other=6, shares=(0.25, 1.0))
     records[0]["image"] = 'val/horse/<script>alert("x")</script>.png'
     for r in records[-6:]:
         r["predictions"][0]["label"] = "<b>cat</b> & co"
     out = write_run(tmp_path / "run", records, images=tmp_path)
     result = invoke("strategies", out)
     assert result.exit_code == 0, result.output
-    assert "horse: 55 decisions" in result.stdout and "flags: recurring_pattern" in result.stdout
+    assert "horse: 55 decisions" in result.stdout and "flags: recurring_pattern, single_spot, " in result.stdout
     page = (out / "strategies.html").read_text()
+    assert set(FLAG_TEXT) == set(FLAGS) and f'title="{FLAG_TEXT["single_spot"]}">single_spot</span>' in page
+    assert re.search(r"spot share 0\.9\d\d|spot share 1\.\d\d\d", page)
     assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;cat&lt;/b&gt; &amp; co" in page
     assert "http://" not in page and "https://" not in page
     report = json.loads((out / "strategies.json").read_text())
