@@ -128,11 +128,12 @@ def test_where_map_places_the_cam_map_in_image_coordinates() -> None:
 def test_spot_share_is_the_sixteenth_blocks_part_of_the_root_score_where_scores_split() -> None:
     root, mid = {"score": 4.0}, {"score": 3.5}
     assert spot_share_of([root, mid, {"score": 3.0}], "relevance") == 0.75
-    assert spot_share_of([root, mid, {"score": 5.0}], "cam") == 1.25  # the rest of the image argues against the class
+    assert spot_share_of([root, mid, {"score": 5.0}], "relevance") == 1.25  # the rest argues against the class
     assert spot_share_of([root, mid, {"score": -1.0}], "relevance") == -0.25
     assert spot_share_of([root, mid, {"score": 1.0}, {"score": 0.5}], "relevance") == 0.25  # four levels: 1/16 block
     for path, score in (([root, mid, {"score": 3.0}], "gradient"),  # not a share of the root's
                         ([root, mid, {"score": 3.0}], "ablation"), ([root, mid, {"score": 3.0}], None),
+                        ([root, mid, {"score": 3.0}], "cam"),  # shares of the flow CAM, which spreads a patch's
                         ([root, {"score": 3.0}], "relevance"),  # two levels: no block of 1/16 of the view
                         ([{"score": 0.0}, mid, {"score": 3.0}], "relevance"),  # nothing to share
                         ([root, mid, {"score": None}], "relevance"), ("path", "relevance")):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..batch.manifest import manifest_parts, record_id
-from ..defaults import SHARE_SCORES
+from ..defaults import SPOT_SCORES
 from ..results.records import decode_vector, leaf_maximum
 
 WHERE_GRID = 8  # cells per side of the where map (normalized image coordinates)
@@ -132,10 +132,11 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
 def spot_share_of(path: Any, score: Any) -> float:
     """The share of the class score that the GradCAT path's block of 1/16 of the view holds (the root's grandchild,
     ``SPOT_DEPTH``: the leaf of a three-level NesT such as timm's and the default, the same area on a deeper one):
-    its node score over the root's, when the run's node score splits the root's (``defaults.SHARE_SCORES``) and the
-    root's score is positive. Above 1 when the rest of the image, together, argues against the class. NaN
-    otherwise: the gradient and ablation scores are not shares, and a two-level model has no block that small."""
-    if score not in SHARE_SCORES or not isinstance(path, list) or len(path) <= SPOT_DEPTH:
+    its node score over the root's, when the run's node scores are the shares the threshold was set on
+    (``defaults.SPOT_SCORES``) and the root's score is positive. Above 1 when the rest of the image, together, argues against the class. NaN
+    otherwise: the gradient and ablation scores are not shares, the cam score's are spread (``defaults``), and a
+    two-level model has no block that small."""
+    if score not in SPOT_SCORES or not isinstance(path, list) or len(path) <= SPOT_DEPTH:
         return float("nan")
     root, spot = (node.get("score") if isinstance(node, dict) else None for node in (path[0], path[SPOT_DEPTH]))
     if not isinstance(root, (int, float)) or not isinstance(spot, (int, float)) or not root > 0:
