@@ -29,7 +29,7 @@ from nestviz.api import Nestviz  # noqa: E402
 from nestviz.defaults import EXPLAIN_FIT  # noqa: E402
 from nestviz.methods.cam import class_weights, localize  # noqa: E402
 from nestviz.methods.camtree import logit_share_heat  # noqa: E402
-from nestviz.methods.flow import forward_flow, layer_flow, redistribute  # noqa: E402
+from nestviz.methods.flow import class_directions, forward_flow, layer_flow, redistribute  # noqa: E402
 from nestviz.methods.gradcat import block_box, walk  # noqa: E402
 from nestviz.methods.perturb import occlusion_drops  # noqa: E402
 from nestviz.evaluation.measure import find_samples  # noqa: E402
@@ -56,19 +56,23 @@ def top_maps(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]
     probs = model.forward_head(f).softmax(1)
     out["logit (package)"] = logit_maps[torch.arange(len(y)), y]
     out["contrast (package)"] = con
-    out["flow (package default)"] = redistribute(con[:, None], flow)[:, 0]
+    dirs = class_directions(model, wc[y])[:, None]
+    out["flow (package default)"] = redistribute(con[:, None], flow, dirs)[:, 0]
     out["softmax-weighted contrast"] = out["logit (package)"] - torch.einsum("bkhw,bk->bhw", logit_maps, probs)
     for r in (0.5, 0.8):
-        out[f"rollout, residual fixed at {r}"] = redistribute(con[:, None], forward_flow(model, x, r)[2])[:, 0]
+        out[f"rollout, residual fixed at {r}"] = redistribute(con[:, None], forward_flow(model, x, r)[2], dirs)[:, 0]
     top = model.levels[-1]
     t = blockify(top.pool(acts[-2]).permute(0, 2, 3, 1), top.block_size) + top.pos_embed
+    blind = torch.eye(g * g).expand(len(x), g * g, g * g)  # the flow weighed by carried norms, not by the class
     for i, layer in enumerate(top.transformer_encoder):
+        blind = layer_flow(layer, t)[1][:, 0] @ blind
         lens = torch.einsum("bnc,bc->bn", model.norm(t[:, 0]), wc[y]).view(-1, g, g)
         out[f"logit lens, top layer {i} input"] = lens
         if i == len(top.transformer_encoder) - 1:
             attn = layer_flow(layer, t, residual=0.0)[1][:, 0]
-            out["last layer's attention alone"] = redistribute(con[:, None], attn)[:, 0]
+            out["last layer's attention alone"] = torch.einsum("bij,bi->bj", attn, con.flatten(1)).view(-1, g, g)
         t = layer(t)
+    out["flow by carried norms (the release before)"] = torch.einsum("bij,bi->bj", blind, con.flatten(1)).view(-1, g, g)
     flipped = model.forward_features(x.flip(-1))
     out["flip average (2 passes)"] = (con + torch.einsum("bchw,bc->bhw", flipped, wc[y]).flip(-1)) / 2
     out["positive part of contrast"] = con.clamp(min=0)

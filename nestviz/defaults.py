@@ -29,7 +29,7 @@ TOP_K = {"predict": 5, "explain": 4, "cam": 1, "annotate": 4}  # classes shown /
 # Only methods.cam.box_region reads it; measure both with nestviz metrics (GT-known loc, box covers view).
 CAM_BOX_REGIONS = ("peak", "largest")
 CAM_BOX_REGION = "peak"
-THRESHOLD = 0.35  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)
+THRESHOLD = 0.25  # CAM box threshold, a fraction of the map's range: chosen on the val boxes for the flow map (README, Trust)
 # The explanation variants: the one default of explain / cam / annotate / metrics (CLI) and of the API
 # (nestviz.load, the one-call helpers, nestviz.metrics). Everything reads them from here.
 CAM_KINDS = ("flow", "contrast", "logit")

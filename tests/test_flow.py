@@ -7,7 +7,7 @@ import torch
 
 from nestviz.methods.cam import cam, cam_cells, cam_maps
 from nestviz.methods.camtree import cam_gradcat
-from nestviz.methods.flow import forward_flow, layer_flow, redistribute
+from nestviz.methods.flow import Flow, class_shares, forward_flow, layer_flow, redistribute
 from nestviz.model.layers import TransformerLayer
 from .model_helpers import hand_built, random_model
 
@@ -44,19 +44,65 @@ def test_the_forward_is_the_models_and_every_flow_row_is_a_distribution() -> Non
     for a, b in zip(acts, want_acts):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     n = features.shape[-1] * features.shape[-2]
-    assert flow.shape == (2, n, n) and bool((flow >= 0).all())
-    torch.testing.assert_close(flow.sum(-1), torch.ones(2, n))
+    f = flow.matrix(torch.randn(2, 3, features.shape[1]))  # three class directions per image
+    assert len(flow.steps) == 3 and f.shape == (2, 3, n, n) and bool((f >= 0).all())
+    torch.testing.assert_close(f.sum(-1), torch.ones(2, 3, n))
+
+
+def _one_layer(x: torch.Tensor) -> TransformerLayer:
+    """q = k = 0 (every cell attends to every cell equally), values and projection the identity, no norm before."""
+    layer = TransformerLayer(dim=x.shape[-1], num_heads=1, mlp_ratio=1.0, qkv_bias=False).eval()
+    layer.norm1 = torch.nn.Identity()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.zero_()
+        c = x.shape[-1]
+        layer.attn.qkv.weight[2 * c:].copy_(torch.eye(c))
+        layer.attn.proj.weight.copy_(torch.eye(c))
+    return layer
+
+
+def test_a_sink_that_carries_nothing_of_the_class_gets_no_share() -> None:
+    """Worked by hand: three cells attend equally to all three; cells 0 and 2 carry the class's direction (1, 0),
+    cell 1 a large value across it (0, 10), an attention sink. Weighed by the class, each cell's attention share
+    is (1/2, 0, 1/2); weighed by the norm of what is carried (Kobayashi, the release before) the sink took 10/12."""
+    x = torch.tensor([[1.0, 0.0], [0.0, 10.0], [1.0, 0.0]]).view(1, 1, 3, 2)
+    layer = _one_layer(x)
+    with torch.no_grad():
+        _, weights, values = layer.attn.forward_with_weights(x)
+        shares = class_shares(weights[:, :, 0], values[:, :, 0], layer.attn, torch.tensor([[[1.0, 0.0]]]))
+        _, blind = layer_flow(layer, x, residual=0.0)
+    torch.testing.assert_close(shares[0, 0], torch.tensor([[0.5, 0.0, 0.5]] * 3))
+    torch.testing.assert_close(blind[0, 0], torch.tensor([[1 / 12, 10 / 12, 1 / 12]] * 3))
+    against = torch.tensor([[1.0, 0.0], [-5.0, 0.0], [3.0, 0.0]]).view(1, 1, 3, 2)  # cell 1 argues against
+    with torch.no_grad():
+        _, weights, values = layer.attn.forward_with_weights(against)
+        shares = class_shares(weights[:, :, 0], values[:, :, 0], layer.attn, torch.tensor([[[1.0, 0.0]]]))
+    torch.testing.assert_close(shares[0, 0], torch.tensor([[0.25, 0.0, 0.75]] * 3))
 
 
 def test_redistribution_moves_values_to_their_sources_and_keeps_sums() -> None:
-    maps = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
-    flow = torch.eye(4)[None].clone()
-    flow[0, 3] = torch.tensor([0.5, 0.0, 0.0, 0.5])  # cell 3's content came half from cell 0
-    out = redistribute(maps, flow)
-    torch.testing.assert_close(out, torch.tensor([[[[3.0, 2.0], [3.0, 2.0]]]]))
-    m = torch.randn(3, 2, 4, 4)
-    f = torch.rand(3, 16, 16).softmax(-1)
-    torch.testing.assert_close(redistribute(m, f).sum((2, 3)), m.sum((2, 3)))
+    """The same layer as a Flow, residual shares (1/2, 0, 1/2) given: cell 1 keeps nothing of its own, and the
+    class evidence that reached it goes back half to cell 0 and half to cell 2."""
+    x = torch.tensor([[1.0, 0.0], [0.0, 10.0], [1.0, 0.0]]).view(1, 1, 3, 2)
+    layer = _one_layer(x)
+    with torch.no_grad():
+        _, weights, values = layer.attn.forward_with_weights(x)
+    flow = Flow([(torch.tensor([[0.5, 0.0, 0.5]]), weights[:, :, 0], values[:, :, 0], layer.attn)])
+    u = torch.tensor([[[1.0, 0.0]]])
+    # M = [[3/4, 0, 1/4], [1/2, 0, 1/2], [1/4, 0, 3/4]]; m' = M' m for m = (1, 2, 3)
+    out = redistribute(torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 1, 3), flow, u)
+    torch.testing.assert_close(out.view(3), torch.tensor([0.75 + 1.0 + 0.75, 0.0, 0.25 + 1.0 + 2.25]))
+    torch.testing.assert_close(flow.matrix(u)[0, 0], torch.tensor([[0.75, 0.0, 0.25], [0.5, 0.0, 0.5],
+                                                                   [0.25, 0.0, 0.75]]))
+    model = random_model(7)
+    with torch.no_grad():
+        features, _, f = forward_flow(model, torch.randn(3, 3, 32, 32))
+        m, d = torch.randn(3, 2, 4, 4), torch.randn(3, 2, features.shape[1])
+        moved = redistribute(m, f, d)
+    torch.testing.assert_close(moved.sum((2, 3)), m.sum((2, 3)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(moved.flatten(2), torch.einsum("bkij,bki->bkj", f.matrix(d), m.flatten(2)), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_without_attention_the_flow_cam_is_the_contrast_cam() -> None:
@@ -94,7 +140,7 @@ def test_the_flow_path_batches_and_keeps_its_flow() -> None:
     for j in range(2):
         assert [n.node for n in single.paths[0][j]] == [n.node for n in out.paths[1][j]]
         assert single.paths[0][j][0].score == pytest.approx(out.paths[1][j][0].score, abs=1e-5)
-    assert out.flow is not None and out.flow.shape == (3, 16, 16)
+    assert isinstance(out.flow, Flow) and out.flow.steps[0][1].shape == (3, model.cfg.num_heads[-1], 16, 16)
     assert cam_gradcat(model, x, top_k=2, kind="contrast").flow is None
 
 
@@ -141,12 +187,12 @@ def test_the_flow_reads_the_layers_attention_as_the_explicit_maths_does() -> Non
     with torch.no_grad():
         out, mixing = layer_flow(layer, x)
         old_out, old_mixing = _layer_flow_by_hand(layer, x)
-        fused, (explicit, weights, carried) = layer.attn(x), layer.attn.forward_with_weights(x)
+        fused, (explicit, weights, values) = layer.attn(x), layer.attn.forward_with_weights(x)
     torch.testing.assert_close(out, old_out, rtol=0, atol=1e-6)
     torch.testing.assert_close(mixing, old_mixing, rtol=0, atol=1e-6)
     torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)  # the fused path, same layer
     torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-5)
-    assert weights.shape == (2, 3, 4, 9, 9) and carried.shape == (2, 3, 4, 9)
+    assert weights.shape == (2, 3, 4, 9, 9) and values.shape == (2, 3, 4, 9, 4)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 4, 9))
 
 

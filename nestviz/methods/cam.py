@@ -20,7 +20,7 @@ from torch import Tensor
 from ..defaults import CAM_BOX_REGION, CAM_BOX_REGIONS, CAM_KIND, CAM_KINDS, check_choice
 from ..model.nest import Nest
 from .common import Box, explaining, select_classes
-from .flow import forward_flow, redistribute
+from .flow import Flow, class_directions, forward_flow, redistribute
 
 
 @dataclass
@@ -45,13 +45,13 @@ def class_weights(model: Nest, kind: str = CAM_KIND) -> tuple[Tensor, Tensor | N
     return weight, bias
 
 
-def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND, flow: Tensor | None = None) -> Tensor:
+def cam_maps(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND, flow: Flow | None = None) -> Tensor:
     """(B, k, H, W) maps of ``classes`` (B, k) from ``model.forward_features``'s (B, C, H, W): :func:`cam_cells`
     placed where the cells see (:func:`place`). Their means are the cells' up to the border cells."""
     return place(cam_cells(model, features, classes, kind, flow), model.cfg.top_shift())
 
 
-def cam_cells(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND, flow: Tensor | None = None
+def cam_cells(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KIND, flow: Flow | None = None
               ) -> Tensor:
     """(B, k, H, W) class evidence of each top cell, on the cells as they lie (before :func:`place`).
 
@@ -67,7 +67,7 @@ def cam_cells(model: Nest, features: Tensor, classes: Tensor, kind: str = CAM_KI
     if kind == "flow":
         if flow is None:
             raise ValueError("the flow CAM needs the top level's attention flow: see nestviz.methods.flow.forward_flow")
-        maps = redistribute(maps, flow)
+        maps = redistribute(maps, flow, class_directions(model, weight[classes]))
     if bias is not None:
         maps = maps + bias[classes][..., None, None]
     return maps
@@ -103,7 +103,7 @@ def _placing(n: int, shift: float, keep_sum: bool) -> Tensor:
     return m
 
 
-def cam_maps_of_pass(model: Nest, x: Tensor, features: Tensor, flow: Tensor | None, classes: Tensor,
+def cam_maps_of_pass(model: Nest, x: Tensor, features: Tensor, flow: Flow | None, classes: Tensor,
                      kind: str = CAM_KIND) -> Tensor:
     """:func:`cam_maps` from a pass that already ran on ``x`` (GradCAT's), reusing its ``features`` and ``flow``;
     a ``flow`` map from a pass that kept none (the gradient and ablation scores) runs one forward pass for it."""

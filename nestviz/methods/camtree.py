@@ -27,7 +27,7 @@ from ..defaults import CAM_KIND
 from ..model.nest import Nest
 from .cam import class_weights, place
 from .common import explaining, select_classes
-from .flow import forward_flow, redistribute
+from .flow import class_directions, forward_flow, redistribute
 from .gradcat import GradcatOutput, child_of, walk
 
 
@@ -42,7 +42,7 @@ def cam_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequence[int
         logits = model.forward_head(features).float()
         chosen = select_classes(logits, top_k, classes)
         share = torch.einsum("bchw,bkc->bkhw", features.float(), weight[chosen])
-        share = share if flow is None else redistribute(share, flow)
+        share = share if flow is None else redistribute(share, flow, class_directions(model, weight[chosen]))
         share = place(share, cfg.top_shift(), keep_sum=True)  # where the cells see, every share kept
         share = sign * share.transpose(0, 1) / (share.shape[-1] * share.shape[-2])  # (k, B, H, W): each cell's share
     heat = logit_share_heat(share.cpu(), cfg.num_levels, cfg.block_size, offset=cfg.pool_offset)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..model.nest import Nest, NestConfig
 from .common import Box, explaining, select_classes
+from .flow import Flow
 
 
 @dataclass
@@ -52,7 +53,7 @@ class GradcatOutput:
     top: Tensor  # (B, C, H, W) detached top-level map, before the final norm
     features: Tensor  # (B, C, H, W) detached top-level map after the final norm: what the head reads
     heat: list[np.ndarray | None] | None = None  # per 0-based level: (k, B, H, W) contributions, None where unused
-    flow: Tensor | None = None  # (B, HW, HW) the top level's attention flow, where the forward pass kept it
+    flow: Flow | None = None  # the top level's attention flow, where the forward pass kept it
     below: Tensor | None = None  # (B, C, H, W) the output of the level below the top, where the pass kept it
 
 

@@ -36,7 +36,7 @@ from ..model.nest import Nest, NestConfig
 from .cam import class_weights
 from .camtree import cam_gradcat, logit_share_heat
 from .common import explaining, select_classes
-from .flow import top_with_flow
+from .flow import Flow, top_with_flow
 from .gradcat import GradcatOutput, child_of, walk
 
 
@@ -50,7 +50,7 @@ class HeldPass:
     share: Tensor  # (k, B, H, W): each position's share of the class score, at the level below the top
     top: Tensor
     features: Tensor
-    flow: Tensor
+    flow: Flow
     below: Tensor  # (B, C, H, W) the output of the level below the top
 
 
@@ -110,23 +110,22 @@ def block_totals(share: Tensor, cfg: NestConfig) -> np.ndarray:
     return sums[:, :, child[:, None], child[None, :]].numpy()
 
 
-def held_top(model: Nest, below: Tensor) -> tuple[Tensor, Tensor]:
+def held_top(model: Nest, below: Tensor) -> tuple[Tensor, Flow]:
     """The top level on the map of the level below it (B, C, H, W), with LayerNorm's scale, the attention weights
     and GELU's gate held for the backward (see the module): its output map and its attention flow, as
     ``flow.forward_flow`` gives them (``flow.top_with_flow``)."""
     pool = model.levels[-1].pool
     pooled = pool.downsample(held_norm(pool.norm, pool.conv(below).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-    out, flow = top_with_flow(model.levels[-1], pooled, held_layer)
-    return out, flow.detach()
+    return top_with_flow(model.levels[-1], pooled, held_layer)
 
 
 def held_layer(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``layer.forward_with_attention(x)`` for blocks (B, T, N, C) with the held factors: the output, the attention
-    update, weights and carried norms (the last three detached: they only feed the flow)."""
-    update, weights, carried = layer.attn.forward_with_weights(held_norm(layer.norm1, x), hold=True)
+    update, weights and values (the last three detached: they only feed the flow)."""
+    update, weights, values = layer.attn.forward_with_weights(held_norm(layer.norm1, x), hold=True)
     mid = x + update
     out = mid + layer.mlp.fc2(held_gelu(layer.mlp.fc1(held_norm(layer.norm2, mid))))
-    return out, update.detach(), weights.detach(), carried.detach()
+    return out, update.detach(), weights.detach(), values.detach()
 
 
 def held_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:

@@ -52,18 +52,18 @@ class Attention(nn.Module):
 
     def forward_with_weights(self, x: Tensor, hold: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """The output, the attention weights (B, H, T, N, N), each row a distribution over the block's tokens,
-        and the norm of what each head carries from each token, |W_o,h v_h,j| (B, H, T, N): the output at i is
-        sum_h sum_j a_h,ij W_o,h v_h,j plus the projection's bias (Kobayashi et al., EMNLP 2020). ``hold``: the
-        output's gradient treats the weights as constants (``nestviz.methods.relevance``); its value is the same."""
+        and the values (B, H, T, N, d): the output at i is sum_h sum_j a_h,ij W_o,h v_h,j plus the projection's
+        bias, W_o,h being :meth:`head_projections`' h. ``hold``: the output's gradient treats the weights as
+        constants (``nestviz.methods.relevance``); its value is the same."""
         q, k, v = self._qkv(x)
         weights = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).softmax(dim=-1)
         dropped = F.dropout(weights, self.attn_drop) if self.training and self.attn_drop else weights
         dropped = dropped.detach() if hold else dropped
-        H, d = v.shape[1], v.shape[-1]
-        per_head = self.proj.weight.reshape(-1, d, H)  # proj input channel c*H + h: head h's columns
-        gram = torch.einsum("ocg,odg->gcd", per_head, per_head)  # |W_h v|^2 = v' W_h'W_h v: d x d per head
-        carried = torch.einsum("bgtnc,gcd,bgtnd->bgtn", v, gram, v).clamp(min=0).sqrt()
-        return self._merge(dropped @ v), weights, carried
+        return self._merge(dropped @ v), weights, v
+
+    def head_projections(self) -> Tensor:
+        """The output projection per head (C, d, H): proj input channel c*H + h is head h's c-th."""
+        return self.proj.weight.reshape(self.proj.weight.shape[0], -1, self.num_heads)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """q, k, v of blocks (B, T, N, C), each (B, H, T, N, d)."""
@@ -122,12 +122,12 @@ class TransformerLayer(nn.Module):
 
     def forward_with_attention(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The layer's output, its attention branch's update (what it adds to ``x``), the attention weights
-        (B, H, T, N, N) and what each head carries from each token (B, H, T, N), from the explicit (non-fused)
-        attention (``Attention.forward_with_weights``)."""
-        update, weights, carried = self.attn.forward_with_weights(self.norm1(x))
+        (B, H, T, N, N) and the values (B, H, T, N, d), from the explicit (non-fused) attention
+        (``Attention.forward_with_weights``)."""
+        update, weights, values = self.attn.forward_with_weights(self.norm1(x))
         update = self.drop_path(update)
         x = x + update
-        return x + self.drop_path(self.mlp(self.norm2(x))), update, weights, carried
+        return x + self.drop_path(self.mlp(self.norm2(x))), update, weights, values
 
 
 class ConvPool(nn.Module):
