@@ -39,13 +39,18 @@ class Flow:
 
     steps: list[tuple[Tensor, Tensor, Tensor, Attention]]
 
+    def mixing(self, layer: int, directions: Tensor) -> Tensor:
+        """Layer ``layer``'s mixing matrix M_l (B, k, N, N) for the class directions (B, k, C)."""
+        keep, weights, values, attn = self.steps[layer]
+        return mixing(keep, class_shares(weights, values, attn, directions))
+
     def matrix(self, directions: Tensor) -> Tensor:
         """The flow F = M_L ... M_1 (B, k, N, N) of each class direction (B, k, C): row i the sources of cell i."""
         B, k = directions.shape[:2]
         n = self.steps[0][1].shape[-1] if self.steps else 0
         f = torch.eye(n, dtype=directions.dtype, device=directions.device).expand(B, k, n, n)
-        for keep, weights, values, attn in self.steps:
-            f = mixing(keep, class_shares(weights, values, attn, directions)) @ f
+        for layer in range(len(self.steps)):
+            f = self.mixing(layer, directions) @ f
         return f
 
 
@@ -136,8 +141,8 @@ def redistribute(maps: Tensor, flow: Flow, directions: Tensor) -> Tensor:
     (M_1' ... M_L' m, never the N x N product). Sums are kept."""
     B, k, H, W = maps.shape
     m = maps.reshape(B, k, H * W)
-    for keep, weights, values, attn in reversed(flow.steps):
-        m = torch.einsum("bkij,bki->bkj", mixing(keep, class_shares(weights, values, attn, directions)).to(m.dtype), m)
+    for layer in reversed(range(len(flow.steps))):  # one layer's matrices at a time
+        m = torch.einsum("bkij,bki->bkj", flow.mixing(layer, directions).to(m.dtype), m)
     return m.reshape(B, k, H, W)
 
 
