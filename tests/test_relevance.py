@@ -11,7 +11,8 @@ from torch import nn
 
 from nestviz.methods.flow import forward_flow
 from nestviz.methods.gradcat import child_of, gradcat
-from nestviz.methods.relevance import held_gelu, held_norm, held_pass, relevance_gradcat
+from nestviz.methods.common import explaining
+from nestviz.methods.relevance import held_gelu, held_layer, held_norm, held_pass, held_top, relevance_gradcat
 from .model_helpers import expected_nodes, hand_built, random_model
 
 torch.set_num_threads(1)
@@ -103,6 +104,23 @@ def test_the_pass_gives_the_models_logits_and_the_cams_flow() -> None:
     directions = torch.randn(3, 2, features.shape[1])
     torch.testing.assert_close(out.flow.matrix(directions), flow.matrix(directions), rtol=1e-5, atol=1e-6)
     assert [len(p) for row in out.paths for p in row] == [3] * 6
+
+
+def test_a_layer_rule_changes_the_backward_and_never_the_top_levels_output() -> None:
+    model = random_model(7)
+    with explaining(model), torch.no_grad():
+        below = model.levels[:-1](model.patch_embed(torch.randn(2, 3, 32, 32)))
+    outputs, grads = [], []
+    for rule in (None, held_layer, lambda layer, t: layer.forward_with_attention(t)):  # the default, it, no factor held
+        b = below.clone().requires_grad_(True)
+        with explaining(model), torch.enable_grad():
+            top, _ = held_top(model, b, rule)
+            outputs.append(top.detach())
+            grads.append(torch.autograd.grad(top.square().sum(), b)[0])
+    torch.testing.assert_close(outputs[1], outputs[0])
+    torch.testing.assert_close(outputs[2], outputs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0])
+    assert not torch.allclose(grads[2], grads[0], rtol=1e-3, atol=1e-4)  # the held factors are what differs
 
 
 def test_it_runs_inside_inference_mode_on_inference_tensors() -> None:

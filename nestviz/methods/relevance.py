@@ -22,7 +22,7 @@ keeps the top level's attention flow, so a CAM of the same images costs no extra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,9 @@ from .camtree import cam_gradcat, logit_share_heat
 from .common import explaining, select_classes
 from .flow import Flow, top_with_flow
 from .gradcat import GradcatOutput, child_of, walk
+
+
+LayerRule = Callable[[TransformerLayer, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
 
 
 @dataclass
@@ -110,13 +113,14 @@ def block_totals(share: Tensor, cfg: NestConfig) -> np.ndarray:
     return sums[:, :, child[:, None], child[None, :]].numpy()
 
 
-def held_top(model: Nest, below: Tensor) -> tuple[Tensor, Flow]:
+def held_top(model: Nest, below: Tensor, layer: LayerRule | None = None) -> tuple[Tensor, Flow]:
     """The top level on the map of the level below it (B, C, H, W), with LayerNorm's scale, the attention weights
     and GELU's gate held for the backward (see the module): its output map and its attention flow, as
-    ``flow.forward_flow`` gives them (``flow.top_with_flow``)."""
+    ``flow.forward_flow`` gives them (``flow.top_with_flow``). ``layer``: how a transformer layer is run (default
+    :func:`held_layer`; ``benchmarks/root_choice.py`` measures other rules through it)."""
     pool = model.levels[-1].pool
     pooled = pool.downsample(held_norm(pool.norm, pool.conv(below).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-    return top_with_flow(model.levels[-1], pooled, held_layer)
+    return top_with_flow(model.levels[-1], pooled, layer or held_layer)
 
 
 def held_layer(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
