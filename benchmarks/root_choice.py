@@ -18,6 +18,9 @@ The rules, each from the same held pass (``nestviz.methods.relevance``) unless s
 - ``reference``: the shares measured from a mean-filled image's features, (A - A(0)) * dY/dA;
 - ``AttnLRP``: Achtibat et al. (ICML 2024)'s rules instead of holding the attention: the softmax's gradient kept,
   half of the relevance to each factor of the two attention products;
+- ``gradient (the paper's)``: A * dY/dA through the model as it is; the same integrated over ``STEPS`` points
+  from zero and from the reference (integrated gradients, Sundararajan et al. 2017: a cheap correction of the
+  paper's score, whose shares every aggregation's LayerNorm makes sum to about nothing);
 - ``root-ablation``: the quadrant whose zeroing at the level below the top drops the probability most (four
   top-level passes: the ``root-ablation`` score's root);
 - ``top two + ablation``: relevance's two best quadrants, the ablation between them (two passes).
@@ -56,6 +59,7 @@ from shortcuts import shortcut_set  # noqa: E402
 
 BATCH = 25
 CLEAR = 0.05  # a photo's occlusion is clear when its largest quadrant drop beats the second by more than this
+STEPS = 4  # integration steps of the integrated-gradient rules: a cheap correction's budget
 
 
 def attn_lrp_layer(layer, x):
@@ -89,6 +93,22 @@ def gradient(model, below: torch.Tensor, classes: torch.Tensor, layer=held_layer
         top, _ = held_top(model, b, layer)
         pooled = held_norm(model.norm, top.permute(0, 2, 3, 1)).mean(dim=(1, 2))
         return torch.autograd.grad(pooled, b, weight[classes].to(pooled.dtype))[0].detach()
+
+
+def plain_gradient(model, below: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The same gradient through the model as it is (no factor held): the paper's."""
+    weight = class_weights(model, CAM_KIND)[0]
+    with explaining(model), torch.inference_mode(False), torch.enable_grad():
+        b = below.clone().requires_grad_(True)
+        pooled = model.final_norm(model.levels[-1](b)).mean(dim=(2, 3))
+        return torch.autograd.grad(pooled, b, weight[classes].to(pooled.dtype))[0].detach()
+
+
+def integrated(model, below: torch.Tensor, classes: torch.Tensor, start: torch.Tensor) -> np.ndarray:
+    """(B, H, W) integrated gradients of the model as it is from ``start`` to ``below``, ``STEPS`` midpoints."""
+    steps = [(i + 0.5) / STEPS for i in range(STEPS)]
+    g = sum(plain_gradient(model, start + a * (below - start), classes) for a in steps) / STEPS
+    return ((below - start) * g).sum(1).numpy()
 
 
 def ablation_drops(model, below: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
@@ -137,6 +157,10 @@ def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.
             "total + best leaf": total + best,
             "reference": quadrants(((below - reference) * g).sum(1).numpy()),
             "AttnLRP": quadrants((below * gradient(model, below, classes, attn_lrp_layer)).sum(1).numpy()),
+            "gradient (the paper's)": quadrants((below * plain_gradient(model, below, classes)).sum(1).numpy()),
+            f"gradient, {STEPS} steps from zero": quadrants(integrated(model, below, classes, torch.zeros_like(below))),
+            f"gradient, {STEPS} steps from the reference": quadrants(integrated(model, below, classes,
+                                                                                 reference.expand_as(below))),
             "root-ablation": ablation,
             "top two + ablation": np.eye(4)[pick]}
 
