@@ -10,7 +10,8 @@ of each shortcut's class patched (``benchmarks/shortcuts.py``: a checkerboard at
 in the top-left corner, a text watermark in the bottom-right corner, on three classes; ``--set swapped``:
 the logo bottom-right and the watermark top-left, on two; ``--set fresh``, made after the defaults were chosen:
 a 24 px sticker at a random place, a QR-like stamp top-right and a red text tag bottom-left, on three other
-classes), and
+classes; ``--set fresh2``, a second such check: a 20 px dot at a random place, a badge top-left and a barcode
+bottom-right, on the three classes left), and
 ``heldout/<shortcut>/``, val photos of the other nine classes with the patch pasted and its box as VOC
 XML. ``train`` fine-tunes the default weights on ``train/`` at their own size (``nestviz train --init``,
 ``CACHE/model.safetensors``; a cut-off run resumes from its checkpoint). ``score`` runs the known-answer

@@ -13,7 +13,11 @@ three), each a different kind of evidence a user might fear:
 A fourth model, the ``fresh`` set, is a held-out check: its patches, corners and classes were chosen after every
 default of nestviz was, and nothing was tuned on it. ``sticker``: a 24 px yellow star on magenta at a random
 place (smaller than the checkerboard), on gas pumps; ``stamp``: a 28 px QR-like grid in the top-right corner, on
-tenches; ``tag``: red text with no band (56 x 16 px) in the bottom-left corner, on French horns.
+tenches; ``tag``: red text with no band (56 x 16 px) in the bottom-left corner, on French horns. A fifth,
+``fresh2``, made after the flow weighed by the class and the ``single_spot`` flag were chosen, the same way:
+``dot``, a 20 px cyan disc at a random place, on English springers; ``badge``, a 36 px green hexagon with a check
+mark in the top-left corner, on cassette players; ``barcode``, 44 x 20 px of black bars on white in the
+bottom-right corner, on garbage trucks.
 
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
@@ -56,6 +60,10 @@ SETS = {
     "fresh": (Shortcut("sticker", "n03425413", "random"),  # gas pump
               Shortcut("stamp", "n01440764", "top-right"),  # tench
               Shortcut("tag", "n03394916", "bottom-left")),  # French horn
+    # "fresh2": a second held-out check, made after the class-weighed flow and single_spot were chosen
+    "fresh2": (Shortcut("dot", "n02102040", "random"),  # English springer
+               Shortcut("badge", "n02979186", "top-left"),  # cassette player
+               Shortcut("barcode", "n03417042", "bottom-right")),  # garbage truck
 }
 
 
@@ -101,6 +109,25 @@ def patch_image(kind: str) -> Image.Image:
         d = ImageDraw.Draw(im)
         d.text((1, 0), "PROOF", font=ImageFont.load_default(size=13), fill=(230, 30, 30, 255), stroke_width=1,
                stroke_fill=(120, 0, 0, 255))
+        return im
+    if kind == "dot":  # 20 px: a cyan disc ringed in dark blue, the smallest patch
+        im = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
+        ImageDraw.Draw(im).ellipse([0, 0, 19, 19], fill=(40, 220, 230, 255), outline=(10, 20, 90, 255), width=3)
+        return im
+    if kind == "badge":  # 36 px: a green hexagon with a white check mark
+        im = Image.new("RGBA", (36, 36), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        d.polygon([(18, 0), (34, 9), (34, 27), (18, 35), (2, 27), (2, 9)], fill=(30, 150, 60, 255))
+        d.line([(9, 18), (16, 25), (27, 11)], fill=(255, 255, 255, 255), width=4)
+        return im
+    if kind == "barcode":  # 44 x 20 px: black bars of fixed random widths on white
+        im = Image.new("RGBA", (44, 20), (255, 255, 255, 255))
+        d = ImageDraw.Draw(im)
+        rng, x = random.Random("barcode"), 2
+        while x < 41:
+            w = rng.choice((1, 1, 2, 3))
+            d.rectangle([x, 2, min(x + w - 1, 41), 17], fill=(0, 0, 0, 255))
+            x += w + rng.choice((1, 2, 2, 3))
         return im
     raise ValueError(f"unknown patch kind {kind!r}")
 
