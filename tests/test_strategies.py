@@ -12,7 +12,7 @@ from nestviz.results.records import decode_vector, encode_vector, leaf_maximum
 from nestviz.strategies import cluster as C
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
 from nestviz.strategies.records import WHERE_GRID, decision_of, spot_share_of, where_map
-from nestviz.strategies.report import find_strategies, merge_patterns
+from nestviz.strategies.report import PATTERN_OVERLAP, find_strategies, merge_patterns, split_patterns
 
 from .strategies_synth import LEAF, TOP, decision_record, planted_records
 from .model_helpers import TINY, tiny_model
@@ -213,6 +213,42 @@ def test_merge_patterns_joins_one_pattern_split_by_place_and_keeps_two_patterns_
     merged = merge_patterns(labels, units, lambda members: members.max() < 20)
     assert list(merged) == [1] * 12 + [2] * 8 + [0] * 30  # a joined; b apart; renumbered by size
     assert list(merge_patterns(labels, units, lambda members: False)) == [2] * 6 + [3] * 6 + [1] * 8 + [0] * 30
+
+
+def test_split_patterns_gives_a_buried_pattern_its_own_strategy_once() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, 16)
+    rows = [a + 0.2 * rng.normal(0, 1, 16) for _ in range(12)] + list(rng.normal(0, 1, (60, 16)))
+    units = np.array(rows) / np.linalg.norm(rows, axis=1, keepdims=True)
+    pattern = lambda members: tightness(units[members]) >= THRESHOLDS["pattern_tightness"]  # noqa: E731
+    assert pattern(np.arange(12)) and not pattern(np.arange(12, 72)) and not pattern(np.arange(72))
+    buried = np.array([0] * 6 + [1] * 6 + [0] * 30 + [1] * 30)  # the joint clustering split it into two big ones
+    split = split_patterns(buried, units, pattern)
+    assert list(split[:12]) == [2] * 12 and set(split[12:]) == {0, 1}  # its own strategy, the smallest
+    assert same_partition(split[12:], buried[12:])  # the rest keep theirs
+    found = np.array([1] * 12 + [0] * 60)  # already its own pattern strategy: nothing new
+    assert list(split_patterns(found, units, pattern)) == list(found)
+    natural = units[12:]  # no pattern in the class: no change
+    assert list(split_patterns(buried[12:], natural, lambda m: tightness(natural[m]) >= 0.45)) == list(buried[12:])
+    assert 0 < PATTERN_OVERLAP < 1
+
+
+def test_a_few_decisions_carrying_a_pattern_are_found_where_their_evidence_is_not_one_place() -> None:
+    """Twelve planted decisions among 150 natural ones, their evidence anywhere (the where view spread as the
+    natural ones'): a strategy of their own, flagged, with a few natural decisions the leaf view finds alike."""
+    rng = np.random.default_rng(4)
+    records = planted_records(150, 0, command="annotate", seed=4, other=15)
+    pattern = rng.normal(0, 1, LEAF)
+    for i in range(12):
+        spot = tuple(np.clip((0.5 + 0.15 * rng.normal(), 0.5 + 0.15 * rng.normal()), 0.05, 0.95))
+        records.append(decision_record(f"planted/cat/p{i:05d}.png", "horse", 0, "cat",
+                                       pattern + 0.3 * rng.normal(0, 1, LEAF), rng.normal(0, 1, TOP), spot, 0.25,
+                                       "annotate", rng, 0.02))
+    horse = next(c for c in find_strategies([decision_of(r) for r in records])[0] if c["label"] == "horse")
+    flagged = [s for s in horse["strategies"] if "recurring_pattern" in s["flags"]]
+    assert len(flagged) == 1  # the joint descriptor alone buries them (no flag in this class without the split)
+    planted = [i for i in flagged[0]["images"] if i.startswith("planted/")]
+    assert len(planted) == 12 and len(planted) / len(flagged[0]["images"]) >= 0.7
 
 
 def test_a_pattern_pasted_in_two_places_is_one_strategy_two_patterns_are_two() -> None:

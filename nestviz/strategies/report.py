@@ -1,5 +1,9 @@
 """Decisions in, strategies out: per predicted class, cluster the decisions and describe each cluster (no I/O).
 
+A class is clustered by the joint descriptor of its decisions (where the evidence lies, what the model saw there);
+its leaf view is also clustered alone, so that a recurring pattern a few decisions carry is not buried in a larger
+strategy (:func:`split_patterns`), and patterns split by place are joined (:func:`merge_patterns`).
+
 The result is strategies.json's content (``classes``) and, per strategy, the members to show in its montage
 (the most typical first: nearest to the strategy's mean descriptor).
 """
@@ -17,6 +21,7 @@ from .flags import THRESHOLDS, centred_units, cross_tightness, flags_of, measure
 from .records import WHERE_GRID, Decision
 
 VIEW_WEIGHTS = {"where": 0.5, "leaf": 1.0, "top": 0.5}  # how much each view counts in the joint descriptor
+PATTERN_OVERLAP = 0.5  # a pattern found in the leaf view alone is new unless more than this of it is one already
 MONTAGE_CROPS = 12  # evidence crops per strategy montage
 MONTAGE_WHOLE = 4  # whole images per strategy montage
 MONTAGE_DIR = "strategies"  # montages go to DIR/strategies/<class index>-<n>.png
@@ -38,6 +43,8 @@ def method() -> dict:
     return {"views": dict(VIEW_WEIGHTS), "where_grid": WHERE_GRID, "max_k": MAX_K, "min_gap": MIN_GAP, "component": COMPONENT,
             "sample": SAMPLE, "neighbours": NEIGHBOURS, "min_split": MIN_SPLIT,
             "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues",
+            "pattern_split": "the leaf view is also clustered alone; a cluster of it that is a recurring pattern "
+                             f"becomes its own strategy unless more than {PATTERN_OVERLAP} of it is one already",
             "pattern_merge": "recurring patterns whose members are as alike across as within (cross tightness >= "
                              "pattern_tightness) are one strategy", "thresholds": dict(THRESHOLDS)}
 
@@ -65,7 +72,8 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     where = np.stack([d.where for d in decs])
     x = describe([where, np.stack([d.leaf for d in decs]), np.stack([d.top for d in decs])],
                             list(VIEW_WEIGHTS.values()))
-    result = cluster(x, seed=seed, min_size=max(2, int(np.ceil(0.01 * n))))
+    min_size = max(2, int(np.ceil(0.01 * n)))
+    result = cluster(x, seed=seed, min_size=min_size)
     class_t = tightness(units)
 
     def measured(members: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -76,8 +84,10 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
         return mean_map, measures(units[members], mean_map, spots, extents, shares, [decs[i].wrong for i in members],
                                   class_t)
 
-    labels = merge_patterns(result.labels, units,
-                            lambda members: "recurring_pattern" in flags_of(measured(members)[1], len(members)))
+    def is_pattern(members: np.ndarray) -> bool:
+        return "recurring_pattern" in flags_of(measured(members)[1], len(members))
+
+    labels = merge_patterns(split_patterns(result.labels, units, is_pattern, seed, min_size), units, is_pattern)
     k = int(labels.max()) + 1
     entry = {"label": decs[0].label, "class_index": c, "images": n, "k": k,
              "eigenvalues": [round(float(v), 4) for v in result.eigenvalues],
@@ -104,6 +114,27 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     return entry, shown
 
 
+def split_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[np.ndarray], bool], seed: int = 0,
+                   min_size: int = 2) -> np.ndarray:
+    """Clusters ``labels`` of one class with each recurring pattern that the joint descriptor buried made its own:
+    the class's unit leaf rows ``units`` are clustered alone (``cluster.cluster``), and a cluster of them that is a
+    pattern (``is_pattern(members)``, the flag's own test) becomes one strategy, its members leaving theirs, unless
+    more than ``PATTERN_OVERLAP`` of it lies in strategies that are patterns already. A pattern that a few decisions
+    carry (a weakly learned barcode: 16 of 283 garbage-truck decisions, README) sinks into a larger strategy of the
+    joint descriptor when their where maps differ; in the leaf view alone it stands apart. The whole class as one
+    cluster is no finding. Renumbered by size."""
+    labels = labels.copy()
+    patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
+    alone = cluster(units, seed=seed, min_size=min_size).labels
+    for g in np.unique(alone):
+        members = np.flatnonzero(alone == g)
+        if len(members) == len(labels) or np.isin(labels[members], patterns).mean() > PATTERN_OVERLAP:
+            continue
+        if is_pattern(members):
+            labels[members] = labels.max() + 1
+    return renumber(labels)
+
+
 def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[np.ndarray], bool]) -> np.ndarray:
     """Clusters ``labels`` of one class with every two recurring patterns (``is_pattern(members)``) whose members'
     unit leaf rows ``units`` are as alike across as a pattern's are within (``flags.cross_tightness`` >=
@@ -121,4 +152,5 @@ def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[
         labels[labels == b] = a
 
 
-__all__ = ["VIEW_WEIGHTS", "MONTAGE_CROPS", "MONTAGE_WHOLE", "MONTAGE_DIR", "Shown", "method", "find_strategies", "merge_patterns"]
+__all__ = ["VIEW_WEIGHTS", "PATTERN_OVERLAP", "MONTAGE_CROPS", "MONTAGE_WHOLE", "MONTAGE_DIR", "Shown", "method",
+           "find_strategies", "split_patterns", "merge_patterns"]
