@@ -45,7 +45,8 @@ def strategies_html(report: dict[str, Any], gallery: str | None = "index.html") 
              f"<p>{report.get('decisions', 0)} decisions of <b>{_t(report.get('command', ''))}</b> records in "
              f"{len(classes)} predicted classes; {len(flagged)} {'strategy carries' if len(flagged) == 1 else 'strategies carry'} flags. A strategy is a group of a "
              f"class's decisions whose evidence is alike, by where it lies and by what the model saw there; "
-             f"{_t(report.get('method', {}).get('k_choice', ''))} chooses how many per class.</p>"]
+             f"{_t(report.get('method', {}).get('k_choice', ''))} chooses how many per class. What the model saw is "
+             f"also grouped alone, so that a pattern that a few decisions share is not lost in a larger strategy.</p>"]
     if gallery:
         intro.append(f'<p><a href="{quote(gallery)}">Back to the gallery</a> &middot; '
                      f'<a href="strategies.json">strategies.json</a></p>')
