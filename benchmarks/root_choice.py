@@ -11,8 +11,8 @@ The root picks one of its four children (quadrants). Two references judge the pi
   on each shortcut's patch-caused decisions (the patched photo gets the shortcut's class, the clean one does not),
   the quadrant holding the patch's centre; summed over every planted decision, and the worst shortcut.
 The rules, each from the same held pass (``nestviz.methods.relevance``) unless said:
-- ``relevance``: the quadrant's total share of the class score, the product's default (checked against the
-  product's own choice, printed);
+- ``relevance``: the quadrant's total share of the class score, the product's default (its own choice,
+  ``relevance_gradcat``'s root);
 - ``positive``, ``positive leaves``: the total of the positive cell shares, of the positive leaf totals;
 - ``best leaf``: the quadrant holding the leaf (the 1/16 block) with the largest total; ``total + best leaf``;
 - ``reference``: the shares measured from a mean-filled image's features, (A - A(0)) * dY/dA;
@@ -22,7 +22,7 @@ The rules, each from the same held pass (``nestviz.methods.relevance``) unless s
   from zero and from the reference (integrated gradients, Sundararajan et al. 2017: a cheap correction of the
   paper's score, whose shares every aggregation's LayerNorm makes sum to about nothing);
 - ``root-ablation``: the quadrant whose zeroing at the level below the top drops the probability most (four
-  top-level passes: the ``root-ablation`` score's root);
+  top-level passes: the product's ``root-ablation`` root, ``ablation.root_ablation``);
 - ``top two + ablation``: relevance's two best quadrants, the ablation between them (two passes).
 Also printed: the cost of the relevance pass alone and with the root's children removed (the model work, as
 ``benchmarks/cost_ratios.py`` times it but without ``Nestviz.run``'s share of the work).
@@ -54,7 +54,8 @@ from nestviz.methods.common import explaining  # noqa: E402
 from nestviz.methods.gradcat import block_box  # noqa: E402
 from nestviz.methods.perturb import occlusion_drops  # noqa: E402
 from nestviz.methods.ablation import root_ablation  # noqa: E402
-from nestviz.methods.relevance import held_gelu, held_layer, held_norm, held_top, relevance_gradcat  # noqa: E402
+from nestviz.methods.relevance import (held_gelu, held_layer, held_norm, held_pass, held_top,  # noqa: E402
+                                      relevance_gradcat)
 from shortcuts import shortcut_set  # noqa: E402
 
 BATCH = 25
@@ -76,55 +77,35 @@ def attn_lrp_layer(layer, x):
     return out, update.detach(), weights.detach(), v.detach()
 
 
-def below_top(model, x: torch.Tensor) -> torch.Tensor:
-    """The output of the level below the top (B, C, H, W)."""
-    with explaining(model), torch.inference_mode():
-        h = model.patch_embed(x)
-        for level in model.levels[:-1]:
-            h = level(h)
-    return h.clone()
-
-
 def gradient(model, below: torch.Tensor, classes: torch.Tensor, layer=held_layer) -> torch.Tensor:
-    """d(class score)/d(below) through the top level run by ``layer``, in the default CAM kind's class direction."""
+    """d(class score)/d(below) through the top level, in the default CAM kind's class direction: run by ``layer``
+    with the held LayerNorms (``nestviz.methods.relevance``), or as the model is (``layer`` None: the paper's)."""
     weight = class_weights(model, CAM_KIND)[0]
     with explaining(model), torch.inference_mode(False), torch.enable_grad():
         b = below.clone().requires_grad_(True)
-        top, _ = held_top(model, b, layer)
-        pooled = held_norm(model.norm, top.permute(0, 2, 3, 1)).mean(dim=(1, 2))
-        return torch.autograd.grad(pooled, b, weight[classes].to(pooled.dtype))[0].detach()
-
-
-def plain_gradient(model, below: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """The same gradient through the model as it is (no factor held): the paper's."""
-    weight = class_weights(model, CAM_KIND)[0]
-    with explaining(model), torch.inference_mode(False), torch.enable_grad():
-        b = below.clone().requires_grad_(True)
-        pooled = model.final_norm(model.levels[-1](b)).mean(dim=(2, 3))
+        if layer is None:
+            pooled = model.final_norm(model.levels[-1](b)).mean(dim=(2, 3))
+        else:
+            pooled = held_norm(model.norm, held_top(model, b, layer)[0].permute(0, 2, 3, 1)).mean(dim=(1, 2))
         return torch.autograd.grad(pooled, b, weight[classes].to(pooled.dtype))[0].detach()
 
 
 def integrated(model, below: torch.Tensor, classes: torch.Tensor, start: torch.Tensor) -> np.ndarray:
     """(B, H, W) integrated gradients of the model as it is from ``start`` to ``below``, ``STEPS`` midpoints."""
     steps = [(i + 0.5) / STEPS for i in range(STEPS)]
-    g = sum(plain_gradient(model, start + a * (below - start), classes) for a in steps) / STEPS
+    g = sum(gradient(model, start + a * (below - start), classes, None) for a in steps) / STEPS
     return ((below - start) * g).sum(1).numpy()
 
 
-def ablation_drops(model, below: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
-    """(B, 4) drop in the class probability when each quadrant of ``below`` is zeroed and the top level re-run."""
-    h = below.shape[-1] // 2
-    with explaining(model), torch.inference_mode():
-        def probs(b):
-            return model.forward_head(model.final_norm(model.levels[-1](b))).float().softmax(1)
-        base = probs(below).gather(1, classes[:, None])[:, 0]
-        out = []
-        for q in range(4):
-            r, c = divmod(q, 2)
-            b = below.clone()
-            b[:, :, r * h:(r + 1) * h, c * h:(c + 1) * h] = 0
-            out.append(base - probs(b).gather(1, classes[:, None])[:, 0])
-    return torch.stack(out, 1).numpy()
+def reference_below(model) -> torch.Tensor:
+    """The output of the level below the top for a mean-filled image (zeros after normalization)."""
+    zeros = torch.zeros(1, 3, model.cfg.img_size, model.cfg.img_size)
+    return held_pass(model, zeros, classes=torch.zeros(1, 1, dtype=torch.long)).below
+
+
+def root_children(out) -> np.ndarray:
+    """(B, 4) the root's child scores of a GradCAT output's first explained class, row-major."""
+    return np.array([row[0][0].child_scores for row in out.paths])
 
 
 def quadrants(m: np.ndarray) -> np.ndarray:
@@ -141,13 +122,13 @@ def leaf_totals(m: np.ndarray) -> np.ndarray:
 
 def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.Tensor) -> dict[str, np.ndarray]:
     """Every rule's (B, 4) quadrant scores (the largest is the pick) for a batch."""
-    below = below_top(model, x)
+    out = relevance_gradcat(model, x, classes=classes[:, None])  # the product's own root choices
+    below = out.below
+    total, ablation = root_children(out), root_children(root_ablation(model, out))
     g = gradient(model, below, classes)
     share = (below * g).sum(1).numpy()
     leaves = leaf_totals(share)
     best = leaves.max(axis=(2, 4)).reshape(-1, 4)
-    ablation = ablation_drops(model, below, classes)
-    total = quadrants(share)
     two = np.argsort(-total, 1)[:, :2]
     pick = two[np.arange(len(two)), np.take_along_axis(ablation, two, 1).argmax(1)]
     return {"relevance": total,
@@ -157,7 +138,7 @@ def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.
             "total + best leaf": total + best,
             "reference": quadrants(((below - reference) * g).sum(1).numpy()),
             "AttnLRP": quadrants((below * gradient(model, below, classes, attn_lrp_layer)).sum(1).numpy()),
-            "gradient (the paper's)": quadrants((below * plain_gradient(model, below, classes)).sum(1).numpy()),
+            "gradient (the paper's)": quadrants((below * gradient(model, below, classes, None)).sum(1).numpy()),
             f"gradient, {STEPS} steps from zero": quadrants(integrated(model, below, classes, torch.zeros_like(below))),
             f"gradient, {STEPS} steps from the reference": quadrants(integrated(model, below, classes,
                                                                                  reference.expand_as(below))),
@@ -172,7 +153,7 @@ def batched(fn: Callable[[torch.Tensor, torch.Tensor], dict[str, np.ndarray]], x
 
 
 def photos(nv: Nestviz, images: Path, boxes: Path, reference: torch.Tensor) -> dict[str, str]:
-    """Root agreement with occlusion on the photos, all and clear, per rule; and the product check."""
+    """Root agreement with occlusion on the photos, all and clear, per rule."""
     model, cfg = nv.model, nv.model.cfg
     samples, _ = find_samples([images], nv.bundle.class_names, boxes)
     samples = [s for s in samples if s.boxes]
@@ -183,13 +164,10 @@ def photos(nv: Nestviz, images: Path, boxes: Path, reference: torch.Tensor) -> d
     quads = [tuple(int(v) for v in block_box(cfg, level, r, c)) for r in range(2) for c in range(2)]
     occ = torch.cat([occlusion_drops(model, x[i:i + BATCH], classes[i:i + BATCH], quads)
                      for i in range(0, len(x), BATCH)]).numpy()
-    product = np.concatenate([[p[0][0].chosen_child for p in relevance_gradcat(
-        model, x[i:i + BATCH], classes=classes[i:i + BATCH, None]).paths] for i in range(0, len(x), BATCH)])
     is_max = occ == occ.max(1, keepdims=True)
     ordered = np.sort(occ, 1)
     clear = ordered[:, -1] - ordered[:, -2] > CLEAR
-    print(f"photos: {len(x)} ({clear.sum()} clear); the relevance rule is the product's root choice on "
-          f"{(scores['relevance'].argmax(1) == product).sum()} of {len(x)}")
+    print(f"photos: {len(x)} ({clear.sum()} clear)")
     out = {}
     for name, s in scores.items():
         credit = is_max[np.arange(len(x)), s.argmax(1)] / is_max.sum(1)
@@ -203,7 +181,7 @@ def planted(spec: str, images_fit: str = EXPLAIN_FIT) -> tuple[list[str], list[l
     cache = Path(cache)
     nv = Nestviz.load(Path(weights) if weights else cache / "model.safetensors", device="cpu")
     model = nv.model.eval()
-    reference = below_top(model, torch.zeros(1, 3, model.cfg.img_size, model.cfg.img_size))
+    reference = reference_below(model)
     heads, columns = [], []
     for s in shortcut_set(cache):
         cls = list(nv.bundle.class_names).index(nv.label_for_folder(s.wnid))
@@ -267,7 +245,7 @@ def main() -> None:
     torch.set_num_threads(2)
     nv = Nestviz.load(args.weights, device="cpu")
     nv.model.eval()
-    reference = below_top(nv.model, torch.zeros(1, 3, nv.model.cfg.img_size, nv.model.cfg.img_size))
+    reference = reference_below(nv.model)
     print(cost(nv.model))
     photo = photos(nv, args.images, args.boxes, reference)
     rules = list(photo)
