@@ -21,8 +21,9 @@ The rules, each from the same held pass (``nestviz.methods.relevance``) unless s
 - ``gradient (the paper's)``: A * dY/dA through the model as it is; the same integrated over ``STEPS`` points
   from zero and from the reference (integrated gradients, Sundararajan et al. 2017: a cheap correction of the
   paper's score, whose shares every aggregation's LayerNorm makes sum to about nothing);
-- ``root-ablation``: the quadrant whose zeroing at the level below the top drops the probability most (four
-  top-level passes: the product's ``root-ablation`` root, ``ablation.root_ablation``);
+- ``root-ablation``: the quadrant whose removal at the level below the top (its features replaced by a mean-filled
+  image's, what occlusion sees there) drops the probability most (four top-level passes: the product's
+  ``root-ablation`` root, ``ablation.root_ablation``); the same with zeros as the fill (the product before);
 - ``top two + ablation``: relevance's two best quadrants, the ablation between them (two passes).
 Also printed: the cost of the relevance pass alone and with the root's children removed (the model work, as
 ``benchmarks/cost_ratios.py`` times it but without ``Nestviz.run``'s share of the work).
@@ -125,6 +126,7 @@ def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.
     out = relevance_gradcat(model, x, classes=classes[:, None])  # the product's own root choices
     below = out.below
     total, ablation = root_children(out), root_children(root_ablation(model, out))
+    zeroed = root_children(root_ablation(model, out, blank=torch.zeros_like(out.below[:1])))
     g = gradient(model, below, classes)
     share = (below * g).sum(1).numpy()
     leaves = leaf_totals(share)
@@ -143,6 +145,7 @@ def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.
             f"gradient, {STEPS} steps from the reference": quadrants(integrated(model, below, classes,
                                                                                  reference.expand_as(below))),
             "root-ablation": ablation,
+            "root-ablation, zeros as the fill (before)": zeroed,
             "top two + ablation": np.eye(4)[pick]}
 
 

@@ -16,7 +16,8 @@ from nestviz.cli.app import app
 from nestviz.defaults import Variants
 from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat
 from nestviz.methods.cam import cam_cells, cam_maps
-from nestviz.methods.gradcat import block_scores, gradcat, leaf_order
+from nestviz.methods.gradcat import block_box, block_scores, gradcat, leaf_order
+from nestviz.methods.perturb import occlusion_drops
 from nestviz.evaluation.measure import find_samples, run_metrics
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Geometry
@@ -47,7 +48,7 @@ def test_contrast_cam_mean_is_the_logit_minus_the_mean_logit() -> None:
         cam_maps(model, features, classes, "nope")
 
 
-def test_ablation_scores_are_the_probability_drops_of_zeroed_children() -> None:
+def test_ablation_scores_are_the_probability_drops_of_children_replaced_by_a_blank_images() -> None:
     model = random_model(2)
     x = torch.randn(1, 3, 32, 32)
     out = ablation_gradcat(model, x, top_k=1)
@@ -55,12 +56,14 @@ def test_ablation_scores_are_the_probability_drops_of_zeroed_children() -> None:
     root = out.paths[0][0][0]
     with torch.no_grad():
         _, acts = model.forward_intermediates(x)
+        _, blank = model.forward_intermediates(torch.zeros(1, 3, 32, 32))
         p = model(x).softmax(1)[0, c]
         b = model.cfg.block_size
         drops = []
         for q in range(4):
             a = acts[1].clone()
-            a[:, :, (q // 2) * b:(q // 2 + 1) * b, (q % 2) * b:(q % 2 + 1) * b] = 0
+            rows, cols = slice((q // 2) * b, (q // 2 + 1) * b), slice((q % 2) * b, (q % 2 + 1) * b)
+            a[:, :, rows, cols] = blank[1][:, :, rows, cols]
             top = model.levels[2](a)
             drops.append(float(p - model.forward_head(model.final_norm(top)).softmax(1)[0, c]))
     assert root.child_scores == pytest.approx(drops, abs=1e-6)
@@ -70,6 +73,21 @@ def test_ablation_scores_are_the_probability_drops_of_zeroed_children() -> None:
     mid = out.paths[0][0][1]
     r, col = divmod(mid.node, 2)
     assert tree[0][2 * r:2 * r + 2, 2 * col:2 * col + 2].flatten().tolist() == pytest.approx(mid.child_scores, abs=1e-6)
+
+
+def test_removing_a_leaf_is_occluding_its_pixels() -> None:
+    # The levels below the top are block-local, so a leaf replaced by a blank image's leaf is the leaf's pixels
+    # set to the mean: the ablation score of every leaf is occlusion's drop for the leaf's box, exactly.
+    model = random_model(3)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    classes = torch.tensor([1, 3])
+    g = model.cfg.grid(0)
+    boxes = [[int(v) for v in block_box(model.cfg, 0, r, c)] for r in range(g) for c in range(g)]
+    occluded = occlusion_drops(model, x, classes, boxes)
+    tree = ablation_block_scores(model, x, classes)
+    for i in range(2):
+        assert torch.allclose(torch.as_tensor(tree[i][0]).flatten(), occluded[i], atol=1e-6)
+    assert occluded.abs().max() > 1e-3  # the leaves matter to these classes
 
 
 @pytest.mark.parametrize("score", ["gradient", "ablation"])

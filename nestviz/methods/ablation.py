@@ -3,10 +3,14 @@
 The paper scores a child block by its gradient contribution sum(A * dY/dA); that is a first-order
 guess of what the block does for the class, and on photographs it often disagrees with what
 occluding the block does. Here a child is scored by ablation instead: its output tokens at its
-own level are set to zero (the value LayerNorm'd activations are centred on), the levels above
-are run again, and the score is the drop in the class's probability. One ablated pass gives
-the drop for every class, so the passes are shared by all explained classes; a level is only
-re-run for the distinct nodes the classes visit.
+own level are replaced by what the model computes there for a mean-filled image (:func:`reference_maps`,
+the fill occlusion uses), the levels above are run again, and the score is the drop in the class's
+probability. The levels below the top are block-local, so removing a leaf this way is occluding its
+pixels, exactly; removing a block of a higher level is occluding its pixels up to where the aggregation's
+3x3 convolution reads across its border. Zeros, the value LayerNorm'd activations are centred on, were the
+fill before: on the photos the root agreed with occlusion less (0.711 against 0.747, README, Trust).
+One ablated pass gives the drop for every class, so the passes are shared by all explained classes;
+a level is only re-run for the distinct nodes the classes visit.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def ablation_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequenc
     cfg, L = model.cfg, model.cfg.num_levels
     with explaining(model), torch.inference_mode():
         features, acts = model.forward_intermediates(x)
+        fill = reference_maps(model, x)
         logits = model.forward_head(features).float()
         chosen = select_classes(logits, top_k, classes)
         probs = logits.softmax(dim=1)
@@ -36,7 +41,7 @@ def ablation_gradcat(model: Nest, x: Tensor, *, top_k: int = 4, classes: Sequenc
         paths: list[list[list[BlockNode]]] = [[[] for _ in range(k)] for _ in range(B)]
         score = [[float(probs[i, chosen[i, j]]) for j in range(k)] for i in range(B)]
         for level in range(L - 1, -1, -1):
-            drops = _child_drops(model, acts, level, nodes, probs, batch_size) if level > 0 else {}
+            drops = _child_drops(model, acts, fill, level, nodes, probs, batch_size) if level > 0 else {}
             for i in range(B):
                 for j in range(k):
                     r, c = nodes[i][j]
@@ -61,32 +66,40 @@ def ablation_block_scores(model: Nest, x: Tensor, classes: Tensor, batch_size: i
     cfg, L = model.cfg, model.cfg.num_levels
     with explaining(model), torch.inference_mode():
         features, acts = model.forward_intermediates(x)
+        fill = reference_maps(model, x)
         probs = model.forward_head(features).float().softmax(dim=1)
         out = [[torch.zeros(cfg.grid(lv), cfg.grid(lv)) for lv in range(L - 1)] for _ in range(len(x))]
         for level in range(1, L):
             g = cfg.grid(level)
             every = [[(r, c) for r in range(g) for c in range(g)] for _ in range(len(x))]
-            drops = _child_drops(model, acts, level, every, probs, batch_size)
+            drops = _child_drops(model, acts, fill, level, every, probs, batch_size)
             for (i, r, c), d in drops.items():
                 out[i][level - 1][2 * r:2 * r + 2, 2 * c:2 * c + 2] = d[:, int(classes[i])].view(2, 2)
     return out
 
 
-def _child_drops(model: Nest, acts: list[Tensor], level: int, nodes: list[list[tuple[int, int]]], probs: Tensor,
-                 batch_size: int, first: int | None = None) -> dict[tuple[int, int, int], Tensor]:
+def reference_maps(model: Nest, x: Tensor) -> list[Tensor]:
+    """Every level's output map (1, C, H, W) for a mean-filled image like ``x`` (zeros after normalization, the
+    fill of ``perturb.occlusion_drops``): what a removed block is replaced with."""
+    return model.forward_intermediates(torch.zeros_like(x[:1]))[1]
+
+
+def _child_drops(model: Nest, acts: list[Tensor], fill: list[Tensor], level: int, nodes: list[list[tuple[int, int]]],
+                 probs: Tensor, batch_size: int, first: int | None = None) -> dict[tuple[int, int, int], Tensor]:
     """(image, row, col) of each distinct visited node at ``level`` -> (4, K) drop in every class's probability
-    when each of its children (at ``level - 1``, the map ``acts[level - 1]``) is zeroed; the levels from
-    ``first`` (default: ``level``) up run again."""
+    when each of its children (at ``level - 1``, the map ``acts[level - 1]``) is replaced by the same place of
+    ``fill[level - 1]``; the levels from ``first`` (default: ``level``) up run again."""
     b = model.cfg.block_size
     first = level if first is None else first
     wanted = sorted({(i, r, c) for i, row in enumerate(nodes) for r, c in row})
-    below = acts[level - 1]
+    below, blank = acts[level - 1], fill[level - 1][0]
     copies, index = [], []
     for i, r, c in wanted:
         for q in range(4):
             cr, cc = 2 * r + q // 2, 2 * c + q % 2
             a = below[i].clone()
-            a[:, cr * b:(cr + 1) * b, cc * b:(cc + 1) * b] = 0.0
+            rows, cols = slice(cr * b, (cr + 1) * b), slice(cc * b, (cc + 1) * b)
+            a[:, rows, cols] = blank[:, rows, cols]
             copies.append(a)
             index.append(i)
     out = []
@@ -100,14 +113,13 @@ def _child_drops(model: Nest, acts: list[Tensor], level: int, nodes: list[list[t
     return {key: drops[4 * n:4 * n + 4].cpu() for n, key in enumerate(wanted)}
 
 
-
-
-def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64) -> GradcatOutput:
+def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64, blank: Tensor | None = None) -> GradcatOutput:
     """``out`` (a ``cam`` GradCAT of the same pass) with the root's children scored by ablation instead.
 
-    Each root child's tokens are zeroed at its level and the top level runs again: four passes of
-    the top level per image, each giving the drop of every class's probability, so all explained
-    classes share them. Below the root the path keeps the cam score, now inside the chosen child.
+    Each root child's tokens at its level are replaced by the mean-filled image's (``blank``, that level's map
+    (1, C, H, W), to measure another fill) and the top level runs again: four passes of the top level per image,
+    each giving the drop of every class's probability, so all explained classes share them. Below the root
+    the path keeps the cam score, now inside the chosen child.
     The root is where the cam score is most often wrong about evidence the top level's attention
     moved (a logo in a fixed corner: README, Trust); the levels below are block-local.
     """
@@ -117,7 +129,12 @@ def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64) -> Grad
     B, k = out.classes.shape
     with explaining(model), torch.inference_mode():
         probs = out.logits.float().softmax(dim=1).to(out.below.device)  # the pass's own logits
-        drops = _child_drops(model, [out.below], 1, [[(0, 0)] for _ in range(B)], probs, batch_size, first=L - 1)
+        if blank is None:
+            image = torch.zeros(1, cfg.in_chans, cfg.img_size, cfg.img_size, device=out.below.device)
+            blank = reference_maps(model, image)[L - 2]
+        fill = [blank.to(out.below.device)]
+        drops = _child_drops(model, [out.below], fill, 1, [[(0, 0)] for _ in range(B)], probs, batch_size,
+                             first=L - 1)
     b = cfg.block_size
     top = np.array(out.heat[L - 1], copy=True)  # (k, B, b, b): each quadrant's mean becomes its drop
     along = child_of(0, b, cfg.pool_offset)
@@ -133,4 +150,4 @@ def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64) -> Grad
     return GradcatOutput(out.logits, out.classes, paths, out.top, out.features, heat, out.flow, out.below)
 
 
-__all__ = ["ablation_gradcat", "ablation_block_scores", "root_ablation"]
+__all__ = ["ablation_gradcat", "ablation_block_scores", "reference_maps", "root_ablation"]
