@@ -173,3 +173,24 @@ def test_held_gelu_keeps_the_value_and_its_gradient_is_the_gate() -> None:
     want = torch.tensor([float(F.gelu(t)) / float(t) if abs(float(t)) > 1e-6 else 0.5 for t in zd])
     torch.testing.assert_close(grad, want)
     torch.testing.assert_close(zd * grad, F.gelu(zd))  # z times its gate is the value: nothing is lost
+
+
+def test_held_attention_keeps_the_value_and_its_gradient_only_flows_through_the_values() -> None:
+    attn = random_model(4).levels[-1].transformer_encoder[0].attn
+    x = torch.randn(2, 1, 5, attn.qkv.in_features, requires_grad=True)
+    v = torch.randn(2, 1, 5, attn.proj.out_features)
+    out, weights, values = attn.forward_with_weights(x, hold=True)
+    plain, plain_weights, plain_values = attn.forward_with_weights(x)
+    torch.testing.assert_close(out, plain)
+    torch.testing.assert_close(weights, plain_weights)
+    torch.testing.assert_close(values, plain_values)
+    (grad,) = torch.autograd.grad((out * v).sum(), x)
+    # by hand: the weights constant, the output is linear in x through the values' rows of qkv
+    C = x.shape[-1]
+    w_v = attn.qkv.weight[2 * C:].detach()
+    heads = lambda t: t.reshape(2, 1, 5, attn.num_heads, -1).permute(0, 3, 1, 2, 4)  # noqa: E731
+    xd = x.detach().requires_grad_(True)
+    by_hand = attn._merge(weights.detach() @ heads(xd @ w_v.T + attn.qkv.bias[2 * C:].detach()))
+    (want,) = torch.autograd.grad((by_hand * v).sum(), xd)
+    torch.testing.assert_close(grad, want)
+    assert not torch.allclose(grad, torch.autograd.grad((plain * v).sum(), x)[0])  # the softmax's gradient is held

@@ -54,8 +54,9 @@ class Attention(nn.Module):
         """The output, the attention weights (B, H, T, N, N), each row a distribution over the block's tokens,
         and the values (B, H, T, N, d): the output at i is sum_h sum_j a_h,ij W_o,h v_h,j plus the projection's
         bias, W_o,h being :meth:`head_projections`' h. ``hold``: the output's gradient treats the weights as
-        constants (``nestviz.methods.relevance``); its value is the same."""
-        q, k, v = self._qkv(x)
+        constants (``nestviz.methods.relevance``); its value is the same, and q and k are then computed off the
+        graph, so that a backward pass skips two thirds of the qkv projection."""
+        q, k, v = self._qkv(x, hold)
         weights = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).softmax(dim=-1)
         dropped = F.dropout(weights, self.attn_drop) if self.training and self.attn_drop else weights
         dropped = dropped.detach() if hold else dropped
@@ -65,11 +66,17 @@ class Attention(nn.Module):
         """The output projection per head (C, d, H): proj input channel c*H + h is head h's c-th."""
         return self.proj.weight.reshape(self.proj.weight.shape[0], -1, self.num_heads)
 
-    def _qkv(self, x: Tensor) -> tuple[Tensor, ...]:
-        """q, k, v of blocks (B, T, N, C), each (B, H, T, N, d)."""
+    def _qkv(self, x: Tensor, hold: bool = False) -> tuple[Tensor, ...]:
+        """q, k, v of blocks (B, T, N, C), each (B, H, T, N, d); ``hold``: q and k off the graph (v on it)."""
         B, T, N, C = x.shape
         H = self.num_heads
-        return self.qkv(x).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
+        if not hold:
+            return self.qkv(x).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
+        w, b = self.qkv.weight, self.qkv.bias
+        qk = F.linear(x.detach(), w[:2 * C], None if b is None else b[:2 * C])
+        v = F.linear(x, w[2 * C:], None if b is None else b[2 * C:])
+        q, k = qk.reshape(B, T, N, 2, H, C // H).permute(3, 0, 4, 1, 2, 5).unbind(0)
+        return q, k, v.reshape(B, T, N, H, C // H).permute(0, 3, 1, 2, 4)
 
     def _merge(self, x: Tensor) -> Tensor:
         """Heads (B, H, T, N, d) merged interleaved (channel c*H + h), then the output projection."""
