@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from nestviz.api import Nestviz
 from nestviz.cli.app import app
 from nestviz.defaults import Variants
-from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat
+from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat, reference_maps
 from nestviz.methods.cam import cam_cells, cam_maps
 from nestviz.methods.gradcat import block_box, block_scores, gradcat, leaf_order
 from nestviz.methods.perturb import occlusion_drops
@@ -88,6 +88,25 @@ def test_removing_a_leaf_is_occluding_its_pixels() -> None:
     for i in range(2):
         assert torch.allclose(torch.as_tensor(tree[i][0]).flatten(), occluded[i], atol=1e-6)
     assert occluded.abs().max() > 1e-3  # the leaves matter to these classes
+
+
+def test_the_blank_images_maps_are_kept_until_a_weight_changes() -> None:
+    model, other = random_model(5), random_model(6)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        first = reference_maps(model, x)
+        assert reference_maps(model, x) is first  # one forward pass per model, not per call
+        assert not torch.equal(reference_maps(other, x)[0], first[0])  # each model its own
+        made_here = random_model(7)  # inference tensors carry no version: computed each time, never stale
+        assert reference_maps(made_here, x) is not reference_maps(made_here, x)
+    with torch.no_grad():
+        model.patch_embed.proj.bias.add_(1.0)  # what a training step or load_state_dict does (a blank image
+        # reads no patch weight, only the bias)
+    with torch.inference_mode():
+        again = reference_maps(model, x)
+        fresh = model.forward_intermediates(torch.zeros(1, 3, 32, 32))[1]
+    assert again is not first and not torch.allclose(again[0], first[0])
+    assert all(torch.equal(a, b) for a, b in zip(again, fresh))
 
 
 @pytest.mark.parametrize("score", ["gradient", "ablation"])

@@ -15,6 +15,7 @@ a level is only re-run for the distinct nodes the classes visit.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,10 +79,23 @@ def ablation_block_scores(model: Nest, x: Tensor, classes: Tensor, batch_size: i
     return out
 
 
+_BLANK: weakref.WeakKeyDictionary[Nest, tuple[tuple, list[Tensor]]] = weakref.WeakKeyDictionary()
+
+
 def reference_maps(model: Nest, x: Tensor) -> list[Tensor]:
     """Every level's output map (1, C, H, W) for a mean-filled image like ``x`` (zeros after normalization, the
-    fill of ``perturb.occlusion_drops``): what a removed block is replaced with."""
-    return model.forward_intermediates(torch.zeros_like(x[:1]))[1]
+    fill of ``perturb.occlusion_drops``): what a removed block is replaced with. Kept per model, image shape,
+    device and dtype, and computed again when a weight is changed in place or replaced (a single image would
+    otherwise pay a second forward pass)."""
+    params = list(model.parameters())
+    if any(p.is_inference() for p in params):  # made in inference mode: no version counter to tell a change by
+        return model.forward_intermediates(torch.zeros_like(x[:1]))[1]
+    key = (tuple(x.shape[1:]), x.device, x.dtype, tuple((id(p), p._version) for p in params))
+    held = _BLANK.get(model)
+    if held is None or held[0] != key:
+        held = (key, model.forward_intermediates(torch.zeros_like(x[:1]))[1])
+        _BLANK[model] = held
+    return held[1]
 
 
 def _child_drops(model: Nest, acts: list[Tensor], fill: list[Tensor], level: int, nodes: list[list[tuple[int, int]]],
