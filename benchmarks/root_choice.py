@@ -1,12 +1,13 @@
 """GradCAT's root choice: photos' agreement with occlusion against planted patches' quadrant, rule by rule.
 
-    python benchmarks/root_choice.py IMAGES --boxes BOXES [--planted CACHE[:WEIGHTS] ...] [--weights W]
+    python benchmarks/root_choice.py IMAGES --boxes BOXES [--unboxed N] [--planted CACHE[:WEIGHTS] ...] [--weights W]
 
 The root picks one of its four children (quadrants). Two references judge the pick:
 - photos (``IMAGES`` with ``BOXES``, e.g. Imagenette's val and the val boxes, scored for their true class under
   ``W``, default the product's weights): occlusion, the quadrant whose mean fill drops the class probability most,
   as ``nestviz metrics`` counts root agreement (ties share the credit); also on the clear cases, where occlusion's
-  largest drop beats its second by more than ``CLEAR``;
+  largest drop beats its second by more than ``CLEAR``; ``--unboxed N`` scores N more of ``IMAGES`` without boxes
+  the same way (occlusion needs none), photos no choice was made on;
 - planted models (``benchmarks/planted_shortcut.py``'s caches, ``WEIGHTS`` default ``CACHE/model.safetensors``):
   on each shortcut's patch-caused decisions (the patched photo gets the shortcut's class, the clean one does not),
   the quadrant holding the patch's centre; summed over every planted decision, and the worst shortcut.
@@ -155,11 +156,18 @@ def batched(fn: Callable[[torch.Tensor, torch.Tensor], dict[str, np.ndarray]], x
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def photos(nv: Nestviz, images: Path, boxes: Path, reference: torch.Tensor) -> dict[str, str]:
-    """Root agreement with occlusion on the photos, all and clear, per rule."""
-    model, cfg = nv.model, nv.model.cfg
+def photo_samples(nv: Nestviz, images: Path, boxes: Path, unboxed: int = 0) -> tuple[list, list]:
+    """The photos with boxes, and ``unboxed`` others drawn from the rest (seeded), scored the same way: occlusion
+    needs no box, so they test the rules on photos no choice was made on."""
     samples, _ = find_samples([images], nv.bundle.class_names, boxes)
-    samples = [s for s in samples if s.boxes]
+    boxed, rest = [s for s in samples if s.boxes], [s for s in samples if not s.boxes]
+    pick = np.random.default_rng(0).choice(len(rest), min(unboxed, len(rest)), replace=False) if unboxed else []
+    return boxed, [rest[i] for i in sorted(pick)]
+
+
+def photos(nv: Nestviz, samples: list, reference: torch.Tensor) -> dict[str, str]:
+    """Root agreement with occlusion on the photos ``samples``, all and clear, per rule."""
+    model, cfg = nv.model, nv.model.cfg
     x = torch.stack([nv.prepare(s.path, EXPLAIN_FIT).tensor for s in samples])
     classes = torch.tensor([s.class_index for s in samples])
     scores = batched(lambda a, c: rule_scores(model, a, c, reference), x, classes)
@@ -244,24 +252,30 @@ def main() -> None:
     ap.add_argument("--boxes", type=Path, required=True)
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--planted", action="append", default=[], help="CACHE or CACHE:WEIGHTS, repeatable")
+    ap.add_argument("--unboxed", type=int, default=0, help="also score this many photos without boxes (seeded)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     nv = Nestviz.load(args.weights, device="cpu")
     nv.model.eval()
     reference = reference_below(nv.model)
     print(cost(nv.model))
-    photo = photos(nv, args.images, args.boxes, reference)
+    boxed, others = photo_samples(nv, args.images, args.boxes, args.unboxed)
+    photo = photos(nv, boxed, reference)
     rules = list(photo)
     heads, columns = ["photos: all / clear"], [list(photo.values())]
+    if others:
+        heads.append(f"{len(others)} photos without boxes: all / clear")
+        columns.append(list(photos(nv, others, reference).values()))
+    first = len(heads)  # the planted columns follow the photos'
     for spec in args.planted:
         h, c = planted(spec)
         heads += h
         columns += c
-    if len(heads) > 1:  # planted columns: summed over every decision, and the worst shortcut
-        sizes = np.array([int(h.rsplit("(", 1)[1].rstrip(")")) for h in heads[1:]])
-        values = np.array([[float(v) for v in col] for col in columns[1:]])  # (shortcuts, rules)
-        heads.insert(1, "planted: every decision / worst set")
-        columns.insert(1, [f"{sizes @ values[:, i] / sizes.sum():.3f} / {values[:, i].min():.3f}"
+    if len(heads) > first:  # planted columns: summed over every decision, and the worst shortcut
+        sizes = np.array([int(h.rsplit("(", 1)[1].rstrip(")")) for h in heads[first:]])
+        values = np.array([[float(v) for v in col] for col in columns[first:]])  # (shortcuts, rules)
+        heads.insert(first, "planted: every decision / worst set")
+        columns.insert(first, [f"{sizes @ values[:, i] / sizes.sum():.3f} / {values[:, i].min():.3f}"
                            for i in range(len(rules))])
     print("| root rule | " + " | ".join(heads) + " |")
     print("| --- |" + " ---: |" * len(heads))
