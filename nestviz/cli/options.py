@@ -62,7 +62,8 @@ CamKind = Annotated[str, typer.Option(
 GradcatScore = Annotated[str, typer.Option(
     "--gradcat-score", help="GradCAT child score: gradient (the paper's: the child's gradient contribution to the "
     "logit), cam (the child's share of the class score in the --cam-kind map's exact split of it; no backward pass), "
-    "ablation (the drop in the class probability when the child is removed; slower), root-ablation (ablation at "
+    "ablation (the drop in the class probability when the child is removed, its features replaced by a mean-filled "
+    "image's as occlusion does; slower), root-ablation (ablation at "
     "the root, cam below: four top-level passes per image) or relevance (the child's share of the class score "
     "carried down through the top level with LayerNorm's scale, the attention weights and GELU's gate held: one "
     "backward pass per class).")]
