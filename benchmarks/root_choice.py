@@ -55,9 +55,8 @@ from nestviz.methods.cam import class_weights  # noqa: E402
 from nestviz.methods.common import explaining  # noqa: E402
 from nestviz.methods.gradcat import block_box  # noqa: E402
 from nestviz.methods.perturb import occlusion_drops  # noqa: E402
-from nestviz.methods.ablation import root_ablation  # noqa: E402
-from nestviz.methods.relevance import (held_gelu, held_layer, held_norm, held_pass, held_top,  # noqa: E402
-                                      relevance_gradcat)
+from nestviz.methods.ablation import reference_maps, root_ablation  # noqa: E402
+from nestviz.methods.relevance import held_gelu, held_layer, held_norm, held_top, relevance_gradcat  # noqa: E402
 from shortcuts import shortcut_set  # noqa: E402
 
 BATCH = 25
@@ -100,9 +99,11 @@ def integrated(model, below: torch.Tensor, classes: torch.Tensor, start: torch.T
 
 
 def reference_below(model) -> torch.Tensor:
-    """The output of the level below the top for a mean-filled image (zeros after normalization)."""
-    zeros = torch.zeros(1, 3, model.cfg.img_size, model.cfg.img_size)
-    return held_pass(model, zeros, classes=torch.zeros(1, 1, dtype=torch.long)).below
+    """The output of the level below the top for a mean-filled image: the map removal fills with
+    (``ablation.reference_maps``)."""
+    zeros = torch.zeros(1, model.cfg.in_chans, model.cfg.img_size, model.cfg.img_size)
+    with explaining(model), torch.no_grad():
+        return reference_maps(model, zeros)[model.cfg.num_levels - 2]
 
 
 def root_children(out) -> np.ndarray:
