@@ -223,28 +223,28 @@ def planted(spec: str, images_fit: str = EXPLAIN_FIT) -> tuple[list[str], list[l
 
 
 def cost(model, batch: int = 16, repeats: int = 7) -> str:
-    """The model work of the relevance pass alone and with the root's children removed, per image, x predict."""
+    """The model work of the relevance pass alone and with the root's children removed, per image, x predict:
+    in rounds, each ratio against its own round's predict (as ``cost_ratios.py``), so drifting cores move both."""
     x = torch.randn(batch, 3, model.cfg.img_size, model.cfg.img_size)
-
-    def median(fn: Callable[[], object]) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
 
     def predict() -> None:
         with explaining(model), torch.inference_mode():
             model(x)
-    base = median(predict)
-    parts = []
+    runs = [predict]
     for k in (1, 4):
-        alone = median(lambda: relevance_gradcat(model, x, top_k=k)) / base
-        removed = median(lambda: root_ablation(model, relevance_gradcat(model, x, top_k=k))) / base
-        parts.append(f"{k} class{'es' if k > 1 else ''} {alone:.2f}x, with the root by removal {removed:.2f}x")
-    return f"cost (model work, batch {batch}, x predict): " + "; ".join(parts)
+        runs += [lambda k=k: relevance_gradcat(model, x, top_k=k),
+                 lambda k=k: root_ablation(model, relevance_gradcat(model, x, top_k=k))]
+
+    def seconds(fn: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    for fn in runs:  # warm-up
+        fn()
+    rounds = [[seconds(fn) for fn in runs] for _ in range(repeats)]
+    ratio = [statistics.median(r[i] / r[0] for r in rounds) for i in range(len(runs))]
+    return (f"cost (model work, batch {batch}, x predict, {repeats} rounds): 1 class {ratio[1]:.2f}x, with the root "
+            f"by removal {ratio[2]:.2f}x; 4 classes {ratio[3]:.2f}x, with the root by removal {ratio[4]:.2f}x")
 
 
 def main() -> None:
