@@ -66,6 +66,12 @@ def main() -> None:
         caused = {k for k, r in zip(chosen, nv.predict(clean, top_k=1)) if r.predictions[0].class_index != cls}
         print(f"{s.name} ({s.wnid}): {sum(v == cls for v in top.values())} decisions of the class, "
               f"{len(caused)} patch-caused")
+        changed = {r["image"] for r in map(json.loads, open(out / "manifest.jsonl"))
+                   if r.get("predictions") and r["predictions"][0]["class_index"] == cls
+                   and (r.get("evidence") or {}).get("removal", {}).get("after", cls) != cls}
+        others = [k for k, v in top.items() if v == cls and k not in caused]
+        print(f"  removing the evidence changed {len(changed & caused)} of the {len(caused)} patch-caused decisions, "
+              f"{len(changed & set(others))} of the other {len(others)}")
         for c in found["classes"]:
             for st in (st for st in c["strategies"] if st.get("flags")):
                 members = set(st["images"])

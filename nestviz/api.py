@@ -172,13 +172,14 @@ class Nestviz:
 
     # -- the work -------------------------------------------------------------------------------
     def run(self, batch: Sequence[Prepared | ImageLike] | ImageLike, mode: str = "predict", *, top_k: int = 5,
-            classes: Sequence[int] | None = None, threshold: float = THRESHOLD, sign: float = 1.0) -> list[Result]:
+            classes: Sequence[int] | None = None, threshold: float = THRESHOLD, sign: float = 1.0,
+            check_evidence: bool = False) -> list[Result]:
         """Run ``mode`` on images (one forward pass for the batch): one result per image, in order.
 
         ``batch``: images from :meth:`prepare`, or what it takes (prepared here with the mode's default fit).
         An image that could not be read gives a result with its ``error`` set. ``sign`` -1 flips GradCAT's
         gradient or logit-share scores (the pointing game's control; the ablation score has no sign).
-        """
+        ``check_evidence`` (folder runs do) also records the decision with the evidence removed: one more pass."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
         fit, items = PREDICT_FIT if mode == "predict" else EXPLAIN_FIT, [batch] if isinstance(batch, Prepared) else as_list(batch)
@@ -187,7 +188,7 @@ class Nestviz:
         results: dict[int, Result] = {}
         if ok:
             x = torch.stack([p.tensor for p in ok]).to(self.device)
-            out, found = explain_with_evidence(self, x, mode, top_k, classes, sign)  # = self._explain(...), heard
+            out, found = explain_with_evidence(self, x, mode, top_k, classes, sign, check=check_evidence)  # + heard
             for i, (p, finite) in enumerate(zip(ok, finite_rows(out.probs, out.maps))):  # NaN / inf: that image's error
                 results[id(p)] = with_evidence(self._result(p, out, i, threshold), found, out, i, p.geometry) \
                     if finite else Result(p.name, error=f"{p.name}: the model's output is not finite (NaN or infinity)")

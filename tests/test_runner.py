@@ -89,7 +89,7 @@ def test_folder_end_to_end_and_resume(tiny_weights: Path, tmp_path: Path, monkey
     (out / "a" / "cat.annotate-cam.k1.jpg").unlink()
     calls.clear()
     invoke("annotate", src, "--weights", tiny_weights, "--out", out, "-k", "1", "-q")
-    assert (out / "a" / "cat.annotate-cam.k1.jpg").exists() and len(calls) == 1
+    assert (out / "a" / "cat.annotate-cam.k1.jpg").exists() and len(calls) == 2  # the pass, the removal check
 
 
 def test_gallery_links_only_existing_files(tiny_weights: Path, tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_commands_sharing_out_coexist_and_alternating_redoes_nothing(tiny_weight
     monkeypatch.setattr(PatchEmbed, "forward", lambda self, x: calls.append(1) or original(self, x))
     for command in ("explain", "cam", "explain", "cam", "annotate"):
         assert invoke(command, src, *base).exit_code == 0
-    assert len(calls) == 3  # explain, cam, annotate once each: alternating redid nothing
+    assert len(calls) == 6  # explain, cam, annotate once each, with its removal check: alternating redid nothing
     assert invoke("explain", src, "-k", "2", *base).exit_code == 0  # other options: new names, the old stay
     names = sorted(p.name for p in out.iterdir() if p.name.startswith("im0."))
     assert names == ["im0.annotate-cam.jpg", "im0.annotate-gradcat.jpg", "im0.cam.jpg", "im0.gradcat.jpg",

@@ -39,7 +39,8 @@ def test_a_folder_run_records_evidence_and_strategies_group_it(tiny_weights: Pat
     assert result.exit_code == 0, result.output
     assert all("evidence" not in json.loads(line) for line in result.stdout.splitlines())  # --json: the contract
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert all(set(r["evidence"]) == {"class_index", "cells", "grid", "box", "extent", "leaf", "top"} for r in records)
+    assert all(set(r["evidence"]) == {"class_index", "cells", "grid", "box", "extent", "leaf", "top", "removal"}
+               for r in records)
     assert all(r["evidence"]["class_index"] == r["predictions"][0]["class_index"] for r in records)
     result = invoke("strategies", out, "--json")
     assert result.exit_code == 0, result.output
@@ -53,6 +54,8 @@ def test_a_folder_run_records_evidence_and_strategies_group_it(tiny_weights: Pat
             assert set(s["images"]) <= {r["image"] for r in records}  # image paths exactly as in the manifest
     assert {"strategies.json", "strategies.html"} <= files(out)
     assert 'href="strategies.html"' in (out / "index.html").read_text()  # linked from the gallery
+    checked = [s["measures"]["decisive"] for c in report["classes"] for s in c["strategies"]]
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in checked)  # the run removed every image's evidence
     rerun = invoke("cam", src, "--weights", tiny_weights, "--out", out, "-q", "--overwrite")
     assert rerun.exit_code == 0 and 'href="strategies.html"' in (out / "index.html").read_text()
 
@@ -69,6 +72,7 @@ def test_planted_pattern_montage_page_and_hostile_names(tmp_path: Path) -> None:
     page = (out / "strategies.html").read_text()
     assert set(FLAG_TEXT) == set(FLAGS) and f'title="{FLAG_TEXT["single_spot"]}">single_spot</span>' in page
     assert re.search(r"spot share 0\.9\d\d|spot share 1\.\d\d\d", page)
+    assert "the evidence was not removed in this run" in page  # these records made no removal
     assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;cat&lt;/b&gt; &amp; co" in page
     assert "http://" not in page and "https://" not in page
     report = json.loads((out / "strategies.json").read_text())

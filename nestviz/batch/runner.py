@@ -188,7 +188,8 @@ class _FolderRun:
         # figures are drawn from the picture decoded for the model: each image is decoded once
         for batch in model.prepared_batches([str(i.path) for i in todo], opts.batch_size, fit=opts.fit,
                                             keep=opts.render):
-            for r in model.run(batch, opts.mode, top_k=opts.top_k, classes=opts.classes, threshold=opts.threshold):
+            for r in model.run(batch, opts.mode, top_k=opts.top_k, classes=opts.classes, threshold=opts.threshold,
+                                 check_evidence=True):
                 if r.error is not None:
                     self.finish({**r.to_json(), "command": opts.mode, "status": "error", "key": self.key})
                     continue

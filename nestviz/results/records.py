@@ -82,8 +82,8 @@ class Evidence:
     """What the model saw at the evidence of an image's first explained class (``nestviz.methods.evidence``):
     the top-level ``cells`` (row-major on a ``grid`` of rows x columns) holding the most class evidence, their
     ``box`` in original pixels, and the model's features there: ``leaf`` (the leaf-level tokens' mean, then their
-    maximum) and ``top`` (the mean top-level feature), and how much of the image looks like it (``extent``). The
-    manifest keeps the vectors as float16, base64."""
+    maximum) and ``top`` (the mean top-level feature), how much of the image looks like it (``extent``) and, in a
+    folder run, what removing it did (``removal``). The manifest keeps the vectors as float16, base64."""
 
     class_index: int
     cells: list[int]
@@ -92,11 +92,31 @@ class Evidence:
     leaf: np.ndarray
     top: np.ndarray
     extent: float = float("nan")  # the share of the image's leaf tokens that look like the evidence
+    removal: Removal | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"class_index": self.class_index, "cells": list(self.cells), "grid": list(self.grid),
-                "box": [round(v, 2) for v in self.box], "extent": round(self.extent, 4),
-                "leaf": encode_vector(self.leaf), "top": encode_vector(self.top)}
+        d = {"class_index": self.class_index, "cells": list(self.cells), "grid": list(self.grid),
+             "box": [round(v, 2) for v in self.box], "extent": round(self.extent, 4),
+             "leaf": encode_vector(self.leaf), "top": encode_vector(self.top)}
+        if self.removal is not None:
+            d["removal"] = self.removal.to_json()
+        return d
+
+
+@dataclass
+class Removal:
+    """What removing a decision's evidence did (``nestviz.methods.removal``): the ``boxes`` filled with the mean
+    colour (original pixels: the GradCAT leaf, a leaf-sized window on the CAM peak), the model's top class then
+    (``after``) and the explained class's probability before and after."""
+
+    boxes: list[Box]
+    after: int
+    before_probability: float
+    after_probability: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"boxes": [[round(v, 2) for v in b] for b in self.boxes], "after": self.after,
+                "probability": [round(self.before_probability, 4), round(self.after_probability, 4)]}
 
 
 def leaf_maximum(leaf: np.ndarray) -> np.ndarray:

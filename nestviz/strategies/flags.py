@@ -15,7 +15,9 @@
   2,925 Imagenette val photos the median member's leaf holds 0.24, and no strategy's median reaches 0.32); a
   decision a pasted patch makes holds it in the patch's leaf, the rest of the image arguing for its own class
   (medians 0.72-1.29 on ten planted shortcuts of four models, README). A model may also rest a class's natural
-  decisions on a small part (a weak model's gas pumps on a red label): look at the montage.
+  decisions on a small part (a weak model's gas pumps on a red label): look at the montage. Where the run removed
+  each member's evidence (``nestviz.methods.removal``), the removal must also have changed at least
+  ``spot_decisive`` of the members' decisions: a spot whose removal leaves the decisions standing does not carry them.
 - ``border``: the mean where map holds at least ``border_mass`` of its mass in the outer band (``border_band`` of
   each side: 44% of the image's area for 0.125, so a map spread evenly holds 0.44).
 - ``errors``: more than ``errors_share`` of the members whose true class is known are wrong.
@@ -39,6 +41,7 @@ THRESHOLDS = {
     "place_cells": 4,
     "extent_max": 0.08,
     "spot_share": 0.6,
+    "spot_decisive": 0.5,
     "border_band": 0.125,
     "border_mass": 0.6,
     "errors_share": 0.5,
@@ -84,11 +87,13 @@ def border_mass(mean_map: np.ndarray, band: float) -> float:
 
 
 def measures(u: np.ndarray, mean_map: np.ndarray, spots: np.ndarray, extents: np.ndarray, shares: np.ndarray,
-             wrong: list[bool | None], class_tightness: float) -> dict:
+             wrong: list[bool | None], class_tightness: float, decisive: list[bool | None] | None = None) -> dict:
     """A strategy's measures: ``u`` its members' unit leaf vectors, ``mean_map`` its mean where map (g, g),
     ``spots`` its mean evidence-box map (g, g), ``extents`` and ``shares`` its members' evidence extents and leaf
-    shares of the class score (NaN: not recorded, not known)."""
+    shares of the class score (NaN: not recorded, not known), ``decisive`` whether removing each member's evidence
+    changed its decision (None: not checked); ``decisive`` the share of the checked members it changed."""
     known = [w for w in wrong if w is not None]
+    checked = [d for d in (decisive or []) if d is not None]
     t = THRESHOLDS
     ext, share = extents[np.isfinite(extents)], shares[np.isfinite(shares)]
     return {"tightness": round(tightness(u), 4), "class_tightness": round(class_tightness, 4),
@@ -96,6 +101,7 @@ def measures(u: np.ndarray, mean_map: np.ndarray, spots: np.ndarray, extents: np
             "spot_share": round(float(np.median(share)), 4) if len(share) else None,
             "place_mass": round(place_mass(spots, int(t["place_cells"])), 4),
             "border_mass": round(border_mass(mean_map, float(t["border_band"])), 4),
+            "decisive": round(sum(checked) / len(checked), 4) if checked else None,
             "known": len(known), "wrong": int(sum(known))}
 
 
@@ -111,7 +117,8 @@ def flags_of(m: dict, members: int) -> list[str]:
     placed = m["place_mass"] >= t["place_mass"] and m["tightness"] >= t["place_tightness"] and gain >= t["place_gain"]
     if small and (tight or placed):
         out.append("recurring_pattern")
-    if m.get("spot_share") is not None and m["spot_share"] >= t["spot_share"]:
+    decided = m.get("decisive") is None or m["decisive"] >= t["spot_decisive"]
+    if m.get("spot_share") is not None and m["spot_share"] >= t["spot_share"] and decided:
         out.append("single_spot")
     if m["border_mass"] >= t["border_mass"]:
         out.append("border")

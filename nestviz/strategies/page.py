@@ -70,6 +70,11 @@ def _num(v: Any, missing: str = "not recorded") -> str:
     return f"{v:.3f}" if isinstance(v, (int, float)) else missing
 
 
+def _decisive(v: Any) -> str:
+    return "the evidence was not removed in this run" if v is None else \
+        f"removing the evidence changed {_num(v)} of the decisions"
+
+
 def _share(s: dict[str, Any]) -> str:
     return f"{s['share'] * 100:.1f}% ({len(s['images'])} images)"
 
@@ -103,7 +108,8 @@ def _strategy(s: dict[str, Any]) -> str:
             f'<h3>Strategy {_t(s["id"])}: {_share(s)} {_flags(s["flags"])}</h3>'
             f'<p>{known}; tightness {m.get("tightness", 0):.2f} (class {m.get("class_tightness", 0):.2f}), '
             f'extent {_num(m.get("extent"))}, spot share {_num(m.get("spot_share"), "unknown")}, '
-            f'place mass {m.get("place_mass", 0):.2f}, border mass {m.get("border_mass", 0):.2f}</p>{img}'
+            f'place mass {m.get("place_mass", 0):.2f}, border mass {m.get("border_mass", 0):.2f}, '
+            f'{_decisive(m.get("decisive"))}</p>{img}'
             f'<details><summary>Images ({len(s["images"])})</summary><ul class="members mono">{items}</ul>'
             f"</details></div>")
 

@@ -5,9 +5,10 @@ top explained class, whether it is wrong (when the true label is known), where i
 explanation's positive mass on a ``WHERE_GRID`` x ``WHERE_GRID`` grid over the image, normalized image
 coordinates, summing to 1: the CAM map where the run made one, else the GradCAT leaf block) and what the model saw
 there (``leaf``: the per-channel maximum over the evidence's leaf tokens, ``results.records.leaf_maximum``; ``top``:
-the record's ``evidence`` vectors) and how much of the decision one small block carries (``spot_share``,
-:func:`spot_share_of`). The manifest is read line by line and only these rows
-are kept, so memory grows with the rows, not with the records.
+the record's ``evidence`` vectors), how much of the decision one small block carries (``spot_share``,
+:func:`spot_share_of`) and whether removing the evidence changed the decision (``decisive``,
+:func:`decisive_of`). The manifest is read line by line and only these rows are kept, so memory grows with the
+rows, not with the records.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Decision:
     spot_share: float  # the share of the class score the path's 1/16 block holds (NaN: not known, spot_share_of)
     size: tuple[int, int]  # image width, height
     thumbnail: str | None
+    decisive: bool | None = None  # removing the evidence changed the top class (None: not checked, not the top)
 
 
 def read_decisions(out_dir: Path, command: str | None = None) -> tuple[str, list[Decision], list[str]]:
@@ -126,7 +128,16 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
     true = rec.get("true_label")
     wrong = None if not isinstance(true, str) else true.casefold() != label.casefold()
     thumb = rec.get("thumbnail") if isinstance(rec.get("thumbnail"), str) else None
-    return Decision(image, label, index, wrong, where, leaf, top, box, spot, extent, spot_share, (width, height), thumb)
+    return Decision(image, label, index, wrong, where, leaf, top, box, spot, extent, spot_share, (width, height), thumb,
+                    decisive_of(ev.get("removal"), pred))
+
+
+def decisive_of(removal: Any, pred: dict[str, Any]) -> bool | None:
+    """Whether removing the evidence (the record's ``removal``, ``nestviz.methods.removal``) took the top class
+    away from the explained class; None when the run did not remove it or the class was not the top one."""
+    if not isinstance(removal, dict) or not isinstance(removal.get("after"), int) or pred.get("rank") != 1:
+        return None
+    return removal["after"] != int(pred["class_index"])
 
 
 def spot_share_of(path: Any, score: Any) -> float:
@@ -168,4 +179,4 @@ def where_map(pred: dict[str, Any], size: tuple[int, int], fallback: tuple[float
 
 
 __all__ = ["WHERE_GRID", "SPOT_DEPTH", "COMMANDS", "StrategiesError", "Decision", "read_decisions", "decision_of",
-           "spot_share_of", "where_map"]
+           "spot_share_of", "decisive_of", "where_map"]

@@ -1,0 +1,57 @@
+"""Does a decision rest on its evidence? Remove the evidence and ask the model again (tensors in, tensors out).
+
+An explanation says where a decision's evidence lies; only removing it says whether the decision rests there.
+:func:`evidence_regions` names what is removed: the GradCAT leaf (a block of 1/16 of the view on a three-level
+NesT) and a window of the leaf's size centred on the CAM peak, the one fixed to the leaf grid, the other to the
+evidence wherever it lies (a patch pasted across two leaves is whole in neither leaf, and mostly in the window).
+:func:`remove_evidence` fills them with the mean colour (zeros after normalization, occlusion's fill) in one
+forward pass and returns each image's top class after the removal and the explained class's probability then.
+On planted shortcuts, removing them changes 0.64-1.00 of the decisions a patch caused (0.98 or more on every
+strongly learned patch), and 0.09-0.31 of a class's natural decisions (README, Prediction strategies):
+``nestviz strategies`` keeps the decisions it changes apart from those it does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .common import explaining
+
+Region = tuple[int, int, int, int]  # x0, y0, x1, y1 in model-input pixels, x1 and y1 exclusive
+
+
+def evidence_regions(size: int, window: int, leaf_box: Sequence[float] | None = None,
+                     peak: Sequence[float] | None = None) -> list[Region]:
+    """The regions removed for one decision in a ``size`` x ``size`` input: the GradCAT ``leaf_box`` (x0, y0, x1, y1)
+    and a ``window`` x ``window`` square centred on the CAM ``peak`` (x, y), moved inside the input; either may be
+    None (no path, no map). Pixel bounds: a region holds the pixels whose centre it covers."""
+    out: list[Region] = []
+    if leaf_box is not None:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in leaf_box)
+        out.append((max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)))
+    if peak is not None:
+        w = min(int(window), size)
+        x0 = min(max(int(round(float(peak[0]) - w / 2)), 0), size - w)
+        y0 = min(max(int(round(float(peak[1]) - w / 2)), 0), size - w)
+        out.append((x0, y0, x0 + w, y0 + w))
+    return out
+
+
+def remove_evidence(model: nn.Module, x: Tensor, classes: Tensor, regions: Sequence[Sequence[Region]],
+                    fill: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Image ``x[i]`` with every region of ``regions[i]`` set to ``fill``, through ``model`` once for the batch:
+    (the top class after the removal (B,), class ``classes[i]``'s probability then (B,)), on the CPU."""
+    removed = x.clone()
+    for i, rs in enumerate(regions):
+        for x0, y0, x1, y1 in rs:
+            removed[i, :, y0:y1, x0:x1] = fill
+    with explaining(model), torch.inference_mode():
+        probs = model(removed).float().softmax(dim=1)
+    picked = probs.gather(1, classes.to(probs.device)[:, None])[:, 0]
+    return probs.argmax(dim=1).cpu(), picked.cpu()
+
+
+__all__ = ["Region", "evidence_regions", "remove_evidence"]
