@@ -6,9 +6,9 @@ NesT) and a window of the leaf's size centred on the CAM peak, the one fixed to 
 evidence wherever it lies (a patch pasted across two leaves is whole in neither leaf, and mostly in the window).
 :func:`remove_evidence` fills them with the mean colour (zeros after normalization, occlusion's fill) in one
 forward pass and returns each image's top class after the removal and the explained class's probability then.
-On planted shortcuts, removing them changes 0.64-1.00 of the decisions a patch caused (0.98 or more on every
-strongly learned patch), and 0.09-0.31 of a class's natural decisions (README, Prediction strategies):
-``nestviz strategies`` keeps the decisions it changes apart from those it does not.
+On 17 planted shortcuts of six models, removing them changed 0.73-1.00 of the decisions a patch caused (0.96 or
+more on each of the eleven strongly learned ones) and 0.11-0.31 of the class's other decisions (README, Prediction
+strategies): ``nestviz strategies`` keeps the decisions it changes apart from those it does not.
 """
 
 from __future__ import annotations
