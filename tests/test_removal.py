@@ -16,7 +16,7 @@ from nestviz.recording import explain_with_evidence
 from nestviz.strategies.records import decision_of, decisive_of
 from nestviz.strategies.report import find_strategies, split_undecided
 
-from .strategies_synth import planted_records
+from .strategies_synth import planted_records, write_run
 
 
 def test_the_regions_are_the_leaf_and_a_leaf_sized_window_on_the_peak_kept_inside() -> None:
@@ -144,3 +144,16 @@ def test_a_finding_keeps_the_decisions_its_removal_changed() -> None:
     assert set(after["images"]) == set(before["images"]) - stood - natural_in
     rest = next(s for s in c["strategies"] if stood <= set(s["images"]))
     assert set(rest["images"]) == stood | natural_in and rest["measures"]["decisive"] == 0.0
+
+
+def test_the_command_says_what_removing_a_findings_evidence_did(tmp_path) -> None:  # noqa: ANN001
+    from nestviz.strategies import find, summary_lines
+
+    records = planted_records(70, 30, "corner", "annotate", seed=7, other=15)
+    natural = {r["image"] for r in records if not r["image"].startswith("planted/")}
+    out = write_run(tmp_path / "run", _with_removal(records, natural))
+    lines = summary_lines(find(out, montages=False))
+    flagged = [line for line in lines if "flags: recurring_pattern" in line]
+    assert len(flagged) == 1 and flagged[0].endswith("; removing the evidence changed 100% of the decisions")
+    page = (out / "strategies.html").read_text()
+    assert "removing the evidence changed 1.000 of the decisions" in page

@@ -75,9 +75,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"{c['label']}: {c['images']} decisions, {n} {'strategy' if n == 1 else 'strategies'}"
                      + (f", {len(flagged)} flagged" if flagged else ""))
         lines += [f"  {s['id']}: {s['share'] * 100:.1f}% ({len(s['images'])}), {s['wrong']} wrong, "
-                  f"flags: {', '.join(s['flags'])}" for s in flagged]
+                  f"flags: {', '.join(s['flags'])}" + _removal(s["measures"].get("decisive")) for s in flagged]
     lines.append(f"wrote {Path(report['run']) / PAGE_NAME}")
     return lines
+
+
+def _removal(decisive: float | None) -> str:
+    return "" if decisive is None else f"; removing the evidence changed {decisive:.0%} of the decisions"
 
 
 def dumps(report: dict[str, Any]) -> str:
