@@ -46,7 +46,9 @@ def strategies_html(report: dict[str, Any], gallery: str | None = "index.html") 
              f"{len(classes)} predicted classes; {len(flagged)} {'strategy carries' if len(flagged) == 1 else 'strategies carry'} flags. A strategy is a group of a "
              f"class's decisions whose evidence is alike, by where it lies and by what the model saw there; "
              f"{_t(report.get('method', {}).get('k_choice', ''))} chooses how many per class. What the model saw is "
-             f"also grouped alone, so that a pattern that a few decisions share is not lost in a larger strategy.</p>"]
+             f"also grouped alone, so that a pattern that a few decisions share is not lost in a larger strategy. "
+             f"Where the run removed each decision's evidence, a flagged pattern or spot keeps the decisions that "
+             f"the removal changed.</p>"]
     if gallery:
         intro.append(f'<p><a href="{quote(gallery)}">Back to the gallery</a> &middot; '
                      f'<a href="strategies.json">strategies.json</a></p>')
@@ -62,12 +64,18 @@ def _first(flagged: list) -> str:
     if not flagged:
         return '<section id="first"><h2>Read first</h2><p>No strategy carries a flag.</p></section>'
     rows = "".join(f'<tr><td><a href="#s-{_t(s["id"])}">{_t(c["label"])} / {_t(s["id"])}</a></td>'
-                   f'<td>{_share(s)}</td><td>{_flags(s["flags"])}</td></tr>' for c, s in flagged)
+                   f'<td>{_share(s)}</td><td>{_flags(s["flags"])}</td><td>{_changed(s)}</td></tr>'
+                   for c, s in flagged)
     return f'<section id="first"><h2>Read first</h2><table class="first"><tbody>{rows}</tbody></table></section>'
 
 
 def _num(v: Any, missing: str = "not recorded") -> str:
     return f"{v:.3f}" if isinstance(v, (int, float)) else missing
+
+
+def _changed(s: dict[str, Any]) -> str:
+    v = s.get("measures", {}).get("decisive")
+    return "" if v is None else f"removing the evidence changed {v:.0%} of the decisions"
 
 
 def _decisive(v: Any) -> str:
