@@ -99,6 +99,10 @@ def synthetic_records(n: int, thumbs: list[str], figures: list[str], seed: int =
                           "peak": peak, "threshold": 0.2, "cam_map": _cam_map(rng), "cam_region": region})
         rec = {"image": image, "width": w, "height": h, "status": "ok", "command": "annotate", "true_label": true,
                "thumbnail": thumbs[i % len(thumbs)], "outputs": list(figures), "predictions": preds}
+        if i % 11 != 3:  # the run removed the evidence: every seventh decision falls
+            after = CLASSES.index(others[0]) if i % 7 == 0 else CLASSES.index(top)
+            rec["evidence"] = {"class_index": CLASSES.index(top), "removal": {
+                "boxes": [], "after": after, "probability": [round(p1, 5), round(p1 * (0.2 if i % 7 == 0 else 0.8), 5)]}}
         if i % 50 == 7:  # explained by two commands: explain (paths) and cam (maps), one card
             cam = {**rec, "command": "cam", "outputs": [figures[1]],
                    "predictions": [{k: v for k, v in p.items() if k != "path"} for p in preds]}

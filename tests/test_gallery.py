@@ -153,6 +153,20 @@ def test_records_of_one_image_are_merged(tmp_path: Path) -> None:
     assert bad["error"] == "src/b/<bad>.jpg: not an image Pillow can read" and bad["pred"] is None
 
 
+def test_a_decision_falls_when_removing_its_evidence_took_the_class_away() -> None:
+    from nestviz.batch.gallery import without_evidence
+
+    top = {"rank": 1, "class_index": 2}
+    rec = {"predictions": [top], "evidence": {"class_index": 2, "removal": {"after": 5, "probability": [0.9, 0.25]}}}
+    assert without_evidence([rec], top) == {"falls": True, "drop": 0.65}
+    stood = {**rec, "evidence": {"class_index": 2, "removal": {"after": 2, "probability": [0.9, 0.7]}}}
+    assert without_evidence([stood], top) == {"falls": False, "drop": 0.2}
+    assert without_evidence([{**rec, "evidence": {"class_index": 2}}], top) == {"falls": None, "drop": None}  # unchecked
+    other = {"predictions": [{"rank": 2, "class_index": 2}], "evidence": rec["evidence"]}  # not the model's decision
+    assert without_evidence([other], top) == {"falls": None, "drop": None}
+    assert without_evidence([rec], None) == {"falls": None, "drop": None}
+
+
 def test_predictions_agreement_and_correctness() -> None:
     preds = merge_predictions([{"predictions": [{"class_index": 3, "rank": 2, "probability": 0.2},
                                                 {"class_index": 1, "rank": 1, "probability": 0.7, "peak": None}]},

@@ -139,6 +139,11 @@ def test_synthetic_loads_and_filters_change_the_count(browser: Any, synthetic: t
     page.select_option("#f-agree", "disagree")
     assert g.count() == sum(it["agree"] is False for it in items)
     page.select_option("#f-agree", "")
+    page.select_option("#f-falls", "falls")
+    assert g.count() == sum(it["falls"] is True for it in items) > 0
+    page.select_option("#f-falls", "unknown")
+    assert g.count() == sum(it["falls"] is None for it in items) > 0
+    page.select_option("#f-falls", "")
     page.select_option("#f-status", "error")
     failed = sum(it["status"] == "error" for it in items)
     assert g.count() == failed > 0
@@ -171,6 +176,9 @@ def test_sorting_orders_the_cards(browser: Any, synthetic: tuple[Path, list[dict
     assert names == sorted(names) and names[0] == min(it["name"].lower() for it in items)
     g.sort("agree")
     assert by_id[g.cards()[0]["id"]]["agree"] is False  # ascending: disagreements first
+    g.sort("drop", "desc")
+    drops = [by_id[c["id"]]["drop"] for c in g.cards()]
+    assert drops == sorted(drops, reverse=True) and drops[0] == max(it["drop"] for it in items if it["drop"] is not None)
     page.keyboard.press("End")  # the last card is rendered and active after End
     sync_api.expect(page.locator("#grid .card.active")).to_have_attribute("aria-posinset", str(len(items)))
     g.shot("end-of-grid")

@@ -130,6 +130,7 @@ def _item(files: FileIndex, index: int, image: str,
         "true": true_label if true_label is not None else (str(true_index) if true_index is not None else None),
         "correct": correct,
         "agree": agreement(top) if top is not None else None,
+        **without_evidence(good, top),
         "classes": len(preds),
     }
     detail: dict[str, Any] = {"outputs": [{"href": _url(o), "name": o, "kind": _kind(o)} for o in outputs],
@@ -159,6 +160,24 @@ def merge_predictions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     preds.sort(key=lambda p: (p["rank"] if _number(p.get("rank")) else math.inf,
                               -p["probability"] if _number(p.get("probability")) else 0.0))
     return preds
+
+
+def without_evidence(records: list[dict[str, Any]], top: dict[str, Any] | None) -> dict[str, Any]:
+    """``falls``: whether the top decision changed when a record's run removed its evidence (``evidence.removal``,
+    ``nestviz.methods.removal``), and ``drop``, its class's probability before minus after; None when no record
+    of the top class as the model's decision checked it."""
+    for r in records:
+        ev = r.get("evidence")
+        removal = ev.get("removal") if isinstance(ev, dict) else None
+        preds = r.get("predictions") or [{}]
+        if (top is None or not isinstance(removal, dict) or not _number(removal.get("after"))
+                or ev.get("class_index") != top.get("class_index") or preds[0].get("rank") != 1):
+            continue
+        before_after = removal.get("probability")
+        drop = round(before_after[0] - before_after[1], 4) if isinstance(before_after, list) and len(before_after) == 2 \
+            and all(_number(v) for v in before_after) else None
+        return {"falls": removal["after"] != ev["class_index"], "drop": drop}
+    return {"falls": None, "drop": None}
 
 
 def agreement(pred: dict[str, Any]) -> bool | None:
@@ -296,4 +315,4 @@ def _url(relative: str) -> str:
 
 
 __all__ = ["write_gallery", "gallery_data", "gallery_html", "data_script", "existing_outputs", "merge_predictions",
-           "agreement", "summary_line", "details_script", "FileIndex", "DATA_NAME", "DETAILS_NAME", "INDEX_NAME"]
+           "agreement", "without_evidence", "summary_line", "details_script", "FileIndex", "DATA_NAME", "DETAILS_NAME", "INDEX_NAME"]

@@ -55,8 +55,8 @@
   for (var i = 0; i < items.length; i++) items[i].key = (items[i].name || '').toLowerCase() + '\u0000' + (items[i].image || '').toLowerCase();
 
   // ---- state <-> URL hash ------------------------------------------------------------------------
-  var FIELDS = ['q', 'pred', 'true', 'correct', 'agree', 'status', 'pmin', 'pmax', 'sort', 'dir'];
-  var DEFAULTS = { q: '', pred: '', true: '', correct: '', agree: '', status: '', pmin: '', pmax: '', sort: 'name', dir: 'asc' };
+  var FIELDS = ['q', 'pred', 'true', 'correct', 'agree', 'falls', 'status', 'pmin', 'pmax', 'sort', 'dir'];
+  var DEFAULTS = { q: '', pred: '', true: '', correct: '', agree: '', falls: '', status: '', pmin: '', pmax: '', sort: 'name', dir: 'asc' };
   var state = readHash();
   var view = [];      // the filtered, sorted items
   var active = 0;     // position in view of the highlighted card
@@ -90,6 +90,9 @@
       if (state.agree === 'agree' && it.agree !== true) return false;
       if (state.agree === 'disagree' && it.agree !== false) return false;
       if (state.agree === 'unknown' && (it.agree === true || it.agree === false)) return false;
+      if (state.falls === 'falls' && it.falls !== true) return false;
+      if (state.falls === 'stands' && it.falls !== false) return false;
+      if (state.falls === 'unknown' && (it.falls === true || it.falls === false)) return false;
       if (state.status === 'ok' && it.status !== 'ok') return false;
       if (state.status === 'error' && it.status !== 'error' && !it.error) return false;
       if ((hasMin || hasMax) && !num(it.p)) return false;
@@ -98,7 +101,7 @@
       return true;
     });
     var sign = state.dir === 'desc' ? -1 : 1;
-    var field = { conf: 'p', margin: 'margin', agree: 'agree' }[state.sort];
+    var field = { conf: 'p', margin: 'margin', agree: 'agree', drop: 'drop' }[state.sort];
     view.sort(function (a, b) {
       if (field) {
         var x = a[field], y = b[field];
@@ -216,6 +219,8 @@
     var s = it.name + ': ' + (it.pred || 'no prediction') + ' ' + pct(it.p);
     if (it.true !== null && it.true !== undefined) s += ', true class ' + it.true + (it.correct ? ', correct' : ', wrong');
     if (it.agree === true) s += ', GradCAT and CAM agree'; else if (it.agree === false) s += ', GradCAT and CAM disagree';
+    if (it.falls === true) s += ', the decision falls without its evidence';
+    else if (it.falls === false) s += ', the decision stands without its evidence';
     return s;
   }
   function card(it) {
@@ -238,6 +243,8 @@
     else if (it.correct === false) badges.appendChild(el('span', { cls: 'badge bad', text: '✗ true: ' + it.true }));
     if (it.agree === true) badges.appendChild(el('span', { cls: 'badge', text: 'agree' }));
     else if (it.agree === false) badges.appendChild(el('span', { cls: 'badge warn', text: 'disagree' }));
+    if (it.falls === true) badges.appendChild(el('span', { cls: 'badge warn', text: 'evidence decides',
+      title: 'removing the GradCAT leaf and the CAM peak\'s window changes the top class' }));
     if (it.error) badges.appendChild(el('span', { cls: 'badge bad', text: 'partly failed' }));
     c.appendChild(badges);
     return c;
@@ -274,11 +281,12 @@
   // ---- summary -----------------------------------------------------------------------------------
   function renderSummary() {
     var sec = $('summary');
-    var ok = 0, failed = 0, known = 0, right = 0, both = 0, agree = 0;
+    var ok = 0, failed = 0, known = 0, right = 0, both = 0, agree = 0, checked = 0, falls = 0;
     items.forEach(function (it) {
       if (it.status === 'error') failed++; else ok++;
       if (it.correct === true || it.correct === false) { known++; if (it.correct) right++; }
       if (it.agree === true || it.agree === false) { both++; if (it.agree) agree++; }
+      if (it.falls === true || it.falls === false) { checked++; if (it.falls) falls++; }
     });
     var facts = el('dl', { cls: 'facts' });
     function fact(k, v, href) { facts.appendChild(el('div', null, el('dt', { text: k }), el('dd', null, href ? el('a', { href: href, text: v }) : v))); }
@@ -290,6 +298,7 @@
       fact('wrong', thousands(known - right), '#correct=wrong');
     }
     if (both) fact('GradCAT–CAM agreement', pct(agree / both) + ' of ' + thousands(both), null);
+    if (checked) fact('falls without its evidence', pct(falls / checked) + ' of ' + thousands(checked), falls ? '#falls=falls' : null);
     sec.appendChild(facts);
     var panels = el('div', { cls: 'panels' });
     if (known) panels.appendChild(confusion());
