@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write_text
+from .flags import decisive_text
 from .records import COMMANDS, StrategiesError, read_decisions
 from .report import MONTAGE_CROPS, MONTAGE_WHOLE, Shown, find_strategies, method
 
@@ -75,13 +76,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"{c['label']}: {c['images']} decisions, {n} {'strategy' if n == 1 else 'strategies'}"
                      + (f", {len(flagged)} flagged" if flagged else ""))
         lines += [f"  {s['id']}: {s['share'] * 100:.1f}% ({len(s['images'])}), {s['wrong']} wrong, "
-                  f"flags: {', '.join(s['flags'])}" + _removal(s["measures"].get("decisive")) for s in flagged]
+                  f"flags: {', '.join(s['flags'])}" + _removal(s) for s in flagged]
     lines.append(f"wrote {Path(report['run']) / PAGE_NAME}")
     return lines
 
 
-def _removal(decisive: float | None) -> str:
-    return "" if decisive is None else f"; removing the evidence changed {decisive:.0%} of the decisions"
+def _removal(s: dict[str, Any]) -> str:
+    text = decisive_text(s["measures"].get("decisive"))
+    return f"; {text}" if text else ""
 
 
 def dumps(report: dict[str, Any]) -> str:

@@ -105,6 +105,11 @@ def measures(u: np.ndarray, mean_map: np.ndarray, spots: np.ndarray, extents: np
             "known": len(known), "wrong": int(sum(known))}
 
 
+def decisive_text(decisive: float | None) -> str | None:
+    """What ``measures.decisive`` says, in the words the command and the page use (None: not checked)."""
+    return None if decisive is None else f"removing the evidence changed {decisive:.0%} of the decisions"
+
+
 def flags_of(m: dict, members: int) -> list[str]:
     """The flags (in ``FLAGS`` order) that a strategy's measures ``m`` raise; see the module."""
     t = THRESHOLDS
@@ -128,4 +133,4 @@ def flags_of(m: dict, members: int) -> list[str]:
 
 
 __all__ = ["THRESHOLDS", "FLAGS", "centred_units", "tightness", "cross_tightness", "place_mass", "border_mass", "measures",
-           "flags_of"]
+           "decisive_text", "flags_of"]

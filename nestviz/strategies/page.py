@@ -9,7 +9,7 @@ import html
 from typing import Any
 from urllib.parse import quote
 
-from .flags import FLAGS
+from .flags import FLAGS, decisive_text
 
 FLAG_TEXT = {
     "recurring_pattern": "recurring pattern: nearly the same evidence in every member (a patch, logo or watermark?)",
@@ -74,13 +74,11 @@ def _num(v: Any, missing: str = "not recorded") -> str:
 
 
 def _changed(s: dict[str, Any]) -> str:
-    v = s.get("measures", {}).get("decisive")
-    return "" if v is None else f"removing the evidence changed {v:.0%} of the decisions"
+    return _t(decisive_text(s.get("measures", {}).get("decisive")) or "")
 
 
 def _decisive(v: Any) -> str:
-    return "the evidence was not removed in this run" if v is None else \
-        f"removing the evidence changed {_num(v)} of the decisions"
+    return _t(decisive_text(v) or "the evidence was not removed in this run")
 
 
 def _share(s: dict[str, Any]) -> str:
