@@ -112,6 +112,16 @@ def test_split_undecided_moves_a_findings_standing_members_out_only() -> None:
     assert list(split_undecided(labels, [None] * 20, finding)) == list(labels)  # nothing checked: as before
 
 
+def test_split_parts_names_the_finding_each_standing_part_left() -> None:
+    from nestviz.strategies.report import split_parts
+
+    before = np.array([0] * 6 + [1] * 4)
+    after = np.array([0] * 4 + [2] * 2 + [1] * 4)  # cluster 0 split: its members 4, 5 stood
+    decisive = [True] * 4 + [False] * 2 + [None] * 4
+    assert split_parts(before, after, decisive) == {2: 0}
+    assert split_parts(before, before, decisive) == {}  # nothing split
+
+
 def _with_removal(records: list[dict], stood: set[str]) -> list[dict]:
     """Each record with a removal: the named images' decisions stood, every other one changed."""
     for r in records:
@@ -144,6 +154,12 @@ def test_a_finding_keeps_the_decisions_its_removal_changed() -> None:
     assert set(after["images"]) == set(before["images"]) - stood - natural_in
     rest = next(s for s in c["strategies"] if stood <= set(s["images"]))
     assert set(rest["images"]) == stood | natural_in and rest["measures"]["decisive"] == 0.0
+    assert rest["split_from"] == after["id"] and "split_from" not in after  # the look-alikes name their finding
+    from nestviz.strategies.page import strategies_html
+
+    page = strategies_html({"run": "run", "command": "annotate", "decisions": c["images"], "classes": [c]}, None)
+    assert f'Split from strategy <a href="#s-{after["id"]}">{after["id"]}</a>' in page
+    assert (f'(look-alikes of {after["id"]})' in page) == bool(rest["flags"])  # in Read first when it is flagged
 
 
 def test_the_command_says_what_removing_a_findings_evidence_did(tmp_path) -> None:  # noqa: ANN001
@@ -157,5 +173,6 @@ def test_the_command_says_what_removing_a_findings_evidence_did(tmp_path) -> Non
     assert len(flagged) == 1 and flagged[0].endswith("; removing the evidence changed 100% of the decisions")
     page = (out / "strategies.html").read_text()
     assert page.count("removing the evidence changed 100% of the decisions") == 2  # Read first, and the strategy
+    assert "Split from strategy" not in page  # nothing stood: no look-alikes
     first = page[page.index('id="first"'):page.index("</section>", page.index('id="first"'))]
     assert first.count("removing the evidence changed 100% of the decisions") == 1  # the Read first row says it too

@@ -64,7 +64,7 @@ def _first(flagged: list) -> str:
     if not flagged:
         return '<section id="first"><h2>Read first</h2><p>No strategy carries a flag.</p></section>'
     rows = "".join(f'<tr><td><a href="#s-{_t(s["id"])}">{_t(c["label"])} / {_t(s["id"])}</a></td>'
-                   f'<td>{_share(s)}</td><td>{_flags(s["flags"])}</td><td>{_changed(s)}</td></tr>'
+                   f'<td>{_share(s)}</td><td>{_flags(s["flags"])}</td><td>{_changed(s)}{_of(s)}</td></tr>'
                    for c, s in flagged)
     return f'<section id="first"><h2>Read first</h2><table class="first"><tbody>{rows}</tbody></table></section>'
 
@@ -75,6 +75,18 @@ def _num(v: Any, missing: str = "not recorded") -> str:
 
 def _changed(s: dict[str, Any]) -> str:
     return _t(decisive_text(s.get("measures", {}).get("decisive")) or "")
+
+
+def _of(s: dict[str, Any]) -> str:
+    return f" (look-alikes of {_t(s['split_from'])})" if s.get("split_from") else ""
+
+
+def _split(s: dict[str, Any]) -> str:
+    if not s.get("split_from"):
+        return ""
+    other = _t(s["split_from"])
+    return (f'<p class="note">Split from strategy <a href="#s-{other}">{other}</a>: these decisions looked like its '
+            f"evidence, but removing their own evidence left them standing.</p>")
 
 
 def _decisive(v: Any) -> str:
@@ -115,7 +127,7 @@ def _strategy(s: dict[str, Any]) -> str:
             f'<p>{known}; tightness {m.get("tightness", 0):.2f} (class {m.get("class_tightness", 0):.2f}), '
             f'extent {_num(m.get("extent"))}, spot share {_num(m.get("spot_share"), "unknown")}, '
             f'place mass {m.get("place_mass", 0):.2f}, border mass {m.get("border_mass", 0):.2f}, '
-            f'{_decisive(m.get("decisive"))}</p>{img}'
+            f'{_decisive(m.get("decisive"))}</p>{_split(s)}{img}'
             f'<details><summary>Images ({len(s["images"])})</summary><ul class="members mono">{items}</ul>'
             f"</details></div>")
 

@@ -95,8 +95,10 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     def is_finding(members: np.ndarray) -> bool:  # what the evidence looks like, before removal is asked
         return bool(set(FINDINGS) & set(flags_of({**measured(members)[1], "decisive": None}, len(members))))
 
-    labels = merge_patterns(split_patterns(result.labels, units, is_pattern, seed, min_size), units, is_pattern)
-    labels = split_undecided(labels, [d.decisive for d in decs], is_finding)
+    merged = merge_patterns(split_patterns(result.labels, units, is_pattern, seed, min_size), units, is_pattern)
+    decisive = [d.decisive for d in decs]
+    labels = split_undecided(merged, decisive, is_finding)
+    look_alikes = split_parts(merged, labels, decisive)
     k = int(labels.max()) + 1
     entry = {"label": decs[0].label, "class_index": c, "images": n, "k": k,
              "eigenvalues": [round(float(v), 4) for v in result.eigenvalues],
@@ -117,6 +119,8 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
             "measures": {k: m[k] for k in ("tightness", "class_tightness", "extent", "spot_share", "place_mass",
                                            "border_mass", "decisive")},
             "mean_map": [[round(float(v), 4) for v in row] for row in mean_map]})
+        if j in look_alikes:  # the decisions of finding look_alikes[j] that removing their evidence left standing
+            entry["strategies"][-1]["split_from"] = f"{c}-{look_alikes[j] + 1}"
         title = f"{decs[0].label}: strategy {j + 1} of {k}, {len(members)} of {n} decisions"
         shown.append(Shown(sid, montage, mean_map, [decs[i] for i in typical[:max(MONTAGE_CROPS, MONTAGE_WHOLE)]],
                            title))
@@ -164,6 +168,20 @@ def split_undecided(labels: np.ndarray, decisive: list[bool | None],
     return renumber(labels)
 
 
+def split_parts(before: np.ndarray, after: np.ndarray, decisive: list[bool | None]) -> dict[int, int]:
+    """For labels ``before`` and ``after`` :func:`split_undecided`: each strategy of standing members (every one
+    checked and not changed) -> the finding it was split from."""
+    stood = np.array([d is False for d in decisive])
+    out = {}
+    for b in np.unique(before):
+        parts = np.unique(after[before == b])
+        if len(parts) == 2:
+            rest = [q for q in parts if stood[after == q].all()]
+            if len(rest) == 1:
+                out[int(rest[0])] = int(parts[parts != rest[0]][0])
+    return out
+
+
 def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[np.ndarray], bool]) -> np.ndarray:
     """Clusters ``labels`` of one class with every two recurring patterns (``is_pattern(members)``) whose members'
     unit leaf rows ``units`` are as alike across as a pattern's are within (``flags.cross_tightness`` >=
@@ -182,4 +200,4 @@ def merge_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[
 
 
 __all__ = ["VIEW_WEIGHTS", "PATTERN_OVERLAP", "MONTAGE_CROPS", "MONTAGE_WHOLE", "MONTAGE_DIR", "Shown", "method",
-           "find_strategies", "split_patterns", "split_undecided", "merge_patterns", "FINDINGS"]
+           "find_strategies", "split_patterns", "split_undecided", "split_parts", "merge_patterns", "FINDINGS"]
