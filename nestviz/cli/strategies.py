@@ -23,8 +23,10 @@ def strategies(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary lines (errors are still printed)."),
 ) -> None:
     """Group each predicted class's decisions into strategies (decisions whose evidence is alike, by where it lies
-    and what the model saw there) and flag those to read first. Writes DIR/strategies.json, DIR/strategies.html
-    (linked from the gallery) and one montage per strategy in DIR/strategies/."""
+    and what the model saw there) and flag those to read first. A flagged pattern or spot keeps the decisions that
+    the run's removal of their evidence changed; the look-alikes it left standing are a strategy of their own.
+    Writes DIR/strategies.json, DIR/strategies.html (linked from the gallery) and one montage per strategy in
+    DIR/strategies/."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: a threaded eigh waits for busy cores
     from ..strategies import COMMANDS, StrategiesError, dumps, find, summary_lines
 
