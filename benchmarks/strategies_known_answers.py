@@ -59,15 +59,14 @@ def main() -> None:
                         "-q", *score], check=True)
         found = json.loads(subprocess.run(["nestviz", "strategies", str(out), "--json"], check=True,
                                           capture_output=True, text=True).stdout)
-        top = {r["image"]: r["predictions"][0]["class_index"] for r in map(json.loads, open(out / "manifest.jsonl"))
-               if r.get("predictions")}
+        records = [r for r in map(json.loads, open(out / "manifest.jsonl")) if r.get("predictions")]
+        top = {r["image"]: r["predictions"][0]["class_index"] for r in records}
         chosen = [k for k in top if "/patched/" in k and top[k] == cls]
         clean = [str(args.cache / "heldout" / "clean" / Path(k).parent.name / Path(k).name) for k in chosen]
         caused = {k for k, r in zip(chosen, nv.predict(clean, top_k=1)) if r.predictions[0].class_index != cls}
         print(f"{s.name} ({s.wnid}): {sum(v == cls for v in top.values())} decisions of the class, "
               f"{len(caused)} patch-caused")
-        changed = {r["image"] for r in map(json.loads, open(out / "manifest.jsonl"))
-                   if r.get("predictions") and r["predictions"][0]["class_index"] == cls
+        changed = {r["image"] for r in records if r["predictions"][0]["class_index"] == cls
                    and (r.get("evidence") or {}).get("removal", {}).get("after", cls) != cls}
         others = [k for k, v in top.items() if v == cls and k not in caused]
         print(f"  removing the evidence changed {len(changed & caused)} of the {len(caused)} patch-caused decisions, "

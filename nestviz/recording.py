@@ -18,12 +18,11 @@ from .results.records import Evidence, ImageResult, Removal
 @dataclass
 class Found:
     """A batch's evidence (None: the taps heard nothing) and, when checked, the removal: regions per image (input
-    pixels), the top class after it and the explained class's probability before and after."""
+    pixels), the top class after it and the explained class's probability then."""
 
     vectors: list[EvidenceVectors] | None
     regions: list[list[Region]] | None = None
     after: Tensor | None = None
-    before_probability: Tensor | None = None
     after_probability: Tensor | None = None
 
 
@@ -46,21 +45,19 @@ def explain_with_evidence(nv: Any, x: Tensor, mode: str, *args: Any, check: bool
                                           None if maps is None else peak_of(maps[i].numpy(), size))
                          for i in range(len(x))]
         found.after, found.after_probability = remove_evidence(nv.model, x, first, found.regions)
-        found.before_probability = out.probs.gather(1, first[:, None])[:, 0]
     return out, found
 
 
 def with_evidence(result: ImageResult, found: Found | None, out: Any, i: int, geometry: Any) -> ImageResult:
     """``result`` (image ``i`` of the batch) with its evidence, its boxes mapped to original pixels by ``geometry``."""
     if found is not None and found.vectors is not None and geometry is not None and result.error is None:
-        e = found.vectors[i]
+        e, first = found.vectors[i], int(out.classes[i, 0])
         removal = None
         if found.regions is not None:
             removal = Removal([geometry.box_to_original(tuple(float(v) for v in r)) for r in found.regions[i]],
-                              int(found.after[i]), float(found.before_probability[i]),
-                              float(found.after_probability[i]))
-        result.evidence = Evidence(int(out.classes[i, 0]), e.cells, e.grid, geometry.box_to_original(e.box), e.leaf,
-                                   e.top, e.extent, removal)
+                              int(found.after[i]), float(out.probs[i, first]), float(found.after_probability[i]))
+        result.evidence = Evidence(first, e.cells, e.grid, geometry.box_to_original(e.box), e.leaf, e.top, e.extent,
+                                   removal)
     return result
 
 

@@ -75,11 +75,12 @@ def test_a_checked_pass_removes_the_leaf_and_the_peak_window_and_asks_the_model_
         first = out.classes[:, 0]
         assert torch.equal(found.after, probs.argmax(dim=1))
         assert torch.allclose(found.after_probability, probs[torch.arange(3), first], atol=1e-6)
-        assert torch.allclose(found.before_probability, out.probs[torch.arange(3), first])
         calls.clear()
         [res] = nv.run(batch[:1], "annotate", top_k=2, check_evidence=True)
         r = res.evidence.removal
         assert calls == [1, 1] and r.after == int(found.after[0])
+        assert r.before_probability == pytest.approx(float(out.probs[0, first[0]]), abs=1e-6)
+        assert r.after_probability == pytest.approx(float(found.after_probability[0]), abs=1e-6)
         assert r.boxes == [batch[0].geometry.box_to_original(tuple(map(float, b))) for b in found.regions[0]]
         assert res.to_json(maps=True)["evidence"]["removal"]["after"] == r.after
         for mode, n in (("explain", 1), ("cam", 1)):  # only the leaf; only the window

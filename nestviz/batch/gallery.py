@@ -32,6 +32,7 @@ from urllib.parse import quote
 from .._files import atomic_write_text
 from ..defaults import CAM_BOX_REGION
 from ..draw.style import CMAP, colormap_hex, web_style
+from ..results.records import decisive_of
 from .gallery_page import DATA_NAME, DETAILS_NAME, gallery_html, summary_line
 from .links import present_links
 from .outputs import THUMB_SUFFIX  # looked for when a record names no thumbnail
@@ -169,14 +170,15 @@ def without_evidence(records: list[dict[str, Any]], top: dict[str, Any] | None) 
     for r in records:
         ev = r.get("evidence")
         removal = ev.get("removal") if isinstance(ev, dict) else None
-        preds = r.get("predictions") or [{}]
-        if (top is None or not isinstance(removal, dict) or not _number(removal.get("after"))
-                or ev.get("class_index") != top.get("class_index") or preds[0].get("rank") != 1):
+        pred = (r.get("predictions") or [{}])[0]
+        falls = decisive_of(removal, pred) if top is not None and pred.get("class_index") == top.get("class_index") \
+            else None
+        if falls is None:
             continue
         before_after = removal.get("probability")
         drop = round(before_after[0] - before_after[1], 4) if isinstance(before_after, list) and len(before_after) == 2 \
             and all(_number(v) for v in before_after) else None
-        return {"falls": removal["after"] != ev["class_index"], "drop": drop}
+        return {"falls": falls, "drop": drop}
     return {"falls": None, "drop": None}
 
 

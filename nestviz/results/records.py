@@ -119,6 +119,15 @@ class Removal:
                 "probability": [round(self.before_probability, 4), round(self.after_probability, 4)]}
 
 
+def decisive_of(removal: Any, pred: dict[str, Any]) -> bool | None:
+    """Whether removing the evidence (a manifest record's ``evidence.removal``, :class:`Removal`) took the top class
+    away from the explained class ``pred`` (its first prediction); None when the run did not remove it or the class
+    was not the top one. What ``nestviz strategies`` splits a finding by and the gallery filters on."""
+    if not isinstance(removal, dict) or not isinstance(removal.get("after"), int) or pred.get("rank") != 1:
+        return None
+    return removal["after"] != int(pred["class_index"])
+
+
 def leaf_maximum(leaf: np.ndarray) -> np.ndarray:
     """The per-channel maximum over the evidence's leaf tokens: the second half of an :class:`Evidence` ``leaf``
     vector (their mean, then their maximum). What ``nestviz strategies`` compares: a pattern fires the same

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..batch.manifest import manifest_parts, record_id
 from ..defaults import SPOT_SCORES
-from ..results.records import decode_vector, leaf_maximum
+from ..results.records import decisive_of, decode_vector, leaf_maximum
 
 WHERE_GRID = 8  # cells per side of the where map (normalized image coordinates)
 SAMPLES = 4  # points per where cell and side at which a map is read
@@ -130,14 +130,6 @@ def decision_of(rec: dict[str, Any]) -> Decision | str:
     thumb = rec.get("thumbnail") if isinstance(rec.get("thumbnail"), str) else None
     return Decision(image, label, index, wrong, where, leaf, top, box, spot, extent, spot_share, (width, height), thumb,
                     decisive_of(ev.get("removal"), pred))
-
-
-def decisive_of(removal: Any, pred: dict[str, Any]) -> bool | None:
-    """Whether removing the evidence (the record's ``removal``, ``nestviz.methods.removal``) took the top class
-    away from the explained class; None when the run did not remove it or the class was not the top one."""
-    if not isinstance(removal, dict) or not isinstance(removal.get("after"), int) or pred.get("rank") != 1:
-        return None
-    return removal["after"] != int(pred["class_index"])
 
 
 def spot_share_of(path: Any, score: Any) -> float:
