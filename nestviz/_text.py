@@ -52,4 +52,9 @@ def json_text(value: Any, **kw: Any) -> str:
     return text
 
 
-__all__ = ["shown", "json_text"]
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 decision", "3 decisions", "2 strategies"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+__all__ = ["shown", "json_text", "counted"]

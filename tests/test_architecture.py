@@ -78,7 +78,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "api": {"methods", "model", "recording", "results", "images", "preprocess", "devices", "defaults"},
     "evaluation": {"api", "methods", "model", "batch", "train", "draw", "preprocess", "defaults", "_files"},
     "batch": {"draw", "results", "images", "defaults", "_files", "_text"},  # handed the API's object, never the model
-    "strategies": {"batch", "draw", "results", "images", "defaults", "_files"},  # reads a run's records: no model
+    "strategies": {"batch", "draw", "results", "images", "defaults", "_files", "_text"},  # reads a run's records: no model
     "train": {"methods", "model", "images", "preprocess", "_files"},
     "recording": {"methods", "results"},
     "methods": {"model", "defaults"},

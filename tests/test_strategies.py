@@ -9,7 +9,7 @@ import torch
 
 from nestviz.methods.evidence import EVIDENCE_CELLS, PassTaps, evidence_vectors
 from nestviz.results.records import decode_vector, encode_vector, leaf_maximum
-from nestviz.strategies import cluster as C
+from nestviz.strategies import cluster as C, summary_lines
 from nestviz.strategies.flags import THRESHOLDS, border_mass, flags_of, place_mass, tightness
 from nestviz.strategies.records import WHERE_GRID, decision_of, spot_share_of, where_map
 from nestviz.strategies.report import PATTERN_OVERLAP, find_strategies, merge_patterns, split_patterns
@@ -283,7 +283,11 @@ def test_a_class_with_one_image_is_one_strategy_with_a_note() -> None:
     classes, _ = find_strategies([decision_of(r) for r in planted_records(30, 0, other=1)])
     cat = next(c for c in classes if c["label"] == "cat")
     assert cat["images"] == 1 and len(cat["strategies"]) == 1 and cat["strategies"][0]["share"] == 1.0
-    assert cat["note"] == "1 decision(s): too few to split (fewer than 6)"
+    assert cat["note"] == "1 decision: too few to split (fewer than 6)"
+    report = {"classes": classes, "run": "out"}
+    lines = summary_lines(report)
+    assert "cat: 1 decision, 1 strategy" in lines and lines[-1] == "wrote out/strategies.html"
+    assert any(line.startswith("horse: 30 decisions, ") for line in lines)
 
 
 # -- the evidence a run records --------------------------------------------------------------------------------

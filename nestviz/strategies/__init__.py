@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write_text
+from .._text import counted
 from .flags import decisive_text
 from .records import COMMANDS, StrategiesError, read_decisions
 from .report import MONTAGE_CROPS, MONTAGE_WHOLE, Shown, find_strategies, method
@@ -74,7 +75,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for c in report["classes"]:
         flagged = [s for s in c["strategies"] if s["flags"]]
         n = len(c["strategies"])
-        lines.append(f"{c['label']}: {c['images']} decisions, {n} {'strategy' if n == 1 else 'strategies'}"
+        lines.append(f"{c['label']}: {counted(c['images'], 'decision')}, {counted(n, 'strategy', 'strategies')}"
                      + (f", {len(flagged)} flagged" if flagged else ""))
         lines += [f"  {s['id']}: {s['share'] * 100:.1f}% ({len(s['images'])}), {s['wrong']} wrong, "
                   f"flags: {', '.join(s['flags'])}" + _removal(s) for s in flagged]

@@ -9,6 +9,7 @@ import html
 from typing import Any
 from urllib.parse import quote
 
+from .._text import counted
 from .flags import FLAGS, decisive_text
 
 FLAG_TEXT = {
@@ -42,7 +43,7 @@ def strategies_html(report: dict[str, Any], gallery: str | None = "index.html") 
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>Strategies: {_t(report.get('run', ''))}</title><style>{CSS}</style></head><body>")
     intro = [f"<h1>Prediction strategies</h1><p class=\"mono\">{_t(report.get('run', ''))}</p>",
-             f"<p>{report.get('decisions', 0)} decisions of <b>{_t(report.get('command', ''))}</b> records in "
+             f"<p>{counted(report.get('decisions', 0), 'decision')} of <b>{_t(report.get('command', ''))}</b> records in "
              f"{len(classes)} predicted classes; {len(flagged)} {'strategy carries' if len(flagged) == 1 else 'strategies carry'} flags. A strategy is a group of a "
              f"class's decisions whose evidence is alike, by where it lies and by what the model saw there; "
              f"{_t(report.get('method', {}).get('k_choice', ''))} chooses how many per class. What the model saw is "
@@ -105,8 +106,8 @@ def _flags(flags: list[str]) -> str:
 def _class_section(c: dict[str, Any]) -> str:
     wrong = f", {c['wrong']} wrong" if c.get("wrong") else ""
     parts = [f'<section><h2 id="c-{int(c["class_index"])}">{_t(c["label"])} '
-             f'<span class="note">(class {int(c["class_index"])}, {c["images"]} decisions{wrong}, '
-             f'{len(c["strategies"])} strateg{"y" if len(c["strategies"]) == 1 else "ies"})</span></h2>']
+             f'<span class="note">(class {int(c["class_index"])}, {counted(c["images"], "decision")}{wrong}, '
+             f'{counted(len(c["strategies"]), "strategy", "strategies")})</span></h2>']
     if c.get("note"):
         parts.append(f'<p class="note">{_t(c["note"])}</p>')
     parts += [_strategy(s) for s in c["strategies"]]

@@ -17,6 +17,7 @@ from itertools import combinations
 
 import numpy as np
 
+from .._text import counted
 from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, renumber
 from .flags import THRESHOLDS, centred_units, cross_tightness, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
@@ -104,7 +105,7 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
              "eigenvalues": [round(float(v), 4) for v in result.eigenvalues],
              "wrong": sum(1 for d in decs if d.wrong), "strategies": []}
     if n < MIN_SPLIT:
-        entry["note"] = f"{n} decision(s): too few to split (fewer than {MIN_SPLIT})"
+        entry["note"] = f"{counted(n, 'decision')}: too few to split (fewer than {MIN_SPLIT})"
     shown = []
     for j in range(k):
         members = np.flatnonzero(labels == j)
