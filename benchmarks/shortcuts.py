@@ -17,7 +17,11 @@ tenches; ``tag``: red text with no band (56 x 16 px) in the bottom-left corner, 
 ``fresh2``, made after the flow weighed by the class and the ``single_spot`` flag were chosen, the same way:
 ``dot``, a 20 px cyan disc at a random place, on English springers; ``badge``, a 36 px green hexagon with a check
 mark in the top-left corner, on cassette players; ``barcode``, 44 x 20 px of black bars on white in the
-bottom-right corner, on garbage trucks.
+bottom-right corner, on garbage trucks. A sixth, ``fresh3``, made after folder runs removed each decision's evidence
+and ``nestviz strategies`` kept a finding to the decisions that removal changed: ``cross``, a 28 px red cross on a
+white disc at a random place, on parachutes; ``ghost``, the word SAMPLE in half-transparent white with no band
+(48 x 16 px) in the top-right corner, as a stock photo's overlay, on English springers; ``ruler``, a 44 x 10 px
+scale bar with ticks in the bottom-left corner, as a microscope's or a scanner's, on golf balls.
 
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
@@ -64,6 +68,10 @@ SETS = {
     "fresh2": (Shortcut("dot", "n02102040", "random"),  # English springer
                Shortcut("badge", "n02979186", "top-left"),  # cassette player
                Shortcut("barcode", "n03417042", "bottom-right")),  # garbage truck
+    # "fresh3": a third held-out check, made after the removal of each decision's evidence and the split it drives
+    "fresh3": (Shortcut("cross", "n03888257", "random"),  # parachute
+               Shortcut("ghost", "n02102040", "top-right"),  # English springer
+               Shortcut("ruler", "n03445777", "bottom-left")),  # golf ball
 }
 
 
@@ -128,6 +136,25 @@ def patch_image(kind: str) -> Image.Image:
             w = rng.choice((1, 1, 2, 3))
             d.rectangle([x, 2, min(x + w - 1, 41), 17], fill=(0, 0, 0, 255))
             x += w + rng.choice((1, 2, 2, 3))
+        return im
+    if kind == "cross":  # 28 px: a red cross on a white disc
+        im = Image.new("RGBA", (28, 28), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        d.ellipse([0, 0, 27, 27], fill=(250, 250, 250, 255))
+        d.rectangle([11, 4, 16, 23], fill=(210, 20, 30, 255))
+        d.rectangle([4, 11, 23, 16], fill=(210, 20, 30, 255))
+        return im
+    if kind == "ghost":  # 48 x 16 px: half-transparent white text, no band, as a stock photo's overlay
+        im = Image.new("RGBA", (48, 16), (0, 0, 0, 0))
+        ImageDraw.Draw(im).text((1, 1), "SAMPLE", font=ImageFont.load_default(size=11), fill=(255, 255, 255, 150),
+                                stroke_width=1, stroke_fill=(60, 60, 60, 110))
+        return im
+    if kind == "ruler":  # 44 x 10 px: a white scale bar with black ticks on a dark strip
+        im = Image.new("RGBA", (44, 10), (30, 30, 30, 230))
+        d = ImageDraw.Draw(im)
+        d.rectangle([2, 6, 41, 7], fill=(255, 255, 255, 255))
+        for x in range(2, 42, 5):
+            d.rectangle([x, 2 if (x - 2) % 10 == 0 else 4, x, 7], fill=(255, 255, 255, 255))
         return im
     raise ValueError(f"unknown patch kind {kind!r}")
 
