@@ -279,6 +279,7 @@ def test_folder_commands_print_each_image_with_its_leaf_and_box(tiny_weights: Pa
         at = lines.index(str(image))
         assert all(lines[at + 1 + r].startswith(f"  #{r + 1} ") for r in range(2))
         assert " leaf [" in lines[at + 1] and " box [" in lines[at + 1] and " peak (" in lines[at + 1]
+    assert f"what the decisions share: nestviz strategies {tmp_path / 'o'}" in result.stderr.splitlines()
     again = run("annotate", images[0], "--weights", tiny_weights, "--out", tmp_path / "o", "-k", "2")
     assert f"{images[0]}  (done earlier)" in again.stdout
 

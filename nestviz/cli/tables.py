@@ -3,6 +3,7 @@ and the folder-run progress bar. Imported only by commands that print them (not 
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,7 +117,8 @@ def progress_bar(mode: str, total: int) -> Iterator[Callable[[int, int], None]]:
 
 
 def print_run_summary(summary: Any, out_dir: Path) -> None:
-    """Counts and speed of a folder run (a ``RunSummary``), its first failures, where the outputs are."""
+    """Counts and speed of a folder run (a ``RunSummary``), its first failures, where the outputs are and the
+    command that finds what its decisions share (``nestviz strategies``)."""
     console = Console(stderr=True)
     t = Table(title="interrupted: re-run the same command to resume" if summary.interrupted else None)
     for col in ("done", "failed", "skipped", "time", "images/s"):
@@ -128,6 +130,9 @@ def print_run_summary(summary: Any, out_dir: Path) -> None:
         console.print(f"failed: {shown(f)}", markup=False, highlight=False, soft_wrap=True)  # one line each, whole
     console.print(f"outputs in {shown(out_dir)}/ (gallery: {shown(out_dir / 'index.html')})", markup=False, highlight=False,
                   soft_wrap=True)
+    if summary.done + summary.skipped and not summary.interrupted:
+        console.print(f"what the decisions share: nestviz strategies {shlex.quote(shown(out_dir))}", markup=False,
+                      highlight=False, soft_wrap=True)
 
 
 def on_record_printer(json_out: bool, quiet: bool):  # noqa: ANN202
