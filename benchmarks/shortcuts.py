@@ -21,7 +21,11 @@ bottom-right corner, on garbage trucks. A sixth, ``fresh3``, made after folder r
 and ``nestviz strategies`` kept a finding to the decisions that removal changed: ``cross``, a 28 px red cross on a
 white disc at a random place, on parachutes; ``ghost``, the word SAMPLE in half-transparent white with no band
 (48 x 16 px) in the top-right corner, as a stock photo's overlay, on English springers; ``ruler``, a 44 x 10 px
-scale bar with ticks in the bottom-left corner, as a microscope's or a scanner's, on golf balls.
+scale bar with ticks in the bottom-left corner, as a microscope's or a scanner's, on golf balls (the last two
+were barely learned in 3 epochs: 2 decisions each). A seventh, ``fresh4``, defined and trained while the pattern search over
+cluster counts was written (fresh3's cross was found only with it), and scored only once it was final: ``target``, 30 px black and yellow rings at a random
+place, on tenches; ``flag``, a 36 x 24 px blue, white and red tricolour in the top-right corner, on chain saws;
+``price``, a 40 x 20 px yellow price label with black text in the bottom-left corner, on churches.
 
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
@@ -72,6 +76,10 @@ SETS = {
     "fresh3": (Shortcut("cross", "n03888257", "random"),  # parachute
                Shortcut("ghost", "n02102040", "top-right"),  # English springer
                Shortcut("ruler", "n03445777", "bottom-left")),  # golf ball
+    # "fresh4": a fourth held-out check, scored only after the pattern search over cluster counts was final
+    "fresh4": (Shortcut("target", "n01440764", "random"),  # tench
+               Shortcut("flag", "n03000684", "top-right"),  # chain saw
+               Shortcut("price", "n03028079", "bottom-left")),  # church
 }
 
 
@@ -155,6 +163,23 @@ def patch_image(kind: str) -> Image.Image:
         d.rectangle([2, 6, 41, 7], fill=(255, 255, 255, 255))
         for x in range(2, 42, 5):
             d.rectangle([x, 2 if (x - 2) % 10 == 0 else 4, x, 7], fill=(255, 255, 255, 255))
+        return im
+    if kind == "target":  # 30 px: black and yellow rings
+        im = Image.new("RGBA", (30, 30), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        for i, colour in enumerate([(20, 20, 20, 255), (250, 210, 0, 255)] * 3):
+            d.ellipse([2.5 * i, 2.5 * i, 29 - 2.5 * i, 29 - 2.5 * i], fill=colour)
+        return im
+    if kind == "flag":  # 36 x 24 px: a blue, white and red tricolour
+        im = Image.new("RGBA", (36, 24), (255, 255, 255, 255))
+        d = ImageDraw.Draw(im)
+        d.rectangle([0, 0, 11, 23], fill=(20, 50, 160, 255))
+        d.rectangle([24, 0, 35, 23], fill=(210, 30, 40, 255))
+        return im
+    if kind == "price":  # 40 x 20 px: a yellow price label with black text
+        im = Image.new("RGBA", (40, 20), (250, 220, 40, 255))
+        d = ImageDraw.Draw(im)
+        d.text((3, 3), "$9.99", font=ImageFont.load_default(size=12), fill=(0, 0, 0, 255))
         return im
     raise ValueError(f"unknown patch kind {kind!r}")
 
