@@ -233,6 +233,30 @@ def test_split_patterns_gives_a_buried_pattern_its_own_strategy_once() -> None:
     assert 0 < PATTERN_OVERLAP < 1
 
 
+def test_a_pattern_inside_a_larger_group_is_found_at_a_finer_count_when_it_is_a_decided_spot() -> None:
+    """Two natural groups of 60 and 48 rows and a pattern of 12 rows close to the second: the eigengap splits the class
+    in two, the pattern inside the second half (too loose as a whole to be a pattern); a finer count isolates it, and
+    takes it where the run's removal says one spot carries its decisions."""
+    rng = np.random.default_rng(5)
+    a, b, p = rng.normal(0, 1, 16), rng.normal(0, 1, 16), rng.normal(0, 1, 16)
+    rows = ([a + 0.6 * rng.normal(0, 1, 16) for _ in range(60)] + [b + 0.6 * rng.normal(0, 1, 16) for _ in range(48)]
+            + [b + 0.5 * p + 0.25 * rng.normal(0, 1, 16) for _ in range(12)])
+    units = np.array(rows) / np.linalg.norm(rows, axis=1, keepdims=True)
+    pattern = lambda members: tightness(units[members]) >= 0.9  # noqa: E731
+    spot = lambda members: (members >= 100).mean() >= 0.75  # noqa: E731  (the planted rows' spot carries them)
+    gap = C.cluster(units)
+    assert gap.k == 2 and (gap.labels == gap.labels[108]).sum() == 60  # buried at the eigengap
+    assert pattern(np.arange(108, 120)) and not pattern(np.flatnonzero(gap.labels == gap.labels[108]))
+    halves = np.array([0] * 60 + [1] * 60)
+    split = split_patterns(halves, units, pattern, spot)
+    own = split == split[108]
+    assert (split[108:] == split[108]).all() and own.sum() <= 14 and set(split[:60]) == {0}  # its own, nearly alone
+    assert list(split_patterns(halves, units, pattern, lambda m: False)) == list(halves)  # no decided spot: no split
+    assert list(split_patterns(halves, units, pattern)) == list(halves)  # the removal not run: the eigengap only
+    assert all(len(part) == 120 and part.max() + 1 <= k for k, part in zip(range(2, C.MAX_K + 1), C.partitions(units)))
+    assert all((a == b).all() for a, b in zip(C.partitions(units, seed=1), C.partitions(units, seed=1)))  # deterministic
+
+
 def test_a_few_decisions_carrying_a_pattern_are_found_where_their_evidence_is_not_one_place() -> None:
     """Twelve planted decisions among 150 natural ones, their evidence anywhere (the where view spread as the
     natural ones'): a strategy of their own, flagged, with a few natural decisions the leaf view finds alike."""

@@ -60,21 +60,46 @@ def cluster(x: np.ndarray, seed: int = 0, min_size: int = 2) -> Clustering:
     if n < MIN_SPLIT:
         return Clustering(np.zeros(n, dtype=np.int64), 1, np.empty(0))
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, SAMPLE, replace=False)) if n > SAMPLE else np.arange(n)
-    xs = x[sample]
-    values, vectors = _spectrum(xs, min(MAX_K + 1, len(sample)))
+    sample, values, vectors = _sampled_spectrum(x, rng)
     k = choose_k(values)
     if k == 1:
         return Clustering(np.zeros(n, dtype=np.int64), 1, values)
-    emb = _unit_rows(vectors[:, :k])
-    sample_labels = kmeans(emb, k, rng)
+    labels = _partition(x, sample, vectors, k, rng, min_size)
+    return Clustering(labels, int(labels.max()) + 1, values)
+
+
+def partitions(x: np.ndarray, seed: int = 0, min_size: int = 2) -> list[np.ndarray]:
+    """The rows of ``x`` clustered as :func:`cluster` does, at every number of clusters from 2 to ``MAX_K`` (fewer
+    for a small class; none below ``MIN_SPLIT`` rows), from one spectrum: the eigengap picks one k, but a group that
+    a sixth of the class forms need not make the largest gap (``report.split_patterns``). Deterministic for a seed."""
+    n = x.shape[0]
+    if n < MIN_SPLIT:
+        return []
+    sample, _, vectors = _sampled_spectrum(x, np.random.default_rng(seed))
+    return [_partition(x, sample, vectors, k, np.random.default_rng([seed, k]), min_size)
+            for k in range(2, min(MAX_K, vectors.shape[1]) + 1)]
+
+
+def _sampled_spectrum(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows clustered exactly (all, or a seeded sample of ``SAMPLE``) and their graph's spectrum."""
+    n = x.shape[0]
+    sample = np.sort(rng.choice(n, SAMPLE, replace=False)) if n > SAMPLE else np.arange(n)
+    values, vectors = _spectrum(x[sample], min(MAX_K + 1, len(sample)))
+    return sample, values, vectors
+
+
+def _partition(x: np.ndarray, sample: np.ndarray, vectors: np.ndarray, k: int, rng: np.random.Generator,
+               min_size: int) -> np.ndarray:
+    """k clusters: k-means on the sample's first k eigenvectors (unit rows), the rest to the nearest cluster mean,
+    clusters below ``min_size`` merged; labels (n,) renumbered by size."""
+    n = x.shape[0]
+    sample_labels = kmeans(_unit_rows(vectors[:, :k]), k, rng)
     labels = np.empty(n, dtype=np.int64)
     labels[sample] = sample_labels
     if len(sample) < n:
         rest = np.setdiff1d(np.arange(n), sample)
-        labels[rest] = nearest_mean(x[rest], xs, sample_labels, k)
-    labels = merge_small(x, labels, min_size)
-    return Clustering(labels, int(labels.max()) + 1, values)
+        labels[rest] = nearest_mean(x[rest], x[sample], sample_labels, k)
+    return merge_small(x, labels, min_size)
 
 
 def choose_k(values: np.ndarray) -> int:
@@ -172,5 +197,5 @@ def _unit_rows(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
-__all__ = ["MAX_K", "MIN_GAP", "COMPONENT", "SAMPLE", "Clustering", "describe", "cluster", "choose_k", "kmeans", "nearest_mean",
+__all__ = ["MAX_K", "MIN_GAP", "COMPONENT", "SAMPLE", "Clustering", "describe", "cluster", "partitions", "choose_k", "kmeans", "nearest_mean",
            "merge_small", "renumber"]

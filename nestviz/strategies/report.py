@@ -18,7 +18,7 @@ from itertools import combinations
 import numpy as np
 
 from .._text import counted
-from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, renumber
+from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, partitions, renumber
 from .flags import THRESHOLDS, centred_units, cross_tightness, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
 
@@ -47,7 +47,9 @@ def method() -> dict:
             "sample": SAMPLE, "neighbours": NEIGHBOURS, "min_split": MIN_SPLIT,
             "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues",
             "pattern_split": "the leaf view is also clustered alone; a cluster of it that is a recurring pattern "
-                             f"becomes its own strategy unless more than {PATTERN_OVERLAP} of it is one already",
+                             f"becomes its own strategy unless more than {PATTERN_OVERLAP} of it is one already; where "
+                             f"the run removed the evidence, so does one at any count from 2 to {MAX_K} that is also a "
+                             "single spot whose removal changed its decisions",
             "pattern_merge": "recurring patterns whose members are as alike across as within (cross tightness >= "
                              "pattern_tightness) are one strategy",
             "finding_split": "a finding (" + " or ".join(FINDINGS) + ") keeps the members whose decision removing "
@@ -96,8 +98,14 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     def is_finding(members: np.ndarray) -> bool:  # what the evidence looks like, before removal is asked
         return bool(set(FINDINGS) & set(flags_of({**measured(members)[1], "decisive": None}, len(members))))
 
-    merged = merge_patterns(split_patterns(result.labels, units, is_pattern, seed, min_size), units, is_pattern)
     decisive = [d.decisive for d in decs]
+
+    def is_spot(members: np.ndarray) -> bool:  # one spot carries them, and removing it changed them
+        return "single_spot" in flags_of(measured(members)[1], len(members))
+
+    checked = any(d is not None for d in decisive)
+    merged = merge_patterns(split_patterns(result.labels, units, is_pattern, is_spot if checked else None, seed,
+                                           min_size), units, is_pattern)
     labels = split_undecided(merged, decisive, is_finding)
     look_alikes = split_parts(merged, labels, decisive)
     k = int(labels.max()) + 1
@@ -128,23 +136,34 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     return entry, shown
 
 
-def split_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[np.ndarray], bool], seed: int = 0,
-                   min_size: int = 2) -> np.ndarray:
-    """Clusters ``labels`` of one class with each recurring pattern that the joint descriptor buried made its own:
-    the class's unit leaf rows ``units`` are clustered alone (``cluster.cluster``), and a cluster of them that is a
-    pattern (``is_pattern(members)``, the flag's own test) becomes one strategy, its members leaving theirs, unless
-    more than ``PATTERN_OVERLAP`` of it lies in strategies that are patterns already. A pattern that a few decisions
-    carry (a weakly learned barcode: 16 of 283 garbage-truck decisions, README) sinks into a larger strategy of the
-    joint descriptor when their where maps differ; in the leaf view alone it stands apart. The whole class as one
+def split_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[np.ndarray], bool],
+                   is_spot: Callable[[np.ndarray], bool] | None = None, seed: int = 0, min_size: int = 2) -> np.ndarray:
+    """Clusters ``labels`` of one class with each recurring pattern that the joint descriptor buried made its own.
+
+    The class's unit leaf rows ``units`` are clustered alone at the eigengap's number of clusters
+    (``cluster.cluster``); a cluster of them that is a pattern (``is_pattern(members)``, the flag's own test) becomes
+    one strategy, its members leaving theirs, unless more than ``PATTERN_OVERLAP`` of it lies in patterns already.
+    A pattern that a few decisions carry (a weakly learned barcode: 16 of 283 garbage-truck decisions, README)
+    sinks into a larger strategy of the joint descriptor when their where maps differ; in the leaf view alone it
+    stands apart.
+
+    One that a sixth of the class carries may not make the leaf view's largest eigengap (a red cross on parachutes:
+    47 of 299 decisions, inside one half of a 2-way split; a cluster of its own from 5 clusters on). Where the run
+    removed the evidence, ``is_spot(members)`` says whether one small spot carries the members' decisions and its
+    removal changed them (the ``single_spot`` flag's test); the leaf view is then also clustered at every count
+    from 2 to ``MAX_K`` (``cluster.partitions``), and a cluster of those that is both a pattern and such a spot is
+    taken as well. Trying that many clusters finds small tight groups of natural decisions too; a spot whose
+    removal changes them is what a pasted patch makes and they seldom are. Largest first; the whole class as one
     cluster is no finding. Renumbered by size."""
     labels = labels.copy()
-    patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
-    alone = cluster(units, seed=seed, min_size=min_size).labels
-    for g in np.unique(alone):
-        members = np.flatnonzero(alone == g)
-        if len(members) == len(labels) or np.isin(labels[members], patterns).mean() > PATTERN_OVERLAP:
-            continue
-        if is_pattern(members):
+    tries: list[tuple[np.ndarray, Callable[[np.ndarray], bool]]] = [(cluster(units, seed=seed, min_size=min_size).labels,
+                                                                      is_pattern)]
+    if is_spot is not None:
+        tries += [(part, lambda m: is_pattern(m) and is_spot(m)) for part in partitions(units, seed, min_size)]
+    found = [(m, test) for part, test in tries for g in np.unique(part) if len(m := np.flatnonzero(part == g)) < len(labels)]
+    for members, test in sorted(found, key=lambda f: len(f[0]), reverse=True):  # stable: equal sizes as found
+        patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
+        if np.isin(labels[members], patterns).mean() <= PATTERN_OVERLAP and test(members):
             labels[members] = labels.max() + 1
     return renumber(labels)
 
