@@ -2,7 +2,8 @@
 
 Records are made like a folder run of the default model makes them (10 classes; an 8 x 8 CAM map; leaf evidence
 128 floats, top 256; 640 x 480 JPEG photos, 50 distinct files shared by the records so that montages decode
-real JPEGs); 30% of one class's decisions carry a planted pattern. Each size runs the real command in a fresh
+real JPEGs); 30% of one class's decisions carry a planted pattern. Each record holds the removal check a folder run
+records: a planted decision falls without its evidence, a natural one one time in five (as photos' do). Each size runs the real command in a fresh
 process (``python -m nestviz strategies DIR -q``), timed from the outside, peak RSS from ``getrusage``.
 
     python benchmarks/strategies_scale.py [--sizes 1000,10000] [--repeat 2]
@@ -53,6 +54,9 @@ def make_run(out: Path, n: int, seed: int = 0) -> None:
             rec = decision_record(str(name), LABELS[c], c, LABELS[c], leaf, top, spot, 0.08 if planted else 0.25,
                                   "annotate", rng, float(rng.uniform(0.005, 0.05) if planted else
                                                          rng.uniform(0.05, 0.4)), size=(640, 480))
+            falls = planted or rng.random() < 0.2
+            rec["evidence"]["removal"] = {"boxes": [], "after": (c + 1) % len(LABELS) if falls else c,
+                                          "probability": [0.9, 0.1 if falls else 0.8]}
             f.write(json.dumps(rec) + "\n")
 
 

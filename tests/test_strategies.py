@@ -253,8 +253,12 @@ def test_a_pattern_inside_a_larger_group_is_found_at_a_finer_count_when_it_is_a_
     assert (split[108:] == split[108]).all() and own.sum() <= 14 and set(split[:60]) == {0}  # its own, nearly alone
     assert list(split_patterns(halves, units, pattern, lambda m: False)) == list(halves)  # no decided spot: no split
     assert list(split_patterns(halves, units, pattern)) == list(halves)  # the removal not run: the eigengap only
-    assert all(len(part) == 120 and part.max() + 1 <= k for k, part in zip(range(2, C.MAX_K + 1), C.partitions(units)))
-    assert all((a == b).all() for a, b in zip(C.partitions(units, seed=1), C.partitions(units, seed=1)))  # deterministic
+    finer = C.cluster(units, every_k=True).finer
+    assert len(finer) == C.MAX_K - 1 and all(len(part) == 120 and part.max() + 1 <= k for k, part in
+                                              zip(range(2, C.MAX_K + 1), finer))
+    assert (C.cluster(units, every_k=True).labels == gap.labels).all() and C.cluster(units).finer == []
+    again = C.cluster(units, seed=1, every_k=True).finer
+    assert all((a == b).all() for a, b in zip(again, C.cluster(units, seed=1, every_k=True).finer))  # deterministic
 
 
 def test_a_few_decisions_carrying_a_pattern_are_found_where_their_evidence_is_not_one_place() -> None:

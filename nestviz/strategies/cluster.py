@@ -20,7 +20,7 @@ bounded. Clusters smaller than ``min_size`` join their nearest neighbour cluster
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,11 +37,13 @@ MIN_SPLIT = 6  # a class with fewer decisions is one strategy
 @dataclass
 class Clustering:
     """``labels`` (n,) in 0..k-1, clusters ordered by size (largest first); ``eigenvalues`` the leading ones of the
-    normalized affinity (empty when the class was not split: too small); ``k`` the number chosen."""
+    normalized affinity (empty when the class was not split: too small); ``k`` the number chosen; ``finer`` the
+    labels at every number of clusters from 2 to ``MAX_K`` when asked (:func:`cluster`'s ``every_k``)."""
 
     labels: np.ndarray
     k: int
     eigenvalues: np.ndarray
+    finer: list[np.ndarray] = field(default_factory=list)
 
 
 def describe(views: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -54,30 +56,23 @@ def describe(views: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarra
     return _unit_rows(np.concatenate(parts, axis=1))
 
 
-def cluster(x: np.ndarray, seed: int = 0, min_size: int = 2) -> Clustering:
-    """Cluster the rows of ``x`` (n, d) unit descriptors; see the module."""
+def cluster(x: np.ndarray, seed: int = 0, min_size: int = 2, every_k: bool = False) -> Clustering:
+    """Cluster the rows of ``x`` (n, d) unit descriptors; see the module. ``every_k``: also cluster them, from the
+    same spectrum, at every number of clusters from 2 to ``MAX_K`` (fewer for a small class), into ``finer``: the
+    eigengap picks one k, but a group that a sixth of the class forms need not make the largest gap
+    (``report.split_patterns``). Deterministic for a seed."""
     n = x.shape[0]
     if n < MIN_SPLIT:
         return Clustering(np.zeros(n, dtype=np.int64), 1, np.empty(0))
     rng = np.random.default_rng(seed)
     sample, values, vectors = _sampled_spectrum(x, rng)
+    finer = [_partition(x, sample, vectors, k, np.random.default_rng([seed, k]), min_size)
+             for k in range(2, min(MAX_K, vectors.shape[1]) + 1)] if every_k else []
     k = choose_k(values)
     if k == 1:
-        return Clustering(np.zeros(n, dtype=np.int64), 1, values)
+        return Clustering(np.zeros(n, dtype=np.int64), 1, values, finer)
     labels = _partition(x, sample, vectors, k, rng, min_size)
-    return Clustering(labels, int(labels.max()) + 1, values)
-
-
-def partitions(x: np.ndarray, seed: int = 0, min_size: int = 2) -> list[np.ndarray]:
-    """The rows of ``x`` clustered as :func:`cluster` does, at every number of clusters from 2 to ``MAX_K`` (fewer
-    for a small class; none below ``MIN_SPLIT`` rows), from one spectrum: the eigengap picks one k, but a group that
-    a sixth of the class forms need not make the largest gap (``report.split_patterns``). Deterministic for a seed."""
-    n = x.shape[0]
-    if n < MIN_SPLIT:
-        return []
-    sample, _, vectors = _sampled_spectrum(x, np.random.default_rng(seed))
-    return [_partition(x, sample, vectors, k, np.random.default_rng([seed, k]), min_size)
-            for k in range(2, min(MAX_K, vectors.shape[1]) + 1)]
+    return Clustering(labels, int(labels.max()) + 1, values, finer)
 
 
 def _sampled_spectrum(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,5 +192,5 @@ def _unit_rows(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
-__all__ = ["MAX_K", "MIN_GAP", "COMPONENT", "SAMPLE", "Clustering", "describe", "cluster", "partitions", "choose_k", "kmeans", "nearest_mean",
+__all__ = ["MAX_K", "MIN_GAP", "COMPONENT", "SAMPLE", "Clustering", "describe", "cluster", "choose_k", "kmeans", "nearest_mean",
            "merge_small", "renumber"]

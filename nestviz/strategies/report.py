@@ -18,7 +18,7 @@ from itertools import combinations
 import numpy as np
 
 from .._text import counted
-from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, partitions, renumber
+from .cluster import COMPONENT, MAX_K, MIN_GAP, MIN_SPLIT, NEIGHBOURS, SAMPLE, cluster, describe, renumber
 from .flags import THRESHOLDS, centred_units, cross_tightness, flags_of, measures, tightness
 from .records import WHERE_GRID, Decision
 
@@ -151,20 +151,21 @@ def split_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[
     47 of 299 decisions, inside one half of a 2-way split; a cluster of its own from 5 clusters on). Where the run
     removed the evidence, ``is_spot(members)`` says whether one small spot carries the members' decisions and its
     removal changed them (the ``single_spot`` flag's test); the leaf view is then also clustered at every count
-    from 2 to ``MAX_K`` (``cluster.partitions``), and a cluster of those that is both a pattern and such a spot is
+    from 2 to ``MAX_K`` (``cluster.cluster``'s ``every_k``), and a cluster of those that is both a pattern and such a spot is
     taken as well. Trying that many clusters finds small tight groups of natural decisions too; a spot whose
     removal changes them is what a pasted patch makes and they seldom are. Largest first; the whole class as one
     cluster is no finding. Renumbered by size."""
     labels = labels.copy()
-    tries: list[tuple[np.ndarray, Callable[[np.ndarray], bool]]] = [(cluster(units, seed=seed, min_size=min_size).labels,
-                                                                      is_pattern)]
+    alone = cluster(units, seed=seed, min_size=min_size, every_k=is_spot is not None)
+    tries: list[tuple[np.ndarray, Callable[[np.ndarray], bool]]] = [(alone.labels, is_pattern)]
     if is_spot is not None:
-        tries += [(part, lambda m: is_pattern(m) and is_spot(m)) for part in partitions(units, seed, min_size)]
+        tries += [(part, lambda m: is_pattern(m) and is_spot(m)) for part in alone.finer]
     found = [(m, test) for part, test in tries for g in np.unique(part) if len(m := np.flatnonzero(part == g)) < len(labels)]
+    patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
     for members, test in sorted(found, key=lambda f: len(f[0]), reverse=True):  # stable: equal sizes as found
-        patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
         if np.isin(labels[members], patterns).mean() <= PATTERN_OVERLAP and test(members):
             labels[members] = labels.max() + 1
+            patterns = [j for j in np.unique(labels) if is_pattern(np.flatnonzero(labels == j))]
     return renumber(labels)
 
 
