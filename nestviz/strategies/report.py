@@ -103,8 +103,8 @@ def _class_strategies(c: int, decs: list[Decision], units: np.ndarray, seed: int
     def is_spot(members: np.ndarray) -> bool:  # one spot carries them, and removing it changed them
         return "single_spot" in flags_of(measured(members)[1], len(members))
 
-    checked = any(d is not None for d in decisive)
-    merged = merge_patterns(split_patterns(result.labels, units, is_pattern, is_spot if checked else None, seed,
+    spots = any(d is not None for d in decisive) and any(np.isfinite(d.spot_share) for d in decs)  # removal and path
+    merged = merge_patterns(split_patterns(result.labels, units, is_pattern, is_spot if spots else None, seed,
                                            min_size), units, is_pattern)
     labels = split_undecided(merged, decisive, is_finding)
     look_alikes = split_parts(merged, labels, decisive)
@@ -149,12 +149,13 @@ def split_patterns(labels: np.ndarray, units: np.ndarray, is_pattern: Callable[[
 
     One that a sixth of the class carries may not make the leaf view's largest eigengap (a red cross on parachutes:
     47 of 299 decisions, inside one half of a 2-way split; a cluster of its own from 5 clusters on). Where the run
-    removed the evidence, ``is_spot(members)`` says whether one small spot carries the members' decisions and its
-    removal changed them (the ``single_spot`` flag's test); the leaf view is then also clustered at every count
-    from 2 to ``MAX_K`` (``cluster.cluster``'s ``every_k``), and a cluster of those that is both a pattern and such a spot is
-    taken as well. Trying that many clusters finds small tight groups of natural decisions too; a spot whose
-    removal changes them is what a pasted patch makes and they seldom are. Largest first; the whole class as one
-    cluster is no finding. Renumbered by size."""
+    removed the evidence and a GradCAT path measured the spot (explain and annotate runs), ``is_spot(members)`` says
+    whether one small spot carries the members' decisions and its removal changed them (the ``single_spot`` flag's
+    test); the leaf view is then also clustered at every count from 2 to ``MAX_K`` (``cluster.cluster``'s
+    ``every_k``), and a cluster of those that is both a pattern and such a spot is taken as well. Trying that many
+    clusters finds small tight groups of natural decisions too; a spot whose removal changes them is what a pasted
+    patch makes, and they seldom are. Largest first; the whole class as one cluster is no finding. Renumbered by
+    size."""
     labels = labels.copy()
     alone = cluster(units, seed=seed, min_size=min_size, every_k=is_spot is not None)
     tries: list[tuple[np.ndarray, Callable[[np.ndarray], bool]]] = [(alone.labels, is_pattern)]
