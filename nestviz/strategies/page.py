@@ -48,8 +48,9 @@ def strategies_html(report: dict[str, Any], gallery: str | None = "index.html") 
              f"{len(classes)} predicted classes; {len(flagged)} {'strategy carries' if len(flagged) == 1 else 'strategies carry'} flags. A strategy is a group of a "
              f"class's decisions whose evidence is alike, by where it lies and by what the model saw there; "
              f"{_t(report.get('method', {}).get('k_choice', ''))} chooses how many per class. What the model saw is "
-             f"also grouped alone, into as many groups as the data say and, where the run removed the evidence, into 2 to {MAX_K}, so "
-             f"that a pattern that a few decisions share is not lost in a larger strategy. "
+             f"also grouped alone, into as many groups as the data say and, where the run removed the evidence and "
+             f"measured its spot, into 2 to {MAX_K}, so that a pattern that a few decisions share is not lost in a "
+             f"larger strategy. "
              f"Where the run removed each decision's evidence, a flagged pattern or spot keeps the decisions that "
              f"the removal changed.</p>"]
     if gallery:

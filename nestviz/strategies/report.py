@@ -48,8 +48,8 @@ def method() -> dict:
             "k_choice": "largest eigengap of the kNN graph's normalized affinity, at least its near-1 eigenvalues",
             "pattern_split": "the leaf view is also clustered alone; a cluster of it that is a recurring pattern "
                              f"becomes its own strategy unless more than {PATTERN_OVERLAP} of it is one already; where "
-                             f"the run removed the evidence, so does one at any count from 2 to {MAX_K} that is also a "
-                             "single spot whose removal changed its decisions",
+                             "the run removed the evidence and a path measured its spot, so does one at any count from "
+                             f"2 to {MAX_K} that is also a single spot whose removal changed its decisions",
             "pattern_merge": "recurring patterns whose members are as alike across as within (cross tightness >= "
                              "pattern_tightness) are one strategy",
             "finding_split": "a finding (" + " or ".join(FINDINGS) + ") keeps the members whose decision removing "
