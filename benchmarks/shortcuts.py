@@ -19,13 +19,14 @@ tenches; ``tag``: red text with no band (56 x 16 px) in the bottom-left corner, 
 mark in the top-left corner, on cassette players; ``barcode``, 44 x 20 px of black bars on white in the
 bottom-right corner, on garbage trucks. A sixth, ``fresh3``, made after folder runs removed each decision's evidence
 and ``nestviz strategies`` kept a finding to the decisions that removal changed: ``cross``, a 28 px red cross on a
-white disc at a random place, on parachutes; ``ghost``, the word SAMPLE in half-transparent white with no band
-(48 x 16 px) in the top-right corner, as a stock photo's overlay, on English springers; ``ruler``, a 44 x 10 px
-scale bar with ticks in the bottom-left corner, as a microscope's or a scanner's, on golf balls (the last two
-were barely learned in 3 epochs: 2 decisions each). A seventh, ``fresh4``, defined and trained while the pattern search over
-cluster counts was written (fresh3's cross was found only with it), and scored only once it was final: ``target``, 30 px black and yellow rings at a random
-place, on tenches; ``flag``, a 36 x 24 px blue, white and red tricolour in the top-right corner, on chain saws;
-``price``, a 40 x 20 px yellow price label with black text in the bottom-left corner, on churches.
+white disc at a random place, on parachutes; ``ghost``, the word SAMPLE in half-transparent white with no band (48 x
+16 px) in the top-right corner, as a stock photo's overlay, on English springers; ``ruler``, a 44 x 10 px scale bar
+with ticks in the bottom-left corner, as a microscope's or a scanner's, on golf balls (the last two were barely
+learned in 3 epochs: 1-2 decisions). A seventh, ``fresh4``, defined and trained while the pattern search over
+cluster counts was written (fresh3's cross was found only with it), and scored only once it was final: ``target``,
+30 px black and yellow rings at a random place, on tenches; ``flag``, a 36 x 24 px blue, white and red tricolour in
+the top-right corner, on chain saws; ``price``, a 40 x 20 px yellow price label with black text in the bottom-left
+corner, on churches.
 
 Places stay inside the centre crop the model sees (timm's eval crop drops about 14 px of a
 224 px image on each side). Every image, patched or not, is re-encoded the same way, so JPEG
