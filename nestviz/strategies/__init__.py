@@ -61,7 +61,8 @@ def draw_montages(out_dir: Path, classes: list[dict], shown: list[Shown], worker
         s = entries[sh.id]
         lines = [f"{s['share'] * 100:.1f}% of the class; {s['wrong']} wrong of {s['known']} known; "
                  f"flags: {', '.join(s['flags']) or 'none'}"]
-        lines += [t for t in (decisive_text(s["measures"].get("decisive")),) if t]
+        changed = decisive_text(s["measures"].get("decisive"))
+        lines += [changed] if changed else []
         image = draw_montage(sh.title, lines, sh.mean_map, sh.members, roots, MONTAGE_CROPS, MONTAGE_WHOLE)
         write_montage(out_dir / sh.montage, image)
 
