@@ -142,7 +142,7 @@ def _occlusion_leaves(model: Any, x: torch.Tensor, classes: torch.Tensor) -> tor
     cfg = model.cfg
     g = cfg.grid(0)
     boxes = [tuple(int(v) for v in block_box(cfg, 0, r, c)) for r in range(g) for c in range(g)]
-    return occlusion_drops(model, x, classes.cpu(), boxes).argmax(dim=1)
+    return occlusion_drops(model, x, classes.cpu(), boxes, batch_size=len(x)).argmax(dim=1)
 
 
 def _answers(pred: Any, geo: Geometry, cfg: Any, occ_leaf: int, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
@@ -200,7 +200,7 @@ def _deletions(model: Any, x: torch.Tensor, probs: torch.Tensor, points: dict[in
             where.append((i, name))
     classes = torch.tensor([records[i].before for i in rows])
     base = probs[rows, classes]  # the images as they are: their probabilities are already known
-    after = class_probs(model, removed(x[rows], boxes), classes)
+    after = class_probs(model, removed(x[rows], boxes), classes, len(x))
     for (i, name), b, q in zip(where, base.tolist(), after.tolist()):
         records[i].values[name]["deletion"] = b - q
 

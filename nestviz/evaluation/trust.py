@@ -107,7 +107,7 @@ def score_batch(model: Nest, x: Tensor, classes: Tensor, geos: Sequence[Geometry
             _agreement(rec, g.paths[i][0], drops, i, rng)
         if boxes[i] is not None:
             _localize(rec, cams[i], g.paths[i][0], drops[0][i], geos[i], boxes[i], opts, rng)
-        _faithfulness(rec, model, x[i], classes[i], cams[i], leaves, cfg, opts, rng)
+        _faithfulness(rec, model, x[i], classes[i], cams[i], leaves, cfg, opts, rng, chunk=len(x))
         if sanity is not None:
             rec.values["sanity"] = sanity[i]
         out.append(rec)
@@ -132,7 +132,7 @@ def _block_drops(model: Nest, x: Tensor, classes: Tensor, cfg: Any) -> list[Tens
     for level in range(cfg.num_levels - 1):
         g = cfg.grid(level)
         boxes = [tuple(int(v) for v in block_box(cfg, level, r, c)) for r in range(g) for c in range(g)]
-        out.append(occlusion_drops(model, x, classes.cpu(), boxes).view(len(x), g, g))
+        out.append(occlusion_drops(model, x, classes.cpu(), boxes, batch_size=len(x)).view(len(x), g, g))
     return out
 
 
@@ -201,8 +201,9 @@ def image_map(raw: Tensor, geo: Geometry, frame: tuple[int, int]) -> np.ndarray:
 
 def _faithfulness(rec: ImageScores, model: Nest, x: Tensor, cls: Tensor, cam: Tensor,
                   leaves: dict[str, np.ndarray | None], cfg: Any, opts: MetricsOptions,
-                  rng: np.random.Generator) -> None:
-    """Deletion and insertion curves of every method's pixel order, from one batch of perturbed images."""
+                  rng: np.random.Generator, chunk: int = 16) -> None:
+    """Deletion and insertion curves of every method's pixel order, from one batch of perturbed images (through
+    the model ``chunk`` at a time: the run's batch size)."""
     S = cfg.img_size
     counts = fa.perturbation_steps(S * S, opts.steps)
     image = x.detach().float().cpu().numpy()
@@ -218,7 +219,8 @@ def _faithfulness(rec: ImageScores, model: Nest, x: Tensor, cls: Tensor, cam: Te
     batch = np.concatenate([image[None], np.zeros_like(image)[None], blurred[None]]
                            + [fa.deletion_batch(image, 0.0, orders[m], inner) for m in methods]
                            + [fa.insertion_batch(image, blurred, orders[m], inner) for m in methods])
-    p = class_probs(model, torch.from_numpy(batch.astype(np.float32)).to(x.device), cls.repeat(len(batch))).numpy()
+    p = class_probs(model, torch.from_numpy(batch.astype(np.float32)).to(x.device), cls.repeat(len(batch)),
+                    chunk).numpy()
     full, empty, blur = p[:3]
     n = len(inner)
     for j, m in enumerate(methods):

@@ -19,8 +19,9 @@ from ..model.nest import Nest
 from .common import explaining
 
 
-def class_probs(model: nn.Module, x: Tensor, classes: Tensor, batch_size: int = 64) -> Tensor:
-    """Softmax probability of ``classes[i]`` for image ``x[i]`` (N, C, S, S) -> (N,), in chunks."""
+def class_probs(model: nn.Module, x: Tensor, classes: Tensor, batch_size: int = 16) -> Tensor:
+    """Softmax probability of ``classes[i]`` for image ``x[i]`` (N, C, S, S) -> (N,), ``batch_size`` images at a time
+    (the metrics pass their run's batch size: on 2 CPU cores 16 costs 10.1 ms per image, 64 12.7-13.6 ms)."""
     out = []
     with explaining(model), torch.inference_mode():
         for i in range(0, len(x), batch_size):
@@ -30,7 +31,7 @@ def class_probs(model: nn.Module, x: Tensor, classes: Tensor, batch_size: int = 
 
 
 def occlusion_drops(model: nn.Module, x: Tensor, classes: Tensor, boxes: Sequence[Sequence[int]],
-                    fill: float = 0.0, batch_size: int = 64) -> Tensor:
+                    fill: float = 0.0, batch_size: int = 16) -> Tensor:
     """(B, R) drop in each image's class probability when box r ([x0, y0, x1, y1], input pixels) is set to ``fill``.
 
     ``fill`` 0 is the dataset mean in normalised input space, the usual occlusion substrate.
