@@ -17,7 +17,7 @@ from nestviz.defaults import Variants
 from nestviz.methods.ablation import ablation_block_scores, ablation_gradcat, reference_maps
 from nestviz.methods.cam import cam_cells, cam_maps
 from nestviz.methods.gradcat import block_box, block_scores, gradcat, leaf_order
-from nestviz.methods.perturb import occlusion_drops
+from nestviz.methods.perturb import class_probs, occlusion_drops
 from nestviz.evaluation.measure import find_samples, run_metrics
 from nestviz.model.nest import NestConfig
 from nestviz.preprocess import Geometry
@@ -244,3 +244,27 @@ def test_cam_alone_is_measured(tmp_path: Path) -> None:
     report = run_metrics(nv, samples, MetricsOptions(methods=("cam",), steps=4, sanity=False))
     assert "gradcat" not in report.metrics and report.metrics["cam"]["deletion_auc"] >= 0
     assert "path_agreement" not in report.metrics["random"]  # no path asked for: no agreement, not even random's
+
+
+def test_copies_reuse_the_known_images_leaves_and_give_the_same_probabilities() -> None:
+    # The leaf level is block-local: a copy's leaf equal to a known image's takes that leaf's output, and only the
+    # changed leaves run. Leaves removed whole, leaves from a second known image, and a box cutting leaves in part.
+    model = random_model(11)
+    g, side = model.cfg.grid(0), model.cfg.block_size * model.cfg.patch_size
+    gen = torch.Generator().manual_seed(2)
+    image, other = torch.randn(2, 3, 32, 32, generator=gen)
+    copies = image.repeat(5, 1, 1, 1)
+    copies[1, :, :side, :side] = 0.0  # one leaf removed whole
+    copies[2, :, side:, :] = other[:, side:, :]  # the lower three rows of leaves from the other image
+    copies[3, :, 3:13, 5:11] = 0.0  # a box cutting four leaves in part
+    copies[4] = other
+    classes = torch.tensor([0, 1, 2, 3, 4])
+    ran = []
+    hook = model.levels[0].transformer_encoder.register_forward_hook(lambda mod, args, out: ran.append(args[0].shape))
+    got = class_probs(model, copies, classes, batch_size=3, known=torch.stack([image, torch.zeros_like(image), other]))
+    hook.remove()
+    want = class_probs(model, copies, classes, batch_size=3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert want[1] != want[0] and want[3] != want[0]  # the changes matter to the probabilities
+    # the known images' leaf level once, whole; then only the four leaves the box cut, one block each; no other
+    assert [tuple(s[:2]) for s in ran] == [(3, g * g), (4, 1)]
