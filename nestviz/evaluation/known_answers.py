@@ -200,7 +200,8 @@ def _deletions(model: Any, x: torch.Tensor, probs: torch.Tensor, points: dict[in
             where.append((i, name))
     classes = torch.tensor([records[i].before for i in rows])
     base = probs[rows, classes]  # the images as they are: their probabilities are already known
-    after = class_probs(model, removed(x[rows], boxes), classes, len(x), known=torch.cat([x, torch.zeros_like(x[:1])]))
+    known = torch.cat([x, torch.zeros_like(x[:1])])  # what the copies' leaves come from: the images, the fill
+    after = class_probs(model, removed(x[rows], boxes), classes, len(x), known)
     for (i, name), b, q in zip(where, base.tolist(), after.tolist()):
         records[i].values[name]["deletion"] = b - q
 
