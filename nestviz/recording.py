@@ -44,7 +44,7 @@ def explain_with_evidence(nv: Any, x: Tensor, mode: str, *args: Any, check: bool
         found.regions = [evidence_regions(size, window, None if boxes is None else boxes[i],
                                           None if maps is None else peak_of(maps[i].numpy(), size))
                          for i in range(len(x))]
-        found.after, found.after_probability = remove_evidence(nv.model, x, first, found.regions)
+        found.after, found.after_probability = remove_evidence(nv.model, x, first, found.regions, leaves=taps.leaf)
     return out, found
 
 

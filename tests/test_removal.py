@@ -56,11 +56,14 @@ def test_a_checked_pass_removes_the_leaf_and_the_peak_window_and_asks_the_model_
     batch = next(nv.prepared_batches([str(write_image(tmp_path / f"{n}.png", (40, 30), seed=n)) for n in range(3)],
                                      fit="crop"))
     x = torch.stack([p.tensor for p in batch])
-    calls = []
-    hook = nv.model.patch_embed.register_forward_hook(lambda *a: calls.append(len(a[1][0])))
+    calls, leaf_runs = [], []
+    hook = nv.model.head.register_forward_hook(lambda *a: calls.append(len(a[1][0])))
+    leaf_level = nv.model.levels[0].transformer_encoder
+    leaf_hook = leaf_level.register_forward_hook(lambda m, a, o: leaf_runs.append(a[0].shape))
     try:
         out, found = explain_with_evidence(nv, x, "annotate", 2, None, 1.0, check=True)
         assert calls == [3, 3]  # the explaining pass, then one pass of the three removed images
+        runs = [tuple(s[:2]) for s in leaf_runs]
         window = 32 // nv.grid_sizes[0]
         removed = x.clone()
         for i in range(3):
@@ -75,6 +78,14 @@ def test_a_checked_pass_removes_the_leaf_and_the_peak_window_and_asks_the_model_
         first = out.classes[:, 0]
         assert torch.equal(found.after, probs.argmax(dim=1))
         assert torch.allclose(found.after_probability, probs[torch.arange(3), first], atol=1e-6)
+        # The removal pass ran the leaf level only where a leaf is neither the image's own nor all fill: the
+        # explaining pass's leaf outputs served the rest (after it: the blank image's leaves, then those leaves).
+        g, side = nv.grid_sizes[0], 32 // nv.grid_sizes[0]
+        cell = lambda t, r, c: t[:, r * side:(r + 1) * side, c * side:(c + 1) * side]  # noqa: E731
+        own = lambda i, r, c, img: torch.equal(cell(removed[i], r, c), cell(img, r, c))  # noqa: E731
+        changed = sum(not own(i, r, c, x[i]) and not own(i, r, c, torch.zeros_like(x[i]))
+                      for i in range(3) for r in range(g) for c in range(g))
+        assert runs == [(3, g * g), (1, g * g)] + ([(changed, 1)] if changed else [])
         calls.clear()
         [res] = nv.run(batch[:1], "annotate", top_k=2, check_evidence=True)
         r = res.evidence.removal
@@ -91,6 +102,7 @@ def test_a_checked_pass_removes_the_leaf_and_the_peak_window_and_asks_the_model_
         assert calls == [1] and res.evidence.removal is None  # not asked: no pass, nothing recorded
     finally:
         hook.remove()
+        leaf_hook.remove()
 
 
 def test_a_decision_is_decisive_when_the_removal_took_the_top_class_away() -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..model.nest import Nest
 from .common import explaining
+from .perturb import LeafReuse
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 in model-input pixels, x1 and y1 exclusive
 
@@ -40,16 +42,24 @@ def evidence_regions(size: int, window: int, leaf_box: Sequence[float] | None = 
     return out
 
 
-def remove_evidence(model: nn.Module, x: Tensor, classes: Tensor, regions: Sequence[Sequence[Region]],
-                    fill: float = 0.0) -> tuple[Tensor, Tensor]:
+def remove_evidence(model: Nest, x: Tensor, classes: Tensor, regions: Sequence[Sequence[Region]],
+                    fill: float = 0.0, leaves: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Image ``x[i]`` with every region of ``regions[i]`` set to ``fill``, through ``model`` once for the batch:
-    (the top class after the removal (B,), class ``classes[i]``'s probability then (B,)), on the CPU."""
+    (the top class after the removal (B,), class ``classes[i]``'s probability then (B,)), on the CPU. ``leaves``:
+    ``x``'s leaf-level map from the pass that explained it; the leaves the removal leaves alone then keep their
+    outputs, and only the others run (``perturb.LeafReuse``)."""
     removed = x.clone()
     for i, rs in enumerate(regions):
         for x0, y0, x1, y1 in rs:
             removed[i, :, y0:y1, x0:x1] = fill
     with explaining(model), torch.inference_mode():
-        probs = model(removed).float().softmax(dim=1)
+        if leaves is None or model.cfg.num_levels == 1:
+            logits = model(removed)
+        else:
+            blank = torch.full_like(x[:1], fill)
+            outputs = torch.cat([leaves.to(x.dtype), model.levels[0](model.patch_embed(blank))])
+            logits = LeafReuse(model, torch.cat([x, blank]), outputs).logits(removed)
+        probs = logits.float().softmax(dim=1)
     picked = probs.gather(1, classes.to(probs.device)[:, None])[:, 0]
     return probs.argmax(dim=1).cpu(), picked.cpu()
 
