@@ -23,8 +23,8 @@ keeps the top level's attention flow, so a CAM of the same images costs no extra
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch

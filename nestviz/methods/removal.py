@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..model.nest import Nest
+from .ablation import reference_maps
 from .common import explaining
 from .perturb import LeafReuse
 
@@ -43,22 +44,22 @@ def evidence_regions(size: int, window: int, leaf_box: Sequence[float] | None = 
 
 
 def remove_evidence(model: Nest, x: Tensor, classes: Tensor, regions: Sequence[Sequence[Region]],
-                    fill: float = 0.0, leaves: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Image ``x[i]`` with every region of ``regions[i]`` set to ``fill``, through ``model`` once for the batch:
-    (the top class after the removal (B,), class ``classes[i]``'s probability then (B,)), on the CPU. ``leaves``:
-    ``x``'s leaf-level map from the pass that explained it; the leaves the removal leaves alone then keep their
-    outputs, and only the others run (``perturb.LeafReuse``)."""
+                    leaves: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Image ``x[i]`` with every region of ``regions[i]`` set to the mean colour (zeros), through ``model`` once for
+    the batch: (the top class after the removal (B,), class ``classes[i]``'s probability then (B,)), on the CPU.
+    ``leaves``: ``x``'s leaf-level map from the pass that explained it; the leaves the removal leaves alone then
+    keep their outputs, the filled ones take the blank image's (``ablation.reference_maps``, kept per model), and
+    only the others run (``perturb.LeafReuse``)."""
     removed = x.clone()
     for i, rs in enumerate(regions):
         for x0, y0, x1, y1 in rs:
-            removed[i, :, y0:y1, x0:x1] = fill
+            removed[i, :, y0:y1, x0:x1] = 0.0
     with explaining(model), torch.inference_mode():
         if leaves is None or model.cfg.num_levels == 1:
             logits = model(removed)
         else:
-            blank = torch.full_like(x[:1], fill)
-            outputs = torch.cat([leaves.to(x.dtype), model.levels[0](model.patch_embed(blank))])
-            logits = LeafReuse(model, torch.cat([x, blank]), outputs).logits(removed)
+            outputs = torch.cat([leaves.to(x.dtype), reference_maps(model, x)[0]])
+            logits = LeafReuse(model, torch.cat([x, torch.zeros_like(x[:1])]), outputs).logits(removed)
         probs = logits.float().softmax(dim=1)
     picked = probs.gather(1, classes.to(probs.device)[:, None])[:, 0]
     return probs.argmax(dim=1).cpu(), picked.cpu()
