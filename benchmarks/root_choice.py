@@ -12,8 +12,10 @@ The root picks one of its four children (quadrants). Two references judge the pi
   on each shortcut's patch-caused decisions (the patched photo gets the shortcut's class, the clean one does not),
   the quadrant holding the patch's centre; summed over every planted decision, and the worst shortcut.
 The rules, each from the same held pass (``nestviz.methods.relevance``) unless said:
-- ``relevance``: the quadrant's total share of the class score, the product's default (its own choice,
-  ``relevance_gradcat``'s root);
+- ``relevance``: the quadrant's total share of the class score (``relevance_gradcat``'s root);
+- ``relevance, close call settled``: the product's default, the same with a close call decided by removing each
+  of the two best quadrants (``ablation.settle_root``: the second's share within ``SETTLE_MARGIN`` of the class's
+  total of the best's);
 - ``positive``, ``positive leaves``: the total of the positive cell shares, of the positive leaf totals;
 - ``best leaf``: the quadrant holding the leaf (the 1/16 block) with the largest total; ``total + best leaf``;
 - ``reference``: the shares measured from a mean-filled image's features, (A - A(0)) * dY/dA;
@@ -26,7 +28,8 @@ The rules, each from the same held pass (``nestviz.methods.relevance``) unless s
   image's, what occlusion sees there) drops the probability most (four top-level passes: the product's
   ``root-ablation`` root, ``ablation.root_ablation``); the same with zeros as the fill (the product before);
 - ``top two + ablation``: relevance's two best quadrants, the ablation between them (two passes).
-Also printed: the cost of the relevance pass alone and with the root's children removed (the model work, as
+Also printed: the cost of the relevance pass alone, with the root's children removed and with a close call settled
+(the model work on random inputs, as
 ``benchmarks/cost_ratios.py`` times it but without ``Nestviz.run``'s share of the work).
 Scratch rules kept so that what did not work can be measured again (README, Trust).
 """
@@ -55,7 +58,7 @@ from nestviz.methods.cam import class_weights  # noqa: E402
 from nestviz.methods.common import explaining  # noqa: E402
 from nestviz.methods.gradcat import block_box  # noqa: E402
 from nestviz.methods.perturb import occlusion_drops  # noqa: E402
-from nestviz.methods.ablation import reference_maps, root_ablation  # noqa: E402
+from nestviz.methods.ablation import reference_maps, root_ablation, settle_root  # noqa: E402
 from nestviz.methods.relevance import held_gelu, held_layer, held_norm, held_top, relevance_gradcat  # noqa: E402
 from shortcuts import shortcut_set  # noqa: E402
 
@@ -128,6 +131,7 @@ def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.
     out = relevance_gradcat(model, x, classes=classes[:, None])  # the product's own root choices
     below = out.below
     total, ablation = root_children(out), root_children(root_ablation(model, out))
+    settled = np.eye(4)[[row[0][0].chosen_child for row in settle_root(model, out).paths]]
     zeroed = root_children(root_ablation(model, out, blank=torch.zeros_like(out.below[:1])))
     g = gradient(model, below, classes)
     share = (below * g).sum(1).numpy()
@@ -136,6 +140,7 @@ def rule_scores(model, x: torch.Tensor, classes: torch.Tensor, reference: torch.
     two = np.argsort(-total, 1)[:, :2]
     pick = two[np.arange(len(two)), np.take_along_axis(ablation, two, 1).argmax(1)]
     return {"relevance": total,
+            "relevance, close call settled": settled,
             "positive": quadrants(np.clip(share, 0, None)),
             "positive leaves": np.clip(leaves, 0, None).sum((2, 4)).reshape(-1, 4),
             "best leaf": best,
@@ -233,7 +238,8 @@ def cost(model, batch: int = 16, repeats: int = 7) -> str:
     runs = [predict]
     for k in (1, 4):
         runs += [lambda k=k: relevance_gradcat(model, x, top_k=k),
-                 lambda k=k: root_ablation(model, relevance_gradcat(model, x, top_k=k))]
+                 lambda k=k: root_ablation(model, relevance_gradcat(model, x, top_k=k)),
+                 lambda k=k: settle_root(model, relevance_gradcat(model, x, top_k=k))]
 
     def seconds(fn: Callable[[], object]) -> float:
         start = time.perf_counter()
@@ -244,7 +250,8 @@ def cost(model, batch: int = 16, repeats: int = 7) -> str:
     rounds = [[seconds(fn) for fn in runs] for _ in range(repeats)]
     ratio = [statistics.median(r[i] / r[0] for r in rounds) for i in range(len(runs))]
     return (f"cost (model work, batch {batch}, x predict, {repeats} rounds): 1 class {ratio[1]:.2f}x, with the root "
-            f"by removal {ratio[2]:.2f}x; 4 classes {ratio[3]:.2f}x, with the root by removal {ratio[4]:.2f}x")
+            f"by removal {ratio[2]:.2f}x, with a close call settled {ratio[3]:.2f}x; 4 classes {ratio[4]:.2f}x, with "
+            f"the root by removal {ratio[5]:.2f}x, with a close call settled {ratio[6]:.2f}x")
 
 
 def main() -> None:

@@ -225,7 +225,7 @@ class Nestviz:
             pred = ClassExplanation(self._rank(probs, c), c, self.bundle.label(c), float(probs[c]))
             if out.paths is not None:
                 pred.path = [PathNode(n.level, n.node, geo.box_to_original(n.box), n.score, n.child_scores,
-                                      n.chosen_child) for n in out.paths[i][r]]
+                                      n.chosen_child, n.removal_drops) for n in out.paths[i][r]]
             if out.maps is not None:
                 box, peak = localize(out.maps[i, r], geo.size, threshold)
                 pred.cam = CamResult(out.maps[i, r].numpy(), region, geo.box_to_original(box),

@@ -154,7 +154,7 @@ def test_explain_writes_figures_and_json(tiny_weights: Path, images: list[Path],
     assert set(pred) == {"rank", "class_index", "label", "probability", "path"}
     path = pred["path"]
     assert [n["level"] for n in path] == [3, 2, 1]
-    assert set(path[0]) == {"level", "node", "box", "score", "child_scores", "chosen_child"}
+    assert set(path[0]) == {"level", "node", "box", "score", "child_scores", "chosen_child", "removal_drops"}
     assert path[-1]["child_scores"] is None and path[-1]["chosen_child"] is None
     for parent, child in zip(path, path[1:]):
         assert len(parent["child_scores"]) == 4

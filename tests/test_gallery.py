@@ -189,7 +189,7 @@ def test_metrics_and_summary_are_passed_to_the_page(tmp_path: Path) -> None:
 def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) -> None:
     """Issue 22: the gallery drew the CAM with jet (typed in its JavaScript) while figures use inferno."""
     from nestviz.draw.style import colormap
-    from nestviz.draw.style import CMAP, PALETTE
+    from nestviz.draw.style import CMAP, PALETTE, SETTLED
 
     write_gallery(tmp_path, [], "t", {"done": 0})
     style = data_of(tmp_path)[0]["style"]
@@ -199,6 +199,7 @@ def test_the_page_colours_the_cam_with_the_figures_colour_map(tmp_path: Path) ->
     assert lut == colormap().tobytes() and lut[:3] == bytes([0, 0, 4]) and lut[-3:] == bytes([252, 255, 164])
     script = (Path(gallery.__file__).parent / "gallery_assets" / "gallery.js").read_text(encoding="utf-8")
     assert "jet" not in script and not re.search(r"#[0-9A-Fa-f]{6}\b", script)  # no colour typed in the page
+    assert style["settled"] == SETTLED and "2020" not in script and SETTLED not in script  # nor the removal's mark
     # the CAM is redrawn from the record: no input size, threshold or colour map of the page's own
     assert not re.search(r"CAM_GRID|\b224\b|\b0\.2\b|\b0\.35\b|inferno", script)
 

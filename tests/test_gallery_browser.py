@@ -25,6 +25,7 @@ if CHROMIUM is None:
     pytest.skip("no Chromium (apt-get install chromium)", allow_module_level=True)
 
 from nestviz.batch.gallery import gallery_data, write_gallery  # noqa: E402
+from nestviz.draw.style import SETTLED  # noqa: E402
 from nestviz.methods.cam import localize  # noqa: E402
 from tests.gallery_synth import REPO, real_run, synthetic_run  # noqa: E402
 
@@ -251,6 +252,11 @@ def test_detail_view_sliders_and_keys(browser: Any, real: tuple[Path, list[dict]
     assert page.locator("#tree-svg circle.node").count() == 1 + 4 * (levels - 1)
     assert page.locator("#tree-svg circle.chosen").count() == levels
     assert page.locator("table.path tbody tr").count() == levels
+    # the root's close call, settled by removal: the chosen child's score marked, the drops in the path table
+    assert [t for t in page.locator("#tree-svg text.v.b").all_text_contents() if t.endswith(SETTLED)] != []
+    root_mark = page.locator("table.path tbody tr").first.locator("mark")
+    assert root_mark.inner_text().endswith(SETTLED)
+    assert "decided by removal, the class probability falling by" in root_mark.get_attribute("title")
     assert page.locator(".classes .cls").count() == len(chelsea["predictions"])
     assert page.locator(".links a").count() == 2
     g.photo_loaded()

@@ -10,8 +10,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from nestviz.draw.layout import MAX_ASPECT, child_shares, figure_layout, score_labels, view
-from nestviz.draw.style import PALETTE, rgb
+from nestviz.draw.layout import (LEGENDS, MAX_ASPECT, SETTLED_LEGEND, child_shares, figure_layout, header_lines,
+                                 score_labels, view)
+from nestviz.draw.style import PALETTE, SETTLED, rgb
 from nestviz.draw import FORMATS, figure_bytes, write_figure
 from nestviz.draw.vector import cam_figure, gradcat_figure
 from .helpers import by_gid, image, LABELS, make_result
@@ -209,6 +210,24 @@ def test_child_scores_are_shares_near_their_quadrants_and_the_chosen_one_highlig
         placed = [t.get_position() for t in chosen + others if t.get_text() == text]  # texts may repeat
         assert min(abs(x * lay.width - px) + abs((1 - y) * lay.height - py) for x, y in placed) < 50
     assert chosen[0].get_bbox_patch().get_facecolor() != others[0].get_bbox_patch().get_facecolor()
+
+
+def test_a_root_whose_close_call_removal_decided_marks_its_chosen_child_in_the_figure_and_the_legend():
+    result = make_result(320, 240, k=1)
+    root = max(result.predictions[0].path, key=lambda n: n.level)
+    plain = child_shares(root)
+    root.removal_drops = [0.1 if q == root.chosen_child else None for q in range(4)]
+    root.removal_drops[(root.chosen_child + 1) % 4] = 0.05
+    marked = child_shares(root)
+    assert marked[root.chosen_child] == plain[root.chosen_child] + SETTLED
+    assert [t for q, t in enumerate(marked) if q != root.chosen_child] == \
+           [t for q, t in enumerate(plain) if q != root.chosen_child]
+    fig = gradcat_figure(image(320, 240), result)
+    assert plain[root.chosen_child] + SETTLED in [t.get_text() for t in by_gid(fig, "gradcat-score-chosen")]
+    legend = " ".join(text for text, _, bold in header_lines(result, "gradcat", 4000) if not bold)
+    assert legend == f"{LEGENDS['gradcat']}; {SETTLED_LEGEND}" and SETTLED_LEGEND.startswith(f"{SETTLED}: a close call")
+    root.removal_drops = None  # no close call drawn: no mark in the legend
+    assert " ".join(t for t, _, bold in header_lines(result, "gradcat", 4000) if not bold) == LEGENDS["gradcat"]
 
 
 @pytest.mark.parametrize("size", [(64, 48), (320, 240), (1000, 50), (50, 1000)])

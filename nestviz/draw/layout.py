@@ -16,7 +16,7 @@ from PIL import Image
 from .._text import shown
 from ..defaults import CAM_BOX_REGION
 from ..results.records import Box, ClassExplanation, ImageResult, PathNode
-from .style import DIM, HEADER_PT, PT, SCORE_PT, TITLE_PT
+from .style import DIM, HEADER_PT, PT, SCORE_PT, SETTLED, TITLE_PT
 
 MAX_ASPECT = 2.0  # panels of wider (taller) images show the part around the model's region
 PAD, TITLE, GAP = 12, 34, 16  # pixels: figure margin, title band, gap between panels
@@ -185,6 +185,9 @@ LEGENDS = {  # what the numbers and marks are, exactly (child_shares computes th
 }
 
 
+SETTLED_LEGEND = f"{SETTLED}: a close call, decided by removing each of the two best children"  # where one is drawn
+
+
 def header_line_y(top: int, i: int) -> int:
     """The baseline of header line ``i`` in figure pixels, the header starting at ``top``."""
     return top + 12 + HEADER_LINE * i
@@ -210,7 +213,7 @@ def wrap(parts: list[str], sep: str, width_px: float, size_pt: float, bold: bool
 
 def header_lines(result: ImageResult, kind: str, width_px: float) -> list[HeaderLine]:
     """The figure's header, wrapped to ``width_px``: file name, true label, the model's top class and fit
-    (bold); the legend."""
+    (bold); the legend (for GradCAT with the mark of a close call where a path has one)."""
     name = result.image.replace("\\", "/").rsplit("/", 1)[-1]
     bits = [shown(name)]
     if result.true_label:
@@ -219,7 +222,9 @@ def header_lines(result: ImageResult, kind: str, width_px: float) -> list[Header
         bits.append(f"model's top class: {shown(result.top.heading)}")
     bits.append(f"fit: {result.fit}")
     facts = [(t, HEADER_PT, True) for t in wrap(bits, "  \u00b7  ", width_px, HEADER_PT, bold=True)]
-    legend = [(t, HEADER_PT - 1, False) for t in wrap([LEGENDS[kind]], "", width_px, HEADER_PT - 1)]
+    settled = kind == "gradcat" and any(n.removal_drops is not None for p in result.predictions for n in p.path or [])
+    text = f"{LEGENDS[kind]}; {SETTLED_LEGEND}" if settled else LEGENDS[kind]
+    legend = [(t, HEADER_PT - 1, False) for t in wrap([text], "", width_px, HEADER_PT - 1)]
     return facts + legend
 
 
@@ -229,10 +234,14 @@ def centre(box: Box) -> tuple[float, float]:
 
 def child_shares(node: PathNode) -> list[str]:
     """A node's child scores on one scale for every level: each divided by the sum of the four children's
-    |scores|, sign kept (not a share of the parent's score, which differs when a child's score is negative)."""
+    |scores|, sign kept (not a share of the parent's score, which differs when a child's score is negative); the
+    chosen child marked :data:`SETTLED` where removal decided a close call (``PathNode.removal_drops``)."""
     scores = node.child_scores or []
     total = sum(abs(v) for v in scores)
-    return [f"{100 * v / total:.0f}%".replace("-", "\u2212") if total > 0 else "0%" for v in scores]
+    texts = [f"{100 * v / total:.0f}%".replace("-", "\u2212") if total > 0 else "0%" for v in scores]
+    if node.removal_drops is not None and node.chosen_child is not None and node.chosen_child < len(texts):
+        texts[node.chosen_child] += SETTLED
+    return texts
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ TITLE_PT, SCORE_PT, HEADER_PT = 10.0, 7.0, 8.0
 PATH_PT, DOT_PT, PEAK_PT = 2.2, 6.5, 9.0  # GradCAT path line width, node dot and CAM peak marker sizes
 DIM = 0.55  # brightness of the image parts the model did not see
 CMAP = "inferno"
+SETTLED = "\u2020"  # after the chosen child's score where its removal decided a close call (figures and gallery)
 HEAT_ALPHA = 0.55  # opacity of the class map over the image
 CBAR_LABEL = {"logit": "class score (logit)", "contrast": "class score - mean class (logit)",
               "flow": "class - mean class, at its source (logit)"}  # by CAM kind
@@ -99,5 +100,7 @@ def colormap_hex(name: str) -> str | None:
 
 def web_style() -> dict[str, str]:
     """What the gallery page draws with, taken from here rather than re-typed in its JavaScript: the class
-    map's colour map (``CMAP``) as a 256-entry lookup table of hex RGB, the GradCAT path's and the CAM box's colours."""
-    return {"cmap": CMAP, "cmap_lut": colormap_hex(CMAP) or "", "path": PALETTE[0], "cam": PALETTE[1]}
+    map's colour map (``CMAP``) as a 256-entry lookup table of hex RGB, the GradCAT path's and the CAM box's
+    colours, and the mark of a child chosen by removal."""
+    return {"cmap": CMAP, "cmap_lut": colormap_hex(CMAP) or "", "path": PALETTE[0], "cam": PALETTE[1],
+            "settled": SETTLED}

@@ -10,18 +10,22 @@ pixels, exactly; removing a block of a higher level is occluding its pixels up t
 3x3 convolution reads across its border. Zeros, the value LayerNorm'd activations are centred on, were the
 fill before: on the photos the root agreed with occlusion less (0.711 against 0.747, README, Trust).
 One ablated pass gives the drop for every class, so the passes are shared by all explained classes;
-a level is only re-run for the distinct nodes the classes visit.
+a level is only re-run for the distinct nodes the classes visit. :func:`settle_root` uses the same removal at the
+root only where a first-order score cannot tell its two best children apart (the default relevance score's close
+calls).
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..defaults import SETTLE_MARGIN
 from ..model.nest import Nest
 from .common import explaining, select_classes
 from .gradcat import BlockNode, GradcatOutput, block_box, child_of, walk
@@ -141,27 +145,85 @@ def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64, blank: 
     if L < 2 or out.heat is None or out.below is None:
         return out
     B, k = out.classes.shape
-    with explaining(model), torch.inference_mode():
-        probs = out.logits.float().softmax(dim=1).to(out.below.device)  # the pass's own logits
-        if blank is None:
-            image = torch.zeros(1, cfg.in_chans, cfg.img_size, cfg.img_size, device=out.below.device)
-            blank = reference_maps(model, image)[L - 2]
-        fill = [blank.to(out.below.device)]
-        drops = _child_drops(model, [out.below], fill, 1, [[(0, 0)] for _ in range(B)], probs, batch_size,
-                             first=L - 1)
+    drops = root_drops(model, out, [(i, q) for i in range(B) for q in range(4)], batch_size, blank)
     b = cfg.block_size
     top = np.array(out.heat[L - 1], copy=True)  # (k, B, b, b): each quadrant's mean becomes its drop
     along = child_of(0, b, cfg.pool_offset)
     quadrant = along[:, None] * 2 + along[None, :]  # (b, b) child index of each top position
     for i in range(B):
-        per_class = drops[(i, 0, 0)][:, out.classes[i]].T.numpy()  # (k, 4)
+        per_class = torch.stack([drops[(i, q)] for q in range(4)])[:, out.classes[i]].T.numpy()  # (k, 4)
         top[:, i] = per_class[:, quadrant]
     heat = [*out.heat[:L - 1], top]
     paths = [[walk([None if h is None else h[j, i] for h in heat], cfg) for j in range(k)] for i in range(B)]
+    probs = out.logits.float().softmax(dim=1)
     for i in range(B):
         for j in range(k):
             paths[i][j][0].score = float(probs[i, out.classes[i, j]])
     return GradcatOutput(out.logits, out.classes, paths, out.top, out.features, heat, out.flow, out.below)
 
 
-__all__ = ["ablation_gradcat", "ablation_block_scores", "reference_maps", "root_ablation"]
+def settle_root(model: Nest, out: GradcatOutput, margin: float = SETTLE_MARGIN, batch_size: int = 64) -> GradcatOutput:
+    """``out`` (a first-order GradCAT whose root scores add up to the class score) with a close call at the root
+    decided by removal: where the second best child's score is within ``margin`` times the class's total of the
+    best one's, each of the two is removed (as in :func:`root_ablation`) and the one whose removal drops the class
+    probability more is followed. One close call per image is settled, the first explained class's that has one,
+    so an image pays at most two top-level passes; the other classes whose close call is between the same two
+    children share them. The scores stay the first-order ones; the drops are kept (``removal_drops``)."""
+    cfg, L = model.cfg, model.cfg.num_levels
+    if L < 2 or out.heat is None or out.below is None or margin <= 0:
+        return out
+    B, k = out.classes.shape
+    close: dict[tuple[int, int], tuple[int, int]] = {}  # (image, rank) -> the two children whose removal decides
+    for i in range(B):
+        pair = None
+        for j in range(k):
+            s = np.asarray(out.paths[i][j][0].child_scores, dtype=np.float64)
+            best, second = (int(q) for q in np.argsort(-s, kind="stable")[:2])
+            if s[second] < s[best] - margin * abs(s.sum()):
+                continue
+            pair = pair or tuple(sorted((best, second)))
+            if tuple(sorted((best, second))) == pair:
+                close[(i, j)] = pair
+    if not close:
+        return out
+    drops = root_drops(model, out, sorted({(i, q) for (i, _), pair in close.items() for q in pair}), batch_size)
+    paths = [list(row) for row in out.paths]
+    for (i, j), pair in close.items():
+        c = int(out.classes[i, j])
+        removal = {q: float(drops[(i, q)][c]) for q in pair}
+        pick = max(pair, key=removal.__getitem__)
+        path = out.paths[i][j]
+        if pick != path[0].chosen_child:
+            path = walk([None if h is None else h[j, i] for h in out.heat], cfg, first=pick)
+        root = replace(path[0], score=out.paths[i][j][0].score, removal_drops=[removal.get(q) for q in range(4)])
+        paths[i][j] = [root, *path[1:]]
+    return GradcatOutput(out.logits, out.classes, paths, out.top, out.features, out.heat, out.flow, out.below)
+
+
+def root_drops(model: Nest, out: GradcatOutput, wanted: Sequence[tuple[int, int]], batch_size: int = 64,
+               blank: Tensor | None = None) -> dict[tuple[int, int], Tensor]:
+    """(image, child) of the root -> (K,) drop in every class's probability when that child's tokens at the level
+    below the top (``out.below``) are replaced by ``blank``'s (default: the mean-filled image's) and the top level
+    runs again; against ``out``'s own logits."""
+    cfg, L = model.cfg, model.cfg.num_levels
+    b = cfg.block_size
+    with explaining(model), torch.inference_mode():
+        probs = out.logits.float().softmax(dim=1).to(out.below.device)  # the pass's own logits
+        if blank is None:
+            image = torch.zeros(1, cfg.in_chans, cfg.img_size, cfg.img_size, device=out.below.device)
+            blank = reference_maps(model, image)[L - 2]
+        blank = blank[0].to(out.below.device)
+        result = {}
+        for s in range(0, len(wanted), batch_size):
+            chunk = wanted[s:s + batch_size]
+            h = out.below[[i for i, _ in chunk]].clone()
+            for n, (_, q) in enumerate(chunk):
+                rows, cols = slice(q // 2 * b, (q // 2 + 1) * b), slice(q % 2 * b, (q % 2 + 1) * b)
+                h[n, :, rows, cols] = blank[:, rows, cols]
+            h = model.forward_head(model.final_norm(model.levels[L - 1](h))).float().softmax(dim=1)
+            for n, key in enumerate(chunk):
+                result[key] = (probs[key[0]] - h[n]).cpu()
+    return result
+
+
+__all__ = ["ablation_gradcat", "ablation_block_scores", "reference_maps", "root_ablation", "root_drops", "settle_root"]

@@ -41,6 +41,7 @@ class BlockNode:
     score: float
     child_scores: list[float] | None = None
     chosen_child: int | None = None
+    removal_drops: list[float | None] | None = None
 
 
 @dataclass
@@ -116,8 +117,9 @@ def _class_grads(logits: Tensor, inputs: Sequence[Tensor], chosen: Tensor) -> li
         return [torch.stack(g) for g in zip(*per_rank)]
 
 
-def walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]:
-    """Descend from the root through per-level contribution maps ``heat[i]`` (H, W), 0-based levels."""
+def walk(heat: Sequence[np.ndarray | None], cfg: NestConfig, first: int | None = None) -> list[BlockNode]:
+    """Descend from the root through per-level contribution maps ``heat[i]`` (H, W), 0-based levels; ``first``: the
+    root's child to take (0-3, row-major) where another test than the root map's scores decided it."""
     b, L = cfg.block_size, cfg.num_levels
     offset = cfg.pool_offset
     row = col = 0
@@ -130,7 +132,7 @@ def walk(heat: Sequence[np.ndarray | None], cfg: NestConfig) -> list[BlockNode]:
             break
         region = heat[level][row * b:(row + 1) * b, col * b:(col + 1) * b]
         scores = _child_scores(region, child_of(row, b, offset), child_of(col, b, offset))
-        pick = int(np.argmax(scores))
+        pick = int(np.argmax(scores)) if first is None or level < L - 1 else first
         node.child_scores, node.chosen_child = scores, pick
         row, col, score = 2 * row + pick // 2, 2 * col + pick % 2, scores[pick]
     return path

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..defaults import CAM_KIND, SIGNED_SCORES, check_cam_kind, check_gradcat_score
 from ..model.nest import Nest
-from .ablation import ablation_block_scores, ablation_gradcat, root_ablation
+from .ablation import ablation_block_scores, ablation_gradcat, root_ablation, settle_root
 from .camtree import cam_gradcat
 from .gradcat import GradcatOutput, block_scores, gradcat
 from .relevance import relevance_gradcat
@@ -40,8 +40,9 @@ def paths(model: Nest, x: Tensor, score: str, *, top_k: int = 4, classes: Sequen
     if score in ("cam", "root-ablation"):
         out = cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
         return out if score == "cam" else root_ablation(model, out)
-    if score == "relevance":
-        return relevance_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
+    if score == "relevance":  # close calls at the root settled by removal, except for the flipped control
+        out = relevance_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
+        return out if sign != 1 else settle_root(model, out)
     return gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
 
 

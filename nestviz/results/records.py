@@ -29,7 +29,10 @@ class PathNode:
     contribution, with ``"ablation"`` the drop in the class probability when the block is removed (for the root: the
     class probability), with ``"root-ablation"`` that drop for the root's children; ``child_scores``
     are the four quadrant scores in the order top-left, top-right, bottom-left, bottom-right, or
-    None at a leaf.
+    None at a leaf; ``chosen_child`` the child the path follows, the best score's unless ``removal_drops`` is set: at
+    a relevance root whose best children's shares are within ``nestviz.defaults.SETTLE_MARGIN`` of each other, the
+    drop in the class probability when each of those children is removed (None for the others), the largest of
+    which was followed.
     """
 
     level: int
@@ -38,13 +41,15 @@ class PathNode:
     score: float
     child_scores: list[float] | None = None
     chosen_child: int | None = None
+    removal_drops: list[float | None] | None = None
 
     def __repr__(self) -> str:
         return f"PathNode(level {self.level}, node {self.node}, box {box_text(self.box)}, score {self.score:.3g})"
 
     def to_json(self) -> dict[str, Any]:
         return {"level": self.level, "node": self.node, "box": [round(v, 2) for v in self.box],
-                "score": self.score, "child_scores": self.child_scores, "chosen_child": self.chosen_child}
+                "score": self.score, "child_scores": self.child_scores, "chosen_child": self.chosen_child,
+                "removal_drops": self.removal_drops}
 
 
 @dataclass

@@ -5,6 +5,7 @@
   'use strict';
   var D = window.NESTVIZ_DATA;
   var PATH_COLOUR = D.style.path, CAM_COLOUR = D.style.cam; // from nestviz.draw.style, as the figures
+  var SETTLED = D.style.settled; // after a chosen child's score where removal decided a close call
   var LUTS = {}; // colour maps by name, 256 x RGB: the figures' (D.style, nestviz.draw.style.CMAP) and any other a record names
   function lut(name) {
     var hex = name && name !== D.style.cmap && D.cmap_luts && D.cmap_luts[name] ? D.cmap_luts[name] : D.style.cmap_lut;
@@ -708,8 +709,9 @@
       var cs = path[i].child_scores;
       if (!Array.isArray(cs) || cs.length !== 4) break;
       var chosen = num(path[i].chosen_child) ? path[i].chosen_child : cs.indexOf(Math.max.apply(null, cs));
+      var settled = Array.isArray(path[i].removal_drops);  // a close call the children's removal decided
       rows.push({ level: num(path[i].level) ? path[i].level - 1 : null, chosen: chosen, parentX: i === 0 ? rootX : xs[rows[rows.length - 1].chosen],
-        nodes: cs.map(function (v, q) { return { value: v, chosen: q === chosen, label: QUAD_SHORT[q], quad: QUAD[q] }; }) });
+        nodes: cs.map(function (v, q) { return { value: v, chosen: q === chosen, label: QUAD_SHORT[q], quad: QUAD[q], settled: settled && q === chosen }; }) });
     }
     var RH = 78, H = rows.length * RH + 10, R = 15;
     var s = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, width: W, height: H, role: 'img', id: 'tree-svg',
@@ -735,11 +737,11 @@
         var lab = svg('text', { x: x, y: y + 4, 'text-anchor': 'middle' }); lab.setAttribute('class', 'q' + (nd.chosen ? ' b' : ''));
         lab.textContent = nd.label; s.appendChild(lab);
         var val = svg('text', { x: x, y: y + R + 14, 'text-anchor': 'middle' }); val.setAttribute('class', 'v' + (nd.chosen ? ' b' : ''));
-        val.textContent = fmt(nd.value); s.appendChild(val);
+        val.textContent = fmt(nd.value) + (nd.settled ? SETTLED : ''); s.appendChild(val);
       });
     });
     panel.appendChild(s);
-    panel.appendChild(el('p', { cls: 'help', text: 'Each row: the four children (TL, TR, BL, BR) of the block chosen above, with their scores; the chosen path is orange.' }));
+    panel.appendChild(el('p', { cls: 'help', text: 'Each row: the four children (TL, TR, BL, BR) of the block chosen above, with their scores; the chosen path is orange; ' + SETTLED + ': a close call, decided by removing each of the two best children.' }));
     return panel;
   }
   function pathTable(p) {
@@ -754,7 +756,8 @@
       var cs = el('td', { cls: 'num' });
       if (Array.isArray(n.child_scores)) n.child_scores.forEach(function (v, q) {
         if (q) cs.appendChild(document.createTextNode('  '));
-        cs.appendChild(q === n.chosen_child ? el('mark', { text: fmt(v), title: 'chosen: ' + QUAD[q] }) : el('span', { text: fmt(v) }));
+        var drops = Array.isArray(n.removal_drops) ? n.removal_drops : null;
+        cs.appendChild(q === n.chosen_child ? el('mark', { text: fmt(v) + (drops ? SETTLED : ''), title: 'chosen: ' + QUAD[q] + (drops ? '; a close call decided by removal, the class probability falling by ' + drops.map(function (d, c) { return d === null || d === undefined ? null : QUAD_SHORT[c] + ' ' + fmt(d); }).filter(Boolean).join(', ') : '') }) : el('span', { text: fmt(v) }));
       }); else cs.textContent = 'leaf';
       tb.appendChild(el('tr', null, el('td', { cls: 'num', text: String(n.level) }), el('td', { cls: 'num', text: String(n.node) }), el('td', { cls: 'num', text: fmt(n.score) }),
         el('td', { cls: 'num', text: isBox(n.box) ? '[' + n.box.map(function (v) { return Math.round(v); }).join(', ') + ']' : '–' }), cs));
