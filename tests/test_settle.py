@@ -17,19 +17,24 @@ from .model_helpers import TINY_JX, tiny_model
 torch.set_num_threads(1)
 
 
+def _pair(scores: list[float], margin: float) -> tuple[int, int] | None:
+    """The root's best two children if the second's share is within ``margin`` of the total's size of the best's."""
+    s = np.asarray(scores)
+    best, second = np.argsort(-s, kind="stable")[:2]
+    return tuple(sorted((int(best), int(second)))) if s[second] >= s[best] - margin * abs(s.sum()) else None
+
+
 def _pairs(out, margin: float) -> dict[tuple[int, int], tuple[int, int]]:
     """(image, rank) -> the two children whose removal decides, worked out from the shares as the docstring says."""
     pairs = {}
     for i, row in enumerate(out.paths):
         first = None
         for j, path in enumerate(row):
-            s = np.asarray(path[0].child_scores)
-            best, second = np.argsort(-s, kind="stable")[:2]
-            if s[second] >= s[best] - margin * abs(s.sum()):
-                pair = tuple(sorted((int(best), int(second))))
-                first = first or pair
-                if pair == first:
-                    pairs[(i, j)] = pair
+            pair = _pair(path[0].child_scores, margin)
+            if j == 0:
+                first = pair  # only the first class's close call is settled; the others share its removals
+            if pair is not None and pair == first:
+                pairs[(i, j)] = pair
     return pairs
 
 
@@ -78,6 +83,9 @@ def test_an_image_pays_at_most_two_removals_shared_by_its_classes() -> None:
         assert sum(rows) == 2 * len(per_image) > 0  # two removals per image with a close call, whatever k
         shared = sum(got.paths[i][j][0].removal_drops is not None for i in range(24) for j in range(1, 3))
         assert shared > 0  # some lower-ranked class reused its image's removals
+        own = [(i, j) for i in range(24) for j in range(1, 3)
+               if (i, j) not in pairs and _pair(first.paths[i][j][0].child_scores, 0.5)]
+        assert own and all(got.paths[i][j][0].removal_drops is None for i, j in own)  # a close call of its own: shares
         rows.clear()
         assert settle_root(model, first, 1e-12) is first and rows == []  # no close call: nothing runs
     finally:

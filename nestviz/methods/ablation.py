@@ -166,24 +166,18 @@ def settle_root(model: Nest, out: GradcatOutput, margin: float = SETTLE_MARGIN, 
     """``out`` (a first-order GradCAT whose root scores add up to the class score) with a close call at the root
     decided by removal: where the second best child's score is within ``margin`` times the class's total of the
     best one's, each of the two is removed (as in :func:`root_ablation`) and the one whose removal drops the class
-    probability more is followed. One close call per image is settled, the first explained class's that has one,
-    so an image pays at most two top-level passes; the other classes whose close call is between the same two
-    children share them. The scores stay the first-order ones; the drops are kept (``removal_drops``)."""
+    probability more is followed. The close call of an image's first explained class (its top class, or the first
+    one asked for) is settled, so an image pays at most two top-level passes; its other classes whose close call is
+    between the same two children share them. The scores stay the first-order ones; the drops are kept
+    (``removal_drops``)."""
     cfg, L = model.cfg, model.cfg.num_levels
     if L < 2 or out.heat is None or out.below is None or margin <= 0:
         return out
     B, k = out.classes.shape
     close: dict[tuple[int, int], tuple[int, int]] = {}  # (image, rank) -> the two children whose removal decides
     for i in range(B):
-        pair = None
-        for j in range(k):
-            s = np.asarray(out.paths[i][j][0].child_scores, dtype=np.float64)
-            best, second = (int(q) for q in np.argsort(-s, kind="stable")[:2])
-            if s[second] < s[best] - margin * abs(s.sum()):
-                continue
-            pair = pair or tuple(sorted((best, second)))
-            if tuple(sorted((best, second))) == pair:
-                close[(i, j)] = pair
+        pairs = [_close_pair(out.paths[i][j][0].child_scores, margin) for j in range(k)]
+        close.update({(i, j): p for j, p in enumerate(pairs) if p is not None and p == pairs[0]})
     if not close:
         return out
     drops = root_drops(model, out, sorted({(i, q) for (i, _), pair in close.items() for q in pair}), batch_size)
@@ -198,6 +192,14 @@ def settle_root(model: Nest, out: GradcatOutput, margin: float = SETTLE_MARGIN, 
         root = replace(path[0], score=out.paths[i][j][0].score, removal_drops=[removal.get(q) for q in range(4)])
         paths[i][j] = [root, *path[1:]]
     return GradcatOutput(out.logits, out.classes, paths, out.top, out.features, out.heat, out.flow, out.below)
+
+
+def _close_pair(scores: Sequence[float], margin: float) -> tuple[int, int] | None:
+    """The best two children (in index order) where the second's score is within ``margin`` times the total's size
+    of the best one's, else None."""
+    s = np.asarray(scores, dtype=np.float64)
+    best, second = (int(q) for q in np.argsort(-s, kind="stable")[:2])
+    return (min(best, second), max(best, second)) if s[second] >= s[best] - margin * abs(s.sum()) else None
 
 
 def root_drops(model: Nest, out: GradcatOutput, wanted: Sequence[tuple[int, int]], batch_size: int = 64,
