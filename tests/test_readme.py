@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nestviz.cli.app import app
-from nestviz.defaults import THRESHOLD, TOP_K
+from nestviz.defaults import SETTLE_MARGIN, THRESHOLD, TOP_K
 from .helpers import REPO
 
 
@@ -68,6 +68,8 @@ def test_the_readme_states_the_defaults_of_nestviz_defaults() -> None:
         r"`nestviz predict INPUTS\.\.\. \[--top-k (\d+)\]": TOP_K["predict"],
         r"`nestviz explain INPUTS\.\.\. \[--top-k (\d+)\]": TOP_K["explain"],
         r"`nestviz cam INPUTS\.\.\. \[--top-k (\d+)\]": TOP_K["cam"],
+        r"within ([\d.]+) of the class's total of the best one's \(a\s+\*\*close call\*\*, `nestviz\.defaults\.SETTLE_MARGIN`":
+            SETTLE_MARGIN,
     }
     for pattern, default in stated.items():
         found = [float(v) for v in re.findall(pattern, README)]
