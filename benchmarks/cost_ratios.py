@@ -66,7 +66,7 @@ def main() -> None:
                                          else synthetic_images(args.batch_size))]
     runs = [("predict", nv, "predict", 5), ("cam --top-k 1", nv, "cam", 1), ("explain --top-k 1", nv, "explain", 1),
             ("explain --top-k 4", nv, "explain", 4)]
-    for score in ("gradient", "root-ablation", "ablation", "relevance"):  # the other GradCAT node scores
+    for score in ("gradient", "root-ablation", "ablation", "relevance", "relevance-shares"):  # every GradCAT score
         other = Nestviz.load(args.weights, device="cpu", gradcat_score=score)
         runs += [(f"explain -k 1 {score}", other, "explain", 1), (f"explain -k 4 {score}", other, "explain", 4)]
     for _, model, mode, k in runs:  # warm-up
@@ -77,11 +77,11 @@ def main() -> None:
     print(f"weights {nv.bundle.source}, batch {args.batch_size} ({args.images or 'colour fields'}), "
           f"{torch.get_num_threads()} threads, no rendering, "
           f"default GradCAT score {nv.gradcat_score}, {args.repeats} rounds")
-    print(f"{'mode':<26}{'ms/image':>10}{'x predict':>11}")
+    print(f"{'mode':<32}{'ms/image':>10}{'x predict':>11}")
     for i, (name, *_) in enumerate(runs):
         ms = statistics.median(r[i] for r in times) * 1e3
         ratio = statistics.median(r[i] / r[0] for r in times)
-        print(f"{name:<26}{ms:>10.2f}{ratio:>11.2f}")
+        print(f"{name:<32}{ms:>10.2f}{ratio:>11.2f}")
 
 
 if __name__ == "__main__":

@@ -121,3 +121,14 @@ def test_the_api_and_the_json_carry_the_drops_of_a_settled_root(tmp_path) -> Non
             assert root.to_json()["removal_drops"] == root.removal_drops
             settled += root.removal_drops is not None
     assert settled > 0
+
+
+def test_relevance_shares_is_the_pass_without_the_settle() -> None:
+    model = tiny_model(3)
+    x = torch.randn(12, 3, 32, 32)
+    shares, settled = variants.paths(model, x, "relevance-shares", top_k=2), variants.paths(model, x, "relevance", top_k=2)
+    plain = relevance_gradcat(model, x, top_k=2)
+    assert [[[(n.node, n.chosen_child) for n in p] for p in row] for row in shares.paths] == \
+           [[[(n.node, n.chosen_child) for n in p] for p in row] for row in plain.paths]
+    assert all(p[0].removal_drops is None for row in shares.paths for p in row)
+    assert any(p[0].removal_drops is not None for row in settled.paths for p in row)  # the default settles some

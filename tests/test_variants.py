@@ -52,7 +52,7 @@ def test_defaults_and_their_one_line_errors() -> None:
         check_choice("cam_kind", "nope", CAM_KINDS)
     with pytest.raises(ValueError, match=r"^fit must be crop, pad or squash, got 'x'$"):
         check_fit("x")
-    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam, root-ablation, ablation or relevance"):
+    with pytest.raises(ValueError, match="gradcat_score must be gradient, cam, root-ablation, ablation, relevance or relevance-shares"):
         nestviz.load(tiny_model(), class_names=TINY_CLASSES, device="cpu", gradcat_score="occlusion")
 
 
@@ -79,7 +79,7 @@ def test_the_api_follows_its_gradcat_score(model: torch.nn.Module, tmp_path: Pat
             got = [nodes(p.path) for p in res.predictions]
             assert got == [nodes(p) for p in want[nv.gradcat_score].paths[0]], (nv.gradcat_score, mode)
     assert nodes(want["gradient"].paths[0][0]) != nodes(want["ablation"].paths[0][0])  # the test can tell them apart
-    with pytest.raises(ValueError, match="sign=-1 needs gradcat_score 'gradient', 'cam' or 'relevance': the ablation score has no sign"):
+    with pytest.raises(ValueError, match="sign=-1 needs gradcat_score 'gradient', 'cam', 'relevance' or 'relevance-shares': the ablation score has no sign"):
         abl.run([abl.prepare(image)], "explain", sign=-1.0)
     abl.run([abl.prepare(image)], "cam", sign=-1.0)  # no GradCAT: the sign does not matter
     assert len(grad.run([grad.prepare(image)], "explain", sign=-1.0)[0].predictions[0].path) == 3
@@ -141,8 +141,8 @@ def test_one_call_helpers_key_their_cache_on_the_variant(tiny_weights: Path, ima
 
 @pytest.mark.parametrize("args, message", [
     (("cam", "--cam-kind", "nope"), "--cam-kind must be flow, contrast or logit, got 'nope'"),
-    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam, root-ablation, ablation or relevance, got 'grad'"),
-    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam, root-ablation, ablation or relevance"),
+    (("explain", "--gradcat-score", "grad"), "--gradcat-score must be gradient, cam, root-ablation, ablation, relevance or relevance-shares, got 'grad'"),
+    (("annotate", "--cam-kind", "logit", "--gradcat-score", "x"), "--gradcat-score must be gradient, cam, root-ablation, ablation, relevance or relevance-shares"),
 ])
 def test_folder_commands_refuse_unknown_variants_in_one_line(args: tuple, message: str, images: list[Path],
                                                               tmp_path: Path) -> None:

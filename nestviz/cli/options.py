@@ -64,10 +64,10 @@ GradcatScore = Annotated[str, typer.Option(
     "logit), cam (the child's share of the class score in the --cam-kind map's exact split of it; no backward pass), "
     "ablation (the drop in the class probability when the child is removed, its features replaced by a mean-filled "
     "image's as occlusion does; slower), root-ablation (ablation at "
-    "the root, cam below: four top-level passes per image) or relevance (the child's share of the class score "
+    "the root, cam below: four top-level passes per image), relevance (the child's share of the class score "
     "carried down through the top level with LayerNorm's scale, the attention weights and GELU's gate held: one "
     "backward pass per class; a close call between the root's two best children is settled by removing each: at "
-    "most two top-level passes per image).")]
+    "most two top-level passes per image) or relevance-shares (the same shares, no close call settled).")]
 MaxPixels = Annotated[Optional[int], typer.Option(
     "--max-pixels", min=1, callback=_set_max_pixels, help="Refuse images of more pixels than this as possible "
     "decompression bombs (default: Pillow's 89478485); raise it for a trusted very large photo (also "

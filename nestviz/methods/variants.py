@@ -40,9 +40,9 @@ def paths(model: Nest, x: Tensor, score: str, *, top_k: int = 4, classes: Sequen
     if score in ("cam", "root-ablation"):
         out = cam_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
         return out if score == "cam" else root_ablation(model, out)
-    if score == "relevance":  # close calls at the root settled by removal, except for the flipped control
+    if score in ("relevance", "relevance-shares"):  # the default settles the root's close calls by removal
         out = relevance_gradcat(model, x, top_k=top_k, classes=classes, sign=sign, kind=cam_kind)
-        return out if sign != 1 else settle_root(model, out)
+        return out if score == "relevance-shares" or sign != 1 else settle_root(model, out)
     return gradcat(model, x, top_k=top_k, classes=classes, sign=sign)
 
 
