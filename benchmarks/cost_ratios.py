@@ -26,6 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nestviz.api import Nestviz  # noqa: E402
+from nestviz.batch.discover import discover  # noqa: E402
 
 
 def synthetic_images(n: int, seed: int = 0) -> list[Image.Image]:
@@ -39,9 +40,9 @@ def synthetic_images(n: int, seed: int = 0) -> list[Image.Image]:
 
 
 def photos(folder: Path, n: int) -> list[Path]:
-    """``n`` image files spread evenly over the sorted files under ``folder`` (one per class of a class-per-folder
-    set of ``n`` classes or fewer, as far as the spread goes)."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    """``n`` image files spread evenly over the images under ``folder``, in a folder run's order (a class-per-folder
+    set gets about as many of each class)."""
+    files = [item.path for item in discover([folder])[0]]  # the images a folder run would take, in its order
     if len(files) < n:
         sys.exit(f"{folder}: {len(files)} images, fewer than the batch of {n}")
     return [files[i * len(files) // n] for i in range(n)]

@@ -107,28 +107,31 @@ def _child_drops(model: Nest, acts: list[Tensor], fill: list[Tensor], level: int
     """(image, row, col) of each distinct visited node at ``level`` -> (4, K) drop in every class's probability
     when each of its children (at ``level - 1``, the map ``acts[level - 1]``) is replaced by the same place of
     ``fill[level - 1]``; the levels from ``first`` (default: ``level``) up run again."""
-    b = model.cfg.block_size
-    first = level if first is None else first
     wanted = sorted({(i, r, c) for i, row in enumerate(nodes) for r, c in row})
-    below, blank = acts[level - 1], fill[level - 1][0]
-    copies, index = [], []
-    for i, r, c in wanted:
-        for q in range(4):
-            cr, cc = 2 * r + q // 2, 2 * c + q % 2
-            a = below[i].clone()
-            rows, cols = slice(cr * b, (cr + 1) * b), slice(cc * b, (cc + 1) * b)
-            a[:, rows, cols] = blank[:, rows, cols]
-            copies.append(a)
-            index.append(i)
+    blocks = [(i, 2 * r + q // 2, 2 * c + q % 2) for i, r, c in wanted for q in range(4)]
+    drops = _removal_drops(model, acts[level - 1], fill[level - 1][0], blocks, probs, level if first is None else first,
+                           batch_size)
+    return {key: drops[4 * n:4 * n + 4].cpu() for n, key in enumerate(wanted)}
+
+
+def _removal_drops(model: Nest, below: Tensor, blank: Tensor, blocks: Sequence[tuple[int, int, int]], probs: Tensor,
+                   first: int, batch_size: int) -> Tensor:
+    """(n, K) drop in every class's probability for each (image, row, col) of ``blocks``: that block of image's map
+    ``below`` (B, C, H, W) replaced by the same place of ``blank`` (C, H, W), the levels from ``first`` up run again,
+    against ``probs`` (B, K)."""
+    b = model.cfg.block_size
     out = []
-    for s in range(0, len(copies), batch_size):
-        h = torch.stack(copies[s:s + batch_size])
+    for s in range(0, len(blocks), batch_size):
+        chunk = blocks[s:s + batch_size]
+        h = below[[i for i, _, _ in chunk]].clone()
+        for n, (_, r, c) in enumerate(chunk):
+            rows, cols = slice(r * b, (r + 1) * b), slice(c * b, (c + 1) * b)
+            h[n, :, rows, cols] = blank[:, rows, cols]
         for lv in model.levels[first:]:
             h = lv(h)
         out.append(model.forward_head(model.final_norm(h)).float().softmax(dim=1))
-    ablated = torch.cat(out)
-    drops = probs[torch.tensor(index, device=probs.device)] - ablated
-    return {key: drops[4 * n:4 * n + 4].cpu() for n, key in enumerate(wanted)}
+    index = torch.tensor([i for i, _, _ in blocks], device=probs.device)
+    return probs[index] - torch.cat(out) if out else probs[:0]
 
 
 def root_ablation(model: Nest, out: GradcatOutput, batch_size: int = 64, blank: Tensor | None = None) -> GradcatOutput:
@@ -208,24 +211,14 @@ def root_drops(model: Nest, out: GradcatOutput, wanted: Sequence[tuple[int, int]
     below the top (``out.below``) are replaced by ``blank``'s (default: the mean-filled image's) and the top level
     runs again; against ``out``'s own logits."""
     cfg, L = model.cfg, model.cfg.num_levels
-    b = cfg.block_size
     with explaining(model), torch.inference_mode():
         probs = out.logits.float().softmax(dim=1).to(out.below.device)  # the pass's own logits
         if blank is None:
             image = torch.zeros(1, cfg.in_chans, cfg.img_size, cfg.img_size, device=out.below.device)
             blank = reference_maps(model, image)[L - 2]
-        blank = blank[0].to(out.below.device)
-        result = {}
-        for s in range(0, len(wanted), batch_size):
-            chunk = wanted[s:s + batch_size]
-            h = out.below[[i for i, _ in chunk]].clone()
-            for n, (_, q) in enumerate(chunk):
-                rows, cols = slice(q // 2 * b, (q // 2 + 1) * b), slice(q % 2 * b, (q % 2 + 1) * b)
-                h[n, :, rows, cols] = blank[:, rows, cols]
-            h = model.forward_head(model.final_norm(model.levels[L - 1](h))).float().softmax(dim=1)
-            for n, key in enumerate(chunk):
-                result[key] = (probs[key[0]] - h[n]).cpu()
-    return result
+        drops = _removal_drops(model, out.below, blank[0].to(out.below.device),
+                               [(i, q // 2, q % 2) for i, q in wanted], probs, L - 1, batch_size)
+    return {key: d.cpu() for key, d in zip(wanted, drops)}
 
 
 __all__ = ["ablation_gradcat", "ablation_block_scores", "reference_maps", "root_ablation", "root_drops", "settle_root"]
